@@ -1,0 +1,262 @@
+//! The hypervisor seam: the primitives the builders need, named after the libxenctrl calls
+//! they stand for. The real backend calls libxenctrl; the simulated host models what Xen
+//! does for each call. Builders are written once, against this trait.
+
+pub mod sim;
+
+use crate::types::{DomId, E820Entry, Gfn};
+use serde::Serialize;
+use std::fmt;
+
+/// A failed libxenctrl call: what `failwith_oss_xc` prints, `[<code>] <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{function}: [{code}] {message}")]
+pub struct XcError {
+    /// The libxenctrl function that failed, e.g. `xc_domain_populate_physmap`.
+    pub function: &'static str,
+    /// xc error code or errno.
+    pub code: i32,
+    /// Human text (strerror or xc's message).
+    pub message: String,
+}
+
+impl XcError {
+    /// An error from an errno value, with the system's text for it.
+    pub fn errno(function: &'static str, errno: i32) -> Self {
+        XcError { function, code: errno, message: strerror(errno) }
+    }
+
+    /// An error from an errno value with extra context after the system text.
+    pub fn errno_with(function: &'static str, errno: i32, context: impl fmt::Display) -> Self {
+        XcError { function, code: errno, message: format!("{}: {context}", strerror(errno)) }
+    }
+}
+
+/// The C library's text for an errno value.
+pub fn strerror(errno: i32) -> String {
+    std::io::Error::from_raw_os_error(errno)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Result of a hypervisor primitive.
+pub type XcResult<T> = Result<T, XcError>;
+
+/// What `xc_domain_getinfo` tells the builder about a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DomainInfo {
+    /// `XEN_DOMINF_hvm_guest`: HVM or PVH container.
+    pub hvm: bool,
+    /// `XEN_DOMINF_hap`: hardware-assisted paging.
+    pub hap: bool,
+    /// Highest vCPU id.
+    pub max_vcpu_id: u32,
+    /// Pages owned by the domain.
+    pub tot_pages: u64,
+    /// Upper bound on `tot_pages` (`XEN_DOMCTL_max_mem`).
+    pub max_pages: u64,
+    /// Outstanding claim, pages.
+    pub outstanding_pages: u64,
+}
+
+/// Host facts from `xc_physinfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PhysInfo {
+    /// Physical CPUs (bitmap width for affinity).
+    pub nr_cpus: u32,
+    /// NUMA nodes.
+    pub nr_nodes: u32,
+    /// Free pages in the heap.
+    pub free_pages: u64,
+    /// Pages promised to claims.
+    pub outstanding_pages: u64,
+}
+
+/// Credit scheduler parameters (`struct xen_domctl_sched_credit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SchedCredit {
+    /// Relative weight.
+    pub weight: u16,
+    /// Cap in percent of one pCPU, 0 = none.
+    pub cap: u16,
+}
+
+/// PoD state returned by `xc_domain_set_pod_target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PodInfo {
+    /// Pages owned by the domain.
+    pub tot_pages: u64,
+    /// Pages in the PoD cache.
+    pub pod_cache_pages: u64,
+    /// Outstanding PoD p2m entries.
+    pub pod_entries: u64,
+}
+
+/// `memflags` of a populate call (`XENMEMF_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct MemFlags {
+    /// NUMA node hint (`XENMEMF_node`).
+    pub node: Option<u32>,
+    /// `XENMEMF_exact_node_request`: never fall back to another node.
+    pub exact_node: bool,
+    /// `XENMEMF_populate_on_demand`.
+    pub populate_on_demand: bool,
+}
+
+impl MemFlags {
+    /// The wire encoding Xen expects.
+    pub fn bits(&self) -> u32 {
+        let mut bits = 0;
+        if let Some(node) = self.node {
+            bits |= (node + 1) << 8;
+        }
+        if self.populate_on_demand {
+            bits |= 1 << 16;
+        }
+        if self.exact_node {
+            bits |= 1 << 17;
+        }
+        bits
+    }
+
+    /// Memflags asking for node `node` exactly.
+    pub fn exact(node: u32) -> Self {
+        MemFlags { node: Some(node), exact_node: true, populate_on_demand: false }
+    }
+}
+
+/// Which host featureset `xc_get_cpu_featureset` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FeaturesetKind {
+    /// `XEN_SYSCTL_cpu_featureset_host`.
+    Host,
+    /// `XEN_SYSCTL_cpu_featureset_pv` (PV maximum).
+    PvMax,
+    /// `XEN_SYSCTL_cpu_featureset_hvm` (HVM maximum).
+    HvmMax,
+}
+
+/// Arguments of `xc_cpuid_apply_policy` as XenServer's xenguest passes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuidPolicy {
+    /// Building a restored domain (Xen <= 4.13 compatible adjustments).
+    pub restore: bool,
+    /// Feature words, already adjusted for nx/pae/itsc.
+    pub featureset: Vec<u32>,
+    /// Nested virtualisation requested.
+    pub nested_virt: bool,
+    /// Cores per socket, 0 = leave topology alone (XenServer patch).
+    pub cores_per_socket: u32,
+}
+
+/// The boot vCPU state `vcpu_hvm` gives an HVM container: flat 32-bit protected mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HvmBootVcpu {
+    /// Physical entry point (`rip`).
+    pub entry: u32,
+    /// `rbx`: guest-physical address of the `hvm_start_info`.
+    pub start_info_paddr: u32,
+    /// PVH: default MTRR type write-back on every vCPU.
+    pub mtrr_write_back: bool,
+}
+
+/// A reserved device memory range (RMRR) from `xc_reserved_device_memory_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReservedRange {
+    /// First frame.
+    pub start_pfn: u64,
+    /// Length, pages.
+    pub nr_pages: u64,
+}
+
+/// A PCI address `SSSS:BB:DD.F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PciSbdf {
+    /// Segment.
+    pub seg: u16,
+    /// Bus.
+    pub bus: u8,
+    /// Device (0..32).
+    pub dev: u8,
+    /// Function (0..8).
+    pub func: u8,
+}
+
+impl PciSbdf {
+    /// `(dev << 3) | fn`, as `xc_reserved_device_memory_map` takes it.
+    pub fn devfn(&self) -> u8 {
+        (self.dev << 3) | self.func
+    }
+}
+
+impl fmt::Display for PciSbdf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.seg, self.bus, self.dev, self.func)
+    }
+}
+
+/// The hypervisor primitives the builders use. One call here is one libxenctrl call (and,
+/// for the real backend, normally one hypercall).
+pub trait Hypervisor: Send + Sync {
+    /// `xc_domain_getinfo` for one domain.
+    fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo>;
+    /// `xc_physinfo`.
+    fn physinfo(&self) -> XcResult<PhysInfo>;
+    /// `xc_vcpu_setaffinity(.., XEN_VCPUAFFINITY_HARD)`; `hard[i]` = may run on pCPU i.
+    fn vcpu_setaffinity_hard(&self, domid: DomId, vcpu: u32, hard: &[bool]) -> XcResult<()>;
+    /// `xc_sched_credit_domain_get`.
+    fn sched_credit_domain_get(&self, domid: DomId) -> XcResult<SchedCredit>;
+    /// `xc_sched_credit_domain_set`.
+    fn sched_credit_domain_set(&self, domid: DomId, params: SchedCredit) -> XcResult<()>;
+    /// `xc_domain_set_tsc_info(domid, mode, 0, 0, 0)`.
+    fn domain_set_tsc_info(&self, domid: DomId, tsc_mode: u32) -> XcResult<()>;
+    /// `xc_domain_claim_pages`; 0 cancels the domain's claim.
+    fn domain_claim_pages(&self, domid: DomId, nr_pages: u64) -> XcResult<()>;
+    /// `xc_domain_set_pod_target`.
+    fn domain_set_pod_target(&self, domid: DomId, target_pages: u64) -> XcResult<PodInfo>;
+    /// `xc_domain_populate_physmap`: one extent of `2^order` pages at each gfn in `extents`.
+    /// Returns how many extents were done before the first failure (Xen stops there). For a
+    /// non-translated (PV) domain Xen writes each extent's MFN back into `extents`.
+    fn domain_populate_physmap(
+        &self,
+        domid: DomId,
+        order: u32,
+        flags: MemFlags,
+        extents: &mut [u64],
+    ) -> XcResult<usize>;
+    /// `xc_clear_domain_pages`.
+    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()>;
+    /// Copy `data` to guest-physical `paddr` (foreign map + memcpy + unmap).
+    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()>;
+    /// Copy guest-physical memory at `paddr` into `buf`.
+    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()>;
+    /// `xc_hvm_param_set`.
+    fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()>;
+    /// `xc_hvm_param_get`.
+    fn hvm_param_get(&self, domid: DomId, param: u32) -> XcResult<u64>;
+    /// `xc_domain_set_memory_map`.
+    fn domain_set_memory_map(&self, domid: DomId, e820: &[E820Entry]) -> XcResult<()>;
+    /// `xc_domain_set_time_offset` (seconds, an `int32_t` as in libxenctrl).
+    fn domain_set_time_offset(&self, domid: DomId, offset_s: i32) -> XcResult<()>;
+    /// `xc_get_cpu_featureset`.
+    fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>>;
+    /// `xc_cpuid_apply_policy` (with XenServer's cores-per-socket argument).
+    fn cpuid_apply_policy(&self, domid: DomId, policy: &CpuidPolicy) -> XcResult<()>;
+    /// `xc_dom_gnttab_seed`: grant entries 0 (console) and 1 (xenstore).
+    fn gnttab_seed(
+        &self,
+        domid: DomId,
+        console_gfn: Gfn,
+        xenstore_gfn: Gfn,
+        console_domid: DomId,
+        xenstore_domid: DomId,
+    ) -> XcResult<()>;
+    /// `xc_domain_hvm_getcontext` + `xc_domain_hvm_setcontext` with the BSP in flat 32-bit
+    /// protected mode, as libxenguest's `vcpu_hvm` does.
+    fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()>;
+    /// `xc_reserved_device_memory_map` for one PCI device (its RMRRs).
+    fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>>;
+}
