@@ -8,3 +8,12 @@
 pub mod hypervisor;
 pub mod store;
 pub mod types;
+pub mod error;
+pub mod layout;
+pub mod memory;
+pub mod platform;
+
+pub use error::{Error, Result};
+
+/// Largest guest this builder accepts, MiB (16 TiB, Xen's x86 limit for HVM guests).
+pub const MAX_GUEST_MIB: u64 = 16 << 20;

@@ -1,0 +1,286 @@
+//! Guest-physical layout of an HVM guest: the low MMIO hole, RAM below and above 4 GiB,
+//! RMRR and vGPU VRAM reservations, and the e820 handed to Xen. Pure: numbers in, a plan
+//! out (the C xenguest's `hvm_build_setup_mem`, before it calls libxenguest).
+
+use crate::error::{Error, Result};
+use crate::hypervisor::ReservedRange;
+use crate::types::{E820Entry, E820Type, PAGE_SHIFT};
+use serde::Serialize;
+
+/// 4 GiB, where high RAM starts.
+pub const FOUR_GIB: u64 = 1 << 32;
+/// Default low MMIO hole, `HVM_BELOW_4G_MMIO_LENGTH` (4 GiB − 0xF0000000).
+pub const DEFAULT_MMIO_HOLE_BYTES: u64 = 256 << 20;
+/// With an NVIDIA vGPU the hole is at least this big (XGN rule) ...
+pub const VGPU_MIN_MMIO_HOLE_BYTES: u64 = 512 << 20;
+/// ... and its BARs need this much more MMIO space.
+pub const VGPU_EXTRA_MMIO_BYTES: u64 = 256 << 20;
+/// hvmloader doubles the hole up to this size and no further.
+pub const MAX_MMIO_HOLE_BYTES: u64 = 2 << 30;
+/// An AMD MxGPU (S7150) needs the largest hole.
+pub const MXGPU_MMIO_HOLE_BYTES: u64 = MAX_MMIO_HOLE_BYTES;
+/// RAM below 4 GiB starts here in the map given to Xen; hvmloader owns the first MiB.
+pub const LOW_RAM_START: u64 = 1 << 20;
+/// First candidate address of the vGPU VRAM reservation (`VRAM_RESERVED_ADDR_INIT`).
+pub const VRAM_RESERVED_ADDR_INIT: u64 = 0xFB00_0000;
+/// Size of the vGPU VRAM reservation (`VRAM_RESERVED_SIZE`).
+pub const VRAM_RESERVED_BYTES: u64 = 0x0100_0000;
+/// The e820 handed to Xen holds at most this many entries (`E820MAX`).
+pub const E820_MAX_ENTRIES: usize = 128;
+/// RMRR entries stop two short of `E820MAX`, leaving room for high RAM and VRAM.
+pub const MAX_RMRR_E820_INDEX: usize = E820_MAX_ENTRIES - 2;
+
+/// What the layout depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HvmLayoutInput {
+    /// Guest RAM, MiB (`-mem_max_mib`).
+    pub mem_max_mib: u64,
+    /// `platform/mmio_hole_size`: a minimum for the hole, bytes (0 = default).
+    pub min_mmio_hole_bytes: u64,
+    /// `-vgpu`: an NVIDIA vGPU is attached.
+    pub vgpu: bool,
+    /// Sum of the BAR sizes of the passthrough devices, bytes.
+    pub passthrough_bar_bytes: u64,
+    /// An AMD MxGPU is passed through.
+    pub mxgpu: bool,
+    /// Reserved device memory of the passthrough devices, in the order found.
+    pub rmrrs: Vec<ReservedRange>,
+}
+
+/// The layout: what `xc_dom_image` gets and the e820 for `xc_domain_set_memory_map`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HvmLayout {
+    /// End of RAM below the hole, bytes.
+    pub lowmem_end: u64,
+    /// End of RAM above 4 GiB, bytes (4 GiB when there is none).
+    pub highmem_end: u64,
+    /// Start of the low MMIO hole, bytes.
+    pub mmio_start: u64,
+    /// Size of the low MMIO hole, bytes (written to `vm-data/mmio-hole-size`).
+    pub mmio_size: u64,
+    /// The map for Xen, in the C xenguest's order (not sorted).
+    pub e820: Vec<E820Entry>,
+    /// Guest-physical address of the vGPU VRAM reservation.
+    pub vram_reserved_addr: Option<u64>,
+}
+
+impl HvmLayout {
+    /// Guest RAM ranges in pages, `[start, end)`: the vmemranges libxenguest populates.
+    pub fn ram_ranges_pages(&self) -> Vec<(u64, u64)> {
+        let mut ranges = vec![(0, self.lowmem_end >> PAGE_SHIFT)];
+        if self.highmem_end > FOUR_GIB {
+            ranges.push((FOUR_GIB >> PAGE_SHIFT, self.highmem_end >> PAGE_SHIFT));
+        }
+        ranges
+    }
+
+    /// The hole in pages, `[start, end)`.
+    pub fn mmio_hole_pages(&self) -> (u64, u64) {
+        (self.mmio_start >> PAGE_SHIFT, (self.mmio_start + self.mmio_size) >> PAGE_SHIFT)
+    }
+}
+
+/// The hole before RMRRs: default or `platform/mmio_hole_size`, grown for vGPU, BARs, MxGPU.
+fn provisional_hole(input: &HvmLayoutInput) -> u64 {
+    let mut size = DEFAULT_MMIO_HOLE_BYTES.max(input.min_mmio_hole_bytes);
+    let mut needed = DEFAULT_MMIO_HOLE_BYTES + input.passthrough_bar_bytes;
+    if input.vgpu {
+        needed += VGPU_EXTRA_MMIO_BYTES;
+        size = size.max(VGPU_MIN_MMIO_HOLE_BYTES);
+    }
+    while size < needed && size < MAX_MMIO_HOLE_BYTES {
+        size <<= 1;
+    }
+    if input.mxgpu {
+        size = size.max(MXGPU_MMIO_HOLE_BYTES);
+    }
+    size
+}
+
+fn overlaps(a: u64, a_len: u64, b: &E820Entry) -> bool {
+    a < b.end() && b.addr < a + a_len
+}
+
+/// Plan the layout. Errors name the value that makes it impossible.
+pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
+    let invalid = |reason: String| Error::InvalidRequest { step: "hvm_build_setup_mem", reason };
+    if input.mem_max_mib < 2 {
+        return Err(invalid(format!("mem_max_mib {} is too small (at least 2 MiB)", input.mem_max_mib)));
+    }
+    if input.mem_max_mib > crate::MAX_GUEST_MIB {
+        return Err(invalid(format!("mem_max_mib {} exceeds {} MiB", input.mem_max_mib, crate::MAX_GUEST_MIB)));
+    }
+    if input.min_mmio_hole_bytes > MAX_MMIO_HOLE_BYTES || input.min_mmio_hole_bytes % (1 << PAGE_SHIFT) != 0 {
+        return Err(Error::Platform {
+            path: "platform/mmio_hole_size".into(),
+            value: input.min_mmio_hole_bytes.to_string(),
+            reason: format!("must be a multiple of 4096 and at most {MAX_MMIO_HOLE_BYTES:#x}"),
+        });
+    }
+
+    let mut mmio_size = provisional_hole(input);
+    let mut mmio_start = FOUR_GIB - mmio_size;
+    let mut lowmem_end = input.mem_max_mib << 20;
+    let mut highmem_end = FOUR_GIB;
+    if lowmem_end > mmio_start {
+        highmem_end = FOUR_GIB + (lowmem_end - mmio_start);
+        lowmem_end = mmio_start;
+    }
+
+    let mut e820 = vec![E820Entry { addr: LOW_RAM_START, size: lowmem_end - LOW_RAM_START, kind: E820Type::Ram }];
+    let mut overlapped_ram = 0;
+    for rmrr in &input.rmrrs {
+        if e820.len() >= MAX_RMRR_E820_INDEX {
+            return Err(Error::Layout("Error: too many E820 reserved entries for domain".into()));
+        }
+        let addr = rmrr.start_pfn << PAGE_SHIFT;
+        let size = rmrr.nr_pages << PAGE_SHIFT;
+        e820.push(E820Entry { addr, size, kind: E820Type::Reserved });
+        // The C code shrinks low RAM to the RMRR even when it lies in the first MiB, which
+        // underflows the RAM entry; RAM starts at 1 MiB, so such an RMRR overlaps nothing.
+        if addr < lowmem_end && addr >= LOW_RAM_START {
+            overlapped_ram += lowmem_end - addr;
+            lowmem_end = addr;
+        }
+    }
+    e820[0].size -= overlapped_ram;
+    highmem_end += overlapped_ram;
+    mmio_size += overlapped_ram;
+    mmio_start -= overlapped_ram;
+    if highmem_end > FOUR_GIB {
+        e820.push(E820Entry { addr: FOUR_GIB, size: highmem_end - FOUR_GIB, kind: E820Type::Ram });
+    }
+
+    let mut vram_reserved_addr = None;
+    if input.vgpu {
+        let mut addr = VRAM_RESERVED_ADDR_INIT;
+        while e820.iter().any(|e| overlaps(addr, VRAM_RESERVED_BYTES, e)) {
+            addr -= VRAM_RESERVED_BYTES;
+            if addr < mmio_start {
+                return Err(Error::Layout("Error: failed to allocate VRAM reserved region".into()));
+            }
+        }
+        e820.push(E820Entry { addr, size: VRAM_RESERVED_BYTES, kind: E820Type::Reserved });
+        vram_reserved_addr = Some(addr);
+    }
+
+    Ok(HvmLayout { lowmem_end, highmem_end, mmio_start, mmio_size, e820, vram_reserved_addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ram(addr: u64, end: u64) -> E820Entry {
+        E820Entry { addr, size: end - addr, kind: E820Type::Ram }
+    }
+
+    fn reserved(addr: u64, size: u64) -> E820Entry {
+        E820Entry { addr, size, kind: E820Type::Reserved }
+    }
+
+    fn plan(mem_max_mib: u64) -> HvmLayout {
+        plan_hvm(&HvmLayoutInput { mem_max_mib, ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn golden_4096_mib() {
+        let l = plan(4096);
+        assert_eq!(l.e820, vec![ram(0x10_0000, 0xF000_0000), ram(FOUR_GIB, 0x1_1000_0000)]);
+        assert_eq!((l.mmio_start, l.mmio_size), (0xF000_0000, 268_435_456));
+        assert_eq!(l.ram_ranges_pages(), vec![(0, 0xF0000), (0x100000, 0x110000)]);
+    }
+
+    #[test]
+    fn golden_2048_mib_has_no_high_ram() {
+        let l = plan(2048);
+        assert_eq!(l.e820, vec![ram(0x10_0000, 0x8000_0000)]);
+        assert_eq!((l.lowmem_end, l.highmem_end), (0x8000_0000, FOUR_GIB));
+        assert_eq!(l.ram_ranges_pages(), vec![(0, 0x80000)]);
+    }
+
+    #[test]
+    fn golden_vgpu_4096_mib() {
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, vgpu: true, ..Default::default() }).unwrap();
+        assert_eq!(
+            l.e820,
+            vec![ram(0x10_0000, 0xE000_0000), ram(FOUR_GIB, 0x1_2000_0000), reserved(0xFB00_0000, 0x100_0000)]
+        );
+        assert_eq!(l.mmio_size, 536_870_912);
+        assert_eq!(l.vram_reserved_addr, Some(0xFB00_0000));
+    }
+
+    #[test]
+    fn passthrough_bars_double_the_hole_up_to_2_gib() {
+        let with_bars = |bytes| {
+            plan_hvm(&HvmLayoutInput { mem_max_mib: 8192, passthrough_bar_bytes: bytes, ..Default::default() })
+                .unwrap()
+                .mmio_size
+        };
+        assert_eq!(with_bars(0), 256 << 20);
+        assert_eq!(with_bars(1), 512 << 20);
+        assert_eq!(with_bars(256 << 20), 512 << 20);
+        assert_eq!(with_bars(700 << 20), 1 << 30);
+        assert_eq!(with_bars(64 << 30), 2 << 30, "the hole never exceeds 2 GiB");
+    }
+
+    #[test]
+    fn mxgpu_gets_2_gib() {
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 8192, mxgpu: true, ..Default::default() }).unwrap();
+        assert_eq!((l.mmio_start, l.mmio_size), (0x8000_0000, 0x8000_0000));
+        assert_eq!(l.highmem_end, FOUR_GIB + (6 << 30));
+    }
+
+    #[test]
+    fn platform_mmio_hole_size_is_a_minimum() {
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 1 << 30, ..Default::default() })
+            .unwrap();
+        assert_eq!((l.mmio_start, l.lowmem_end, l.highmem_end), (0xC000_0000, 0xC000_0000, FOUR_GIB + (1 << 30)));
+        let small = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 4096, ..Default::default() });
+        assert_eq!(small.unwrap().mmio_size, DEFAULT_MMIO_HOLE_BYTES);
+        let bad = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 3 << 30, ..Default::default() });
+        assert!(matches!(bad, Err(Error::Platform { .. })));
+    }
+
+    #[test]
+    fn rmrr_in_low_ram_moves_ram_above_4_gib_and_grows_the_hole() {
+        let rmrr = ReservedRange { start_pfn: 0xC0000, nr_pages: 0x100 }; // 3 GiB, 1 MiB long
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, rmrrs: vec![rmrr], ..Default::default() }).unwrap();
+        assert_eq!(
+            l.e820,
+            vec![ram(0x10_0000, 0xC000_0000), reserved(0xC000_0000, 0x10_0000), ram(FOUR_GIB, 0x1_4000_0000)]
+        );
+        assert_eq!((l.mmio_start, l.mmio_size), (0xC000_0000, 0x4000_0000));
+        let total: u64 = l.ram_ranges_pages().iter().map(|(s, e)| e - s).sum();
+        assert_eq!(total, 4096 << 8, "RAM is preserved");
+    }
+
+    #[test]
+    fn rmrr_below_1_mib_does_not_underflow() {
+        let rmrr = ReservedRange { start_pfn: 0xE0, nr_pages: 0x10 };
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 2048, rmrrs: vec![rmrr], ..Default::default() }).unwrap();
+        assert_eq!(l.e820, vec![ram(0x10_0000, 0x8000_0000), reserved(0xE_0000, 0x1_0000)]);
+    }
+
+    #[test]
+    fn too_many_rmrrs_is_the_c_error() {
+        let rmrrs = (0..200).map(|i| ReservedRange { start_pfn: 0x100000 + 2 * i, nr_pages: 1 }).collect();
+        let e = plan_hvm(&HvmLayoutInput { mem_max_mib: 2048, rmrrs, ..Default::default() }).unwrap_err();
+        assert_eq!(e.wire_text(), "Error: too many E820 reserved entries for domain\n");
+    }
+
+    #[test]
+    fn vram_steps_down_past_an_rmrr() {
+        let rmrr = ReservedRange { start_pfn: 0xFB000, nr_pages: 1 };
+        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 1024, vgpu: true, rmrrs: vec![rmrr], ..Default::default() })
+            .unwrap();
+        assert_eq!(l.vram_reserved_addr, Some(0xFA00_0000));
+    }
+
+    #[test]
+    fn impossible_sizes_are_refused() {
+        assert!(matches!(plan_hvm(&HvmLayoutInput::default()), Err(Error::InvalidRequest { .. })));
+        let huge = HvmLayoutInput { mem_max_mib: u64::MAX >> 20, ..Default::default() };
+        assert!(plan_hvm(&huge).unwrap_err().to_string().contains("exceeds"));
+    }
+}
