@@ -8,10 +8,13 @@
 pub mod hypervisor;
 pub mod store;
 pub mod types;
+pub mod cpuid;
 pub mod error;
+pub mod image;
 pub mod layout;
 pub mod memory;
 pub mod platform;
+pub mod vcpu;
 
 pub use error::{Error, Result};
 
