@@ -5,15 +5,18 @@
 //! simulated host) and [`store::Store`] (xenstore; a real xenstored and an in-memory tree).
 //! The faces (the `xenguest` binary and the OCaml module) call the core, never the reverse.
 
-pub mod hypervisor;
-pub mod store;
-pub mod types;
+pub mod boot;
+pub mod build;
 pub mod cpuid;
 pub mod error;
+pub mod hypervisor;
 pub mod image;
 pub mod layout;
 pub mod memory;
 pub mod platform;
+pub mod report;
+pub mod store;
+pub mod types;
 pub mod vcpu;
 
 pub use error::{Error, Result};

@@ -23,12 +23,20 @@ pub struct XcError {
 impl XcError {
     /// An error from an errno value, with the system's text for it.
     pub fn errno(function: &'static str, errno: i32) -> Self {
-        XcError { function, code: errno, message: strerror(errno) }
+        XcError {
+            function,
+            code: errno,
+            message: strerror(errno),
+        }
     }
 
     /// An error from an errno value with extra context after the system text.
     pub fn errno_with(function: &'static str, errno: i32, context: impl fmt::Display) -> Self {
-        XcError { function, code: errno, message: format!("{}: {context}", strerror(errno)) }
+        XcError {
+            function,
+            code: errno,
+            message: format!("{}: {context}", strerror(errno)),
+        }
     }
 }
 
@@ -124,7 +132,11 @@ impl MemFlags {
 
     /// Memflags asking for node `node` exactly.
     pub fn exact(node: u32) -> Self {
-        MemFlags { node: Some(node), exact_node: true, populate_on_demand: false }
+        MemFlags {
+            node: Some(node),
+            exact_node: true,
+            populate_on_demand: false,
+        }
     }
 }
 
@@ -194,7 +206,11 @@ impl PciSbdf {
 
 impl fmt::Display for PciSbdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.seg, self.bus, self.dev, self.func)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.seg, self.bus, self.dev, self.func
+        )
     }
 }
 
@@ -259,4 +275,9 @@ pub trait Hypervisor: Send + Sync {
     fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()>;
     /// `xc_reserved_device_memory_map` for one PCI device (its RMRRs).
     fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>>;
+    /// Pages the domain owns on each NUMA node. Xen 4.17 has no such query (XenServer's
+    /// `XEN_DOMCTL_NUMA_OP_GET_NODE_PAGES` patch adds one), so the default says ENOSYS.
+    fn domain_pages_by_node(&self, _domid: DomId) -> XcResult<Vec<u64>> {
+        Err(XcError::errno("xc_domain_get_node_pages", libc::ENOSYS))
+    }
 }

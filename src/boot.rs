@@ -1,0 +1,301 @@
+//! Guest-visible structures an HVM container boots from, as bytes: the special pages and
+//! their HVM params, the identity page table, `hvm_info_table` and `hvm_start_info`.
+//! Pure: the builders decide where they go and write them through the seam.
+
+use crate::types::{Gfn, PAGE_BYTES};
+
+/// HVM parameter indices (`xen/include/public/hvm/params.h`).
+pub mod param {
+    /// Xenstore ring gfn.
+    pub const STORE_PFN: u32 = 1;
+    /// Xenstore event channel.
+    pub const STORE_EVTCHN: u32 = 2;
+    /// Synchronous ioreq page.
+    pub const IOREQ_PFN: u32 = 5;
+    /// Buffered ioreq page.
+    pub const BUFIOREQ_PFN: u32 = 6;
+    /// Viridian enlightenment mask.
+    pub const VIRIDIAN: u32 = 9;
+    /// HPET on/off.
+    pub const HPET_ENABLED: u32 = 11;
+    /// Identity page table (a byte address).
+    pub const IDENT_PT: u32 = 12;
+    /// Console ring gfn.
+    pub const CONSOLE_PFN: u32 = 17;
+    /// Console event channel.
+    pub const CONSOLE_EVTCHN: u32 = 18;
+    /// Paging ring gfn.
+    pub const PAGING_RING_PFN: u32 = 27;
+    /// Monitor (vm_event) ring gfn.
+    pub const MONITOR_RING_PFN: u32 = 28;
+    /// Sharing ring gfn.
+    pub const SHARING_RING_PFN: u32 = 29;
+    /// What a triple fault does.
+    pub const TRIPLE_FAULT_REASON: u32 = 31;
+    /// First ioreq-server page.
+    pub const IOREQ_SERVER_PFN: u32 = 32;
+    /// Number of ioreq-server pages.
+    pub const NR_IOREQ_SERVER_PAGES: u32 = 33;
+    /// x87 FIP/FDP width.
+    pub const X87_FIP_WIDTH: u32 = 36;
+}
+
+/// `SHUTDOWN_crash`: XenServer makes a triple fault crash the guest (Xen's default reboots).
+pub const SHUTDOWN_CRASH: u64 = 3;
+/// Viridian: base frequency MSRs and cpu hotplug, always on with viridian.
+pub const HVMPV_BASE_FREQ: u64 = 1 << 0;
+/// Viridian feature bits (`HVMPV_*`).
+pub mod viridian {
+    /// Time reference counter.
+    pub const TIME_REF_CNT: u64 = 1 << 2;
+    /// Reference TSC page.
+    pub const REFERENCE_TSC: u64 = 1 << 3;
+    /// Remote TLB flush hypercall.
+    pub const HCALL_REMOTE_TLB_FLUSH: u64 = 1 << 4;
+    /// APIC assist.
+    pub const APIC_ASSIST: u64 = 1 << 5;
+    /// Crash control MSRs.
+    pub const CRASH_CTL: u64 = 1 << 6;
+    /// SynIC.
+    pub const SYNIC: u64 = 1 << 7;
+    /// Synthetic timers.
+    pub const STIMER: u64 = 1 << 8;
+    /// IPI hypercall.
+    pub const HCALL_IPI: u64 = 1 << 9;
+    /// CPU hotplug.
+    pub const CPU_HOTPLUG: u64 = 1 << 12;
+}
+
+/// Special pages end here (exclusive), `X86_HVM_END_SPECIAL_REGION`.
+pub const END_SPECIAL_REGION_GFN: u64 = 0xFF000;
+/// Number of special pages.
+pub const NR_SPECIAL_PAGES: u64 = 8;
+/// Number of ioreq-server pages (with a device model).
+pub const NR_IOREQ_SERVER_PAGES: u64 = 8;
+
+/// The special pages, in `special_pfn(i)` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// Mem-paging ring.
+    Paging = 0,
+    /// Monitor ring.
+    Access = 1,
+    /// Sharing ring.
+    Sharing = 2,
+    /// Buffered ioreq.
+    BufIoreq = 3,
+    /// Xenstore ring.
+    Xenstore = 4,
+    /// Ioreq.
+    Ioreq = 5,
+    /// Identity page table.
+    IdentPt = 6,
+    /// Console ring.
+    Console = 7,
+}
+
+impl Special {
+    /// Its gfn: `0xFF000 − 8 + i`.
+    pub const fn gfn(self) -> Gfn {
+        Gfn(END_SPECIAL_REGION_GFN - NR_SPECIAL_PAGES + self as u64)
+    }
+}
+
+/// First ioreq-server page, just below the special pages.
+pub const IOREQ_SERVER_GFN: Gfn =
+    Gfn(END_SPECIAL_REGION_GFN - NR_SPECIAL_PAGES - NR_IOREQ_SERVER_PAGES);
+
+/// The HVM params that point at special pages, in libxenguest's order.
+pub fn special_page_params() -> [(u32, u64); 7] {
+    [
+        (param::STORE_PFN, Special::Xenstore.gfn().0),
+        (param::BUFIOREQ_PFN, Special::BufIoreq.gfn().0),
+        (param::IOREQ_PFN, Special::Ioreq.gfn().0),
+        (param::CONSOLE_PFN, Special::Console.gfn().0),
+        (param::PAGING_RING_PFN, Special::Paging.gfn().0),
+        (param::MONITOR_RING_PFN, Special::Access.gfn().0),
+        (param::SHARING_RING_PFN, Special::Sharing.gfn().0),
+    ]
+}
+
+/// The identity page table: 1024 4 MiB PSE entries mapping the first 4 GiB
+/// (present, rw, user, accessed, dirty, PSE), used by EPT guests while paging is off.
+pub fn ident_page_table() -> Vec<u8> {
+    const FLAGS: u32 = 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80;
+    (0..1024u32)
+        .flat_map(|i| ((i << 22) | FLAGS).to_le_bytes())
+        .collect()
+}
+
+/// `HVM_INFO_PFN`: the page holding `hvm_info_table`.
+pub const HVM_INFO_GFN: Gfn = Gfn(0x9F);
+/// Offset of the table in its page.
+pub const HVM_INFO_OFFSET: u64 = 0x800;
+/// Size of `struct hvm_info_table`.
+pub const HVM_INFO_BYTES: usize = 48;
+
+/// What `hvm_info_table` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HvmInfo {
+    /// `apic_mode`.
+    pub apic_mode: u8,
+    /// `nr_vcpus`.
+    pub nr_vcpus: u32,
+    /// The first `vcpus_online` bits of `vcpu_online` are set (at most 128).
+    pub vcpus_online: u32,
+    /// End of low RAM, bytes.
+    pub lowmem_end: u64,
+    /// End of high RAM, bytes.
+    pub highmem_end: u64,
+    /// First gfn reserved for special pages (the ioreq-server pages).
+    pub reserved_mem_pgstart: u64,
+}
+
+/// `struct hvm_info_table` as bytes: "HVM INFO", length, checksum (bytes sum to 0),
+/// apic_mode, nr_vcpus, a 128-bit online map, low/reserved/high page bounds.
+pub fn hvm_info_table(info: &HvmInfo) -> [u8; HVM_INFO_BYTES] {
+    let mut t = [0u8; HVM_INFO_BYTES];
+    t[0..8].copy_from_slice(b"HVM INFO");
+    t[8..12].copy_from_slice(&(HVM_INFO_BYTES as u32).to_le_bytes());
+    t[13] = info.apic_mode;
+    t[16..20].copy_from_slice(&info.nr_vcpus.to_le_bytes());
+    for cpu in 0..info.vcpus_online.min(128) as usize {
+        t[20 + cpu / 8] |= 1 << (cpu % 8);
+    }
+    t[36..40].copy_from_slice(&((info.lowmem_end / PAGE_BYTES) as u32).to_le_bytes());
+    t[40..44].copy_from_slice(&(info.reserved_mem_pgstart as u32).to_le_bytes());
+    t[44..48].copy_from_slice(&((info.highmem_end / PAGE_BYTES) as u32).to_le_bytes());
+    let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    t[12] = sum.wrapping_neg();
+    t
+}
+
+/// `XEN_HVM_START_MAGIC_VALUE`.
+pub const START_INFO_MAGIC: u32 = 0x336e_c578;
+/// `sizeof(struct hvm_start_info)` (version 1).
+pub const START_INFO_BYTES: usize = 56;
+/// `sizeof(struct hvm_modlist_entry)`.
+pub const MODLIST_ENTRY_BYTES: usize = 32;
+/// hvmloader takes at most this many modules (`HVMLOADER_MODULE_MAX_COUNT`).
+pub const HVMLOADER_MODULE_MAX_COUNT: usize = 2;
+/// Room for each module's command line (`HVMLOADER_MODULE_CMDLINE_SIZE`).
+pub const MODULE_CMDLINE_BYTES: usize = 1024;
+
+/// A module as the guest sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartModule {
+    /// Guest-physical address.
+    pub paddr: u64,
+    /// Length, bytes.
+    pub size: u64,
+    /// Command line.
+    pub cmdline: String,
+}
+
+/// Bytes of the `hvm_start_info` segment for an HVM guest with hvmloader: the structure,
+/// the module list (room for [`HVMLOADER_MODULE_MAX_COUNT`]), then each module's command
+/// line in a 1 KiB slot. `paddr` is where the segment will live.
+pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
+    let modlist_at = START_INFO_BYTES;
+    let cmdlines_at = modlist_at + MODLIST_ENTRY_BYTES * HVMLOADER_MODULE_MAX_COUNT;
+    let mut seg = vec![0u8; cmdlines_at + MODULE_CMDLINE_BYTES * HVMLOADER_MODULE_MAX_COUNT];
+    let put32 =
+        |seg: &mut Vec<u8>, at: usize, v: u32| seg[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |seg: &mut Vec<u8>, at: usize, v: u64| seg[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut seg, 0, START_INFO_MAGIC);
+    put32(&mut seg, 4, 1);
+    let count = modules.len().min(HVMLOADER_MODULE_MAX_COUNT);
+    put32(&mut seg, 12, count as u32);
+    if count > 0 {
+        put64(&mut seg, 16, paddr + modlist_at as u64);
+    }
+    for (i, m) in modules.iter().take(count).enumerate() {
+        let entry = modlist_at + i * MODLIST_ENTRY_BYTES;
+        put64(&mut seg, entry, m.paddr);
+        put64(&mut seg, entry + 8, m.size);
+        let slot = cmdlines_at + i * MODULE_CMDLINE_BYTES;
+        let text = &m.cmdline.as_bytes()[..m.cmdline.len().min(MODULE_CMDLINE_BYTES - 1)];
+        seg[slot..slot + text.len()].copy_from_slice(text);
+        put64(&mut seg, entry + 16, paddr + slot as u64);
+    }
+    seg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_pages_are_where_libxenguest_puts_them() {
+        assert_eq!(Special::Xenstore.gfn(), Gfn(1044476));
+        assert_eq!(Special::Console.gfn(), Gfn(1044479));
+        assert_eq!(Special::Paging.gfn(), Gfn(0xFEFF8));
+        assert_eq!(IOREQ_SERVER_GFN, Gfn(0xFEFF0));
+    }
+
+    #[test]
+    fn ident_pt_maps_4_gib_in_4_mib_pages() {
+        let pt = ident_page_table();
+        assert_eq!(pt.len(), 4096);
+        assert_eq!(&pt[0..4], &0xE7u32.to_le_bytes());
+        assert_eq!(&pt[4092..4096], &(0xFFC0_00E7u32).to_le_bytes());
+    }
+
+    #[test]
+    fn hvm_info_checksum_and_fields() {
+        let t = hvm_info_table(&HvmInfo {
+            apic_mode: 1,
+            nr_vcpus: 4,
+            vcpus_online: 2,
+            lowmem_end: 0xF000_0000,
+            highmem_end: 0x1_1000_0000,
+            reserved_mem_pgstart: 0xFEFF0,
+        });
+        assert_eq!(&t[0..8], b"HVM INFO");
+        assert_eq!(t.iter().fold(0u8, |s, b| s.wrapping_add(*b)), 0);
+        assert_eq!(t[20], 0b11);
+        assert_eq!(u32::from_le_bytes(t[36..40].try_into().unwrap()), 0xF0000);
+        assert_eq!(u32::from_le_bytes(t[44..48].try_into().unwrap()), 0x110000);
+        let many = hvm_info_table(&HvmInfo {
+            vcpus_online: 500,
+            ..HvmInfo {
+                apic_mode: 0,
+                nr_vcpus: 128,
+                vcpus_online: 0,
+                lowmem_end: 0,
+                highmem_end: 0,
+                reserved_mem_pgstart: 0,
+            }
+        });
+        assert_eq!(
+            &many[20..36],
+            &[0xFF; 16],
+            "online map is bounded at 128 vCPUs"
+        );
+    }
+
+    #[test]
+    fn start_info_lists_modules_with_cmdlines() {
+        let seg = hvm_start_info(
+            0x135000,
+            &[StartModule {
+                paddr: 0x136000,
+                size: 100,
+                cmdline: "ipxe".into(),
+            }],
+        );
+        assert_eq!(
+            u32::from_le_bytes(seg[0..4].try_into().unwrap()),
+            START_INFO_MAGIC
+        );
+        assert_eq!(u32::from_le_bytes(seg[12..16].try_into().unwrap()), 1);
+        assert_eq!(
+            u64::from_le_bytes(seg[16..24].try_into().unwrap()),
+            0x135000 + 56
+        );
+        let cmdline_paddr = u64::from_le_bytes(seg[56 + 16..56 + 24].try_into().unwrap());
+        let at = (cmdline_paddr - 0x135000) as usize;
+        assert_eq!(&seg[at..at + 5], b"ipxe\0");
+    }
+}

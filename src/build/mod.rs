@@ -1,0 +1,184 @@
+//! The builds. Each mode is one function that reads top to bottom as the C xenguest's named
+//! steps, over the two seams; this module holds what they share.
+
+pub mod hvm;
+pub mod passthrough;
+
+use crate::hypervisor::{Hypervisor, PciSbdf};
+use crate::report::{BuildReport, BuildResult};
+use crate::store::Store;
+use crate::types::DomId;
+use std::path::PathBuf;
+
+/// Which build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMode {
+    /// `hvm_build`: hvmloader and a device model.
+    Hvm,
+    /// `pvh_build`.
+    Pvh,
+    /// `linux_build` (PV).
+    Pv,
+}
+
+impl BuildMode {
+    /// The command-line mode name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuildMode::Hvm => "hvm_build",
+            BuildMode::Pvh => "pvh_build",
+            BuildMode::Pv => "linux_build",
+        }
+    }
+}
+
+/// A module (PVH) with its command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Module {
+    /// File.
+    pub path: PathBuf,
+    /// Its command line ("" when none was given).
+    pub cmdline: String,
+}
+
+/// What xenopsd asks for: the binary's command line, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// Domain to build (created empty by the toolstack).
+    pub domid: DomId,
+    /// Maximum memory, MiB.
+    pub mem_max_mib: u64,
+    /// Memory at boot, MiB (PoD target for HVM/PVH when below max).
+    pub mem_start_mib: u64,
+    /// hvmloader (HVM), kernel or shim (PVH), kernel (PV).
+    pub image: PathBuf,
+    /// Kernel command line (PVH/PV).
+    pub cmdline: String,
+    /// PV ramdisk.
+    pub ramdisk: Option<PathBuf>,
+    /// PVH modules.
+    pub modules: Vec<Module>,
+    /// PV ELF feature string.
+    pub features: String,
+    /// PV start_info flags (`-flags`).
+    pub flags: u32,
+    /// Xenstore event channel.
+    pub store_port: u32,
+    /// Xenstore backend domain.
+    pub store_domid: DomId,
+    /// Console event channel.
+    pub console_port: u32,
+    /// Console backend domain.
+    pub console_domid: DomId,
+    /// An NVIDIA vGPU is attached (`-vgpu`).
+    pub vgpu: bool,
+    /// Passthrough devices (`-pci_passthrough`).
+    pub pci_passthrough: Vec<PciSbdf>,
+    /// Populate guest RAM from this NUMA node only (`-mem_pnode`).
+    pub mem_pnode: Option<u32>,
+    /// Skip the safety checks (`-force`).
+    pub force: bool,
+}
+
+impl BuildRequest {
+    /// A request with xenopsd's usual values for everything but the essentials.
+    pub fn new(
+        domid: DomId,
+        mem_max_mib: u64,
+        mem_start_mib: u64,
+        image: impl Into<PathBuf>,
+    ) -> Self {
+        BuildRequest {
+            domid,
+            mem_max_mib,
+            mem_start_mib,
+            image: image.into(),
+            cmdline: String::new(),
+            ramdisk: None,
+            modules: Vec::new(),
+            features: String::new(),
+            flags: 0,
+            store_port: 1,
+            store_domid: DomId(0),
+            console_port: 2,
+            console_domid: DomId(0),
+            vgpu: false,
+            pci_passthrough: Vec::new(),
+            mem_pnode: None,
+            force: false,
+        }
+    }
+}
+
+/// Where firmware and host facts live. Defaults are XenServer's paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    /// The iPXE ROM loaded as module `ipxe` for every HVM guest (`IPXE_PATH`).
+    pub ipxe: PathBuf,
+    /// OVMF, for `hvmloader/bios = ovmf` (`OVMF_PATH`; overrides resolve in its folder).
+    pub ovmf: PathBuf,
+    /// `/sys/bus/pci/devices`, for BAR sizes of passthrough devices.
+    pub sysfs_pci_devices: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        HostPaths {
+            ipxe: "/usr/share/ipxe/ipxe.bin".into(),
+            ovmf: "/usr/share/edk2/OVMF-release.fd".into(),
+            sysfs_pci_devices: "/sys/bus/pci/devices".into(),
+        }
+    }
+}
+
+impl HostPaths {
+    /// Defaults, overridden by `XENGUEST_IPXE`, `XENGUEST_OVMF` and `XENGUEST_SYSFS_PCI`.
+    pub fn from_env() -> Self {
+        let mut paths = HostPaths::default();
+        if let Some(p) = std::env::var_os("XENGUEST_IPXE") {
+            paths.ipxe = p.into();
+        }
+        if let Some(p) = std::env::var_os("XENGUEST_OVMF") {
+            paths.ovmf = p.into();
+        }
+        if let Some(p) = std::env::var_os("XENGUEST_SYSFS_PCI") {
+            paths.sysfs_pci_devices = p.into();
+        }
+        paths
+    }
+}
+
+/// The two seams and the host paths a build runs against.
+#[derive(Clone, Copy)]
+pub struct BuildEnv<'a> {
+    /// The hypervisor (real or simulated).
+    pub hv: &'a dyn Hypervisor,
+    /// xenstore (real or in-memory).
+    pub store: &'a dyn Store,
+    /// Firmware and sysfs locations.
+    pub paths: &'a HostPaths,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// The numbers for `result:`.
+    pub result: BuildResult,
+    /// What was done.
+    pub report: BuildReport,
+}
+
+/// Build `req` in `mode`.
+pub fn build(env: BuildEnv<'_>, mode: BuildMode, req: &BuildRequest) -> crate::Result<BuildOutput> {
+    match mode {
+        BuildMode::Hvm => hvm::build(env, req),
+        BuildMode::Pvh | BuildMode::Pv => Err(crate::Error::NotImplemented {
+            step: if mode == BuildMode::Pvh {
+                "pvh_build"
+            } else {
+                "linux_build"
+            },
+            what: format!("the {} mode is not built yet", mode.name()),
+        }),
+    }
+}
