@@ -8,7 +8,7 @@ use crate::hypervisor::{Hypervisor, PciSbdf};
 use crate::report::{BuildReport, BuildResult};
 use crate::store::Store;
 use crate::types::DomId;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +121,15 @@ pub struct HostPaths {
     pub sysfs_pci_devices: PathBuf,
 }
 
+/// Where the iPXE ROM is looked for, in order: XenServer's `IPXE_PATH`, then Debian's iPXE
+/// ROM for the RTL8139, the NIC XenServer emulates for HVM guests (package `ipxe-qemu`).
+pub const IPXE_CANDIDATES: [&str; 2] = ["/usr/share/ipxe/ipxe.bin", "/usr/lib/ipxe/qemu/pxe-rtl8139.rom"];
+
 impl Default for HostPaths {
     fn default() -> Self {
+        let ipxe = IPXE_CANDIDATES.iter().find(|p| Path::new(p).exists()).unwrap_or(&IPXE_CANDIDATES[0]);
         HostPaths {
-            ipxe: "/usr/share/ipxe/ipxe.bin".into(),
+            ipxe: ipxe.into(),
             ovmf: "/usr/share/edk2/OVMF-release.fd".into(),
             sysfs_pci_devices: "/sys/bus/pci/devices".into(),
         }

@@ -1,0 +1,49 @@
+//! The store contract, run against the in-memory store and a real xenstored.
+
+#[path = "support/xenstored.rs"]
+mod xenstored;
+
+use xenguest::store::{MemoryStore, Store, XenstoredStore};
+
+fn contract(s: &dyn Store, root: &str) {
+    let p = |k: &str| format!("{root}/{k}");
+    assert_eq!(s.read(&p("missing")).unwrap(), None, "absent key reads as None");
+    s.write(&p("platform/acpi"), "1").unwrap();
+    s.write(&p("platform/vcpu/number"), "4").unwrap();
+    s.write(&p("vm-data/mmio-hole-size"), "268435456").unwrap();
+    assert_eq!(s.read(&p("platform/acpi")).unwrap().as_deref(), Some("1"));
+    s.write(&p("platform/acpi"), "0").unwrap();
+    assert_eq!(s.read(&p("platform/acpi")).unwrap().as_deref(), Some("0"), "last write wins");
+    let mut dir = s.directory(&p("platform")).unwrap();
+    dir.sort();
+    assert_eq!(dir, vec!["acpi", "vcpu"]);
+    assert!(s.directory(&p("nothing/here")).unwrap().is_empty());
+    s.write(&p("empty"), "").unwrap();
+    assert_eq!(s.read(&p("empty")).unwrap().as_deref(), Some(""));
+    s.rm(&p("platform")).unwrap();
+    assert_eq!(s.read(&p("platform/vcpu/number")).unwrap(), None, "rm removes children");
+    s.rm(&p("platform")).unwrap();
+    assert_eq!(s.read(&p("vm-data/mmio-hole-size")).unwrap().as_deref(), Some("268435456"));
+}
+
+#[test]
+fn memory_store_honours_the_contract() {
+    contract(&MemoryStore::new(), "/local/domain/1");
+}
+
+#[test]
+fn xenstored_store_honours_the_contract_and_fails_cleanly_when_the_daemon_dies() {
+    let mut daemon = xenstored::Xenstored::start("1");
+    // The only test in this binary: nothing else reads the environment concurrently.
+    std::env::set_var("XENSTORED_PATH", daemon.socket());
+    let store = XenstoredStore::open().expect("connect to xenstored");
+    contract(&store, "/local/domain/1");
+
+    daemon.kill();
+    let started = std::time::Instant::now();
+    let err = store.read("/local/domain/1/vm-data/mmio-hole-size").unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "a dead daemon must not hang a read");
+    assert_eq!(err.op, "read");
+    assert!(err.to_string().contains("/local/domain/1/vm-data/mmio-hole-size"), "{err}");
+    assert!(XenstoredStore::open().is_err(), "no daemon, no connection");
+}

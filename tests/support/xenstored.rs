@@ -1,0 +1,67 @@
+//! Starts Debian's C xenstored on a private socket with the fakexen shim (test support).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's xenstored binary (package xen-utils-4.17).
+pub const XENSTORED: &str = "/usr/lib/xen-4.17/bin/xenstored";
+
+/// A running xenstored; killed on drop.
+pub struct Xenstored {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Xenstored {
+    /// Build the shim and start the daemon; `domains` are the extra domids that exist.
+    pub fn start(domains: &str) -> Self {
+        assert!(Path::new(XENSTORED).exists(), "{XENSTORED} missing: run `make deps` (xen-utils-4.17)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shim = dir.path().join("fakexen.so");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fakexen.c");
+        let status = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&shim)
+            .arg(&src)
+            .arg("-ldl")
+            .status()
+            .expect("run cc");
+        assert!(status.success(), "building the fakexen shim failed");
+        let child = Command::new(XENSTORED)
+            .args(["--no-fork", "-T"])
+            .arg(dir.path().join("trace.log"))
+            .env("XENSTORED_RUNDIR", dir.path())
+            .env("FAKEXEN_DOMAINS", domains)
+            .env("LD_PRELOAD", &shim)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xenstored");
+        let me = Xenstored { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !me.socket().exists() {
+            assert!(Instant::now() < deadline, "xenstored did not create its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        me
+    }
+
+    /// The socket to point `XENSTORED_PATH` at.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("socket")
+    }
+
+    /// Stop the daemon now (as if it died).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Xenstored {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
