@@ -1,0 +1,1 @@
+//! OCaml stubs (to be written).
