@@ -47,7 +47,8 @@ pub fn parse_featureset(s: &str) -> std::result::Result<Vec<u32>, String> {
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-        let word = u32::from_str_radix(&rest[..digits], 16).map_err(|_| format!("Bad '{rest}' in featureset"))?;
+        let word = u32::from_str_radix(&rest[..digits], 16)
+            .map_err(|_| format!("Bad '{rest}' in featureset"))?;
         words.push(word);
         rest = &rest[digits..];
         match rest.as_bytes().first() {
@@ -105,12 +106,29 @@ pub fn plan_policy(
 }
 
 /// Build and apply the guest's CPUID policy.
-pub fn construct_cpuid_policy(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags, hvm_fallback: bool) -> Result<()> {
+pub fn construct_cpuid_policy(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    flags: &PlatformFlags,
+    hvm_fallback: bool,
+) -> Result<()> {
     let step = "construct_cpuid_policy";
-    let host = hv.get_cpu_featureset(FeaturesetKind::Host).map_err(Error::xc(step))?;
-    let kind = if hvm_fallback { FeaturesetKind::HvmMax } else { FeaturesetKind::PvMax };
-    let policy = plan_policy(flags, &host, || hv.get_cpu_featureset(kind).map_err(Error::xc(step)), false)?;
-    hv.cpuid_apply_policy(domid, &policy).map_err(Error::xc(step))
+    let host = hv
+        .get_cpu_featureset(FeaturesetKind::Host)
+        .map_err(Error::xc(step))?;
+    let kind = if hvm_fallback {
+        FeaturesetKind::HvmMax
+    } else {
+        FeaturesetKind::PvMax
+    };
+    let policy = plan_policy(
+        flags,
+        &host,
+        || hv.get_cpu_featureset(kind).map_err(Error::xc(step)),
+        false,
+    )?;
+    hv.cpuid_apply_policy(domid, &policy)
+        .map_err(Error::xc(step))
 }
 
 #[cfg(test)]
@@ -119,37 +137,87 @@ mod tests {
 
     #[test]
     fn featureset_words() {
-        assert_eq!(parse_featureset("17cbfbff-f7fa3223:2d93fbff"), Ok(vec![0x17cbfbff, 0xf7fa3223, 0x2d93fbff]));
+        assert_eq!(
+            parse_featureset("17cbfbff-f7fa3223:2d93fbff"),
+            Ok(vec![0x17cbfbff, 0xf7fa3223, 0x2d93fbff])
+        );
         assert_eq!(parse_featureset(""), Ok(vec![]));
-        assert_eq!(parse_featureset("1-zz"), Err("Bad 'zz' in featureset".into()));
+        assert_eq!(
+            parse_featureset("1-zz"),
+            Err("Bad 'zz' in featureset".into())
+        );
         assert_eq!(parse_featureset("1-"), Err("Bad '-' in featureset".into()));
-        assert_eq!(parse_featureset("1_2"), Err("Bad '_2' in featureset".into()));
+        assert_eq!(
+            parse_featureset("1_2"),
+            Err("Bad '_2' in featureset".into())
+        );
         assert!(parse_featureset("100000000").is_err(), "a word has 32 bits");
     }
 
     fn flags(featureset: Option<&str>, nx: bool, pae: bool, nomigrate: bool) -> PlatformFlags {
-        PlatformFlags { featureset: featureset.map(str::to_string), nx, pae, nomigrate, ..Default::default() }
+        PlatformFlags {
+            featureset: featureset.map(str::to_string),
+            nx,
+            pae,
+            nomigrate,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn adjustments() {
         let mut host = vec![u32::MAX; 8];
         let all = "ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-00000000";
-        let p = plan_policy(&flags(Some(all), false, false, true), &host, || unreachable!(), false).unwrap();
+        let p = plan_policy(
+            &flags(Some(all), false, false, true),
+            &host,
+            || unreachable!(),
+            false,
+        )
+        .unwrap();
         assert!(!has(&p.featureset, NX) && !has(&p.featureset, PAE));
-        assert!(has(&p.featureset, ITSC), "nomigrate sets ITSC when the host has it");
+        assert!(
+            has(&p.featureset, ITSC),
+            "nomigrate sets ITSC when the host has it"
+        );
         set(&mut host, ITSC, false);
-        let p = plan_policy(&flags(Some(all), true, true, true), &host, || unreachable!(), false).unwrap();
+        let p = plan_policy(
+            &flags(Some(all), true, true, true),
+            &host,
+            || unreachable!(),
+            false,
+        )
+        .unwrap();
         assert!(has(&p.featureset, NX) && has(&p.featureset, PAE) && !has(&p.featureset, ITSC));
     }
 
     #[test]
     fn absent_featureset_uses_the_fallback_and_extra_words_must_be_zero() {
         let host = vec![0; 4];
-        let p = plan_policy(&flags(None, true, true, false), &host, || Ok(vec![7, 7]), false).unwrap();
+        let p = plan_policy(
+            &flags(None, true, true, false),
+            &host,
+            || Ok(vec![7, 7]),
+            false,
+        )
+        .unwrap();
         assert_eq!(p.featureset, vec![7, 7, 0, 0]);
-        assert!(plan_policy(&flags(Some("1-2-3-4-0-0"), true, true, false), &host, || unreachable!(), false).is_ok());
-        let e = plan_policy(&flags(Some("1-2-3-4-5"), true, true, false), &host, || unreachable!(), false);
-        assert!(e.unwrap_err().to_string().contains("truncated on this host"));
+        assert!(plan_policy(
+            &flags(Some("1-2-3-4-0-0"), true, true, false),
+            &host,
+            || unreachable!(),
+            false
+        )
+        .is_ok());
+        let e = plan_policy(
+            &flags(Some("1-2-3-4-5"), true, true, false),
+            &host,
+            || unreachable!(),
+            false,
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("truncated on this host"));
     }
 }

@@ -115,7 +115,9 @@ impl Error {
         match self {
             Error::Xc { source, .. } => source.code,
             Error::Store { source, .. } => source.code,
-            Error::Platform { .. } | Error::InvalidRequest { .. } | Error::CoresPerSocket { .. } => libc::EINVAL,
+            Error::Platform { .. }
+            | Error::InvalidRequest { .. }
+            | Error::CoresPerSocket { .. } => libc::EINVAL,
             Error::Safety(_) | Error::Layout(_) => 0,
             Error::Image { code, .. } => *code,
             Error::OutOfMemory { .. } => libc::ENOMEM,
@@ -126,7 +128,9 @@ impl Error {
     /// The step that failed, as the C xenguest names it.
     pub fn step(&self) -> &'static str {
         match self {
-            Error::Xc { step, .. } | Error::Store { step, .. } | Error::InvalidRequest { step, .. } => step,
+            Error::Xc { step, .. }
+            | Error::Store { step, .. }
+            | Error::InvalidRequest { step, .. } => step,
             Error::Image { step, .. } | Error::NotImplemented { step, .. } => step,
             Error::Platform { .. } | Error::CoresPerSocket { .. } => "get_flags",
             Error::Safety(_) => "hvm_safety_check",
@@ -157,13 +161,26 @@ mod tests {
             step: "xc_vcpu_setaffinity",
             source: XcError::errno("xc_vcpu_setaffinity", libc::EINVAL),
         };
-        assert_eq!(e.wire_text(), "xenguest: xc_vcpu_setaffinity: [22] Invalid argument\n");
         assert_eq!(
-            Error::CoresPerSocket { cores_per_socket: 3, vcpus: 4 }.wire_text(),
+            e.wire_text(),
+            "xenguest: xc_vcpu_setaffinity: [22] Invalid argument\n"
+        );
+        assert_eq!(
+            Error::CoresPerSocket {
+                cores_per_socket: 3,
+                vcpus: 4
+            }
+            .wire_text(),
             "Bad cores/socket setting: 3 (nr vcpus 4)\n"
         );
-        let oom = Error::OutOfMemory { wanted_pages: 100, populated_pages: 60, node: Some(1) };
-        assert!(oom.to_string().ends_with("60 of 100 pages populated, node 1 (exact) is short by 40 pages"));
+        let oom = Error::OutOfMemory {
+            wanted_pages: 100,
+            populated_pages: 60,
+            node: Some(1),
+        };
+        assert!(oom
+            .to_string()
+            .ends_with("60 of 100 pages populated, node 1 (exact) is short by 40 pages"));
         assert_eq!(oom.code(), libc::ENOMEM);
     }
 }

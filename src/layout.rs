@@ -76,7 +76,10 @@ impl HvmLayout {
 
     /// The hole in pages, `[start, end)`.
     pub fn mmio_hole_pages(&self) -> (u64, u64) {
-        (self.mmio_start >> PAGE_SHIFT, (self.mmio_start + self.mmio_size) >> PAGE_SHIFT)
+        (
+            self.mmio_start >> PAGE_SHIFT,
+            (self.mmio_start + self.mmio_size) >> PAGE_SHIFT,
+        )
     }
 }
 
@@ -103,14 +106,26 @@ fn overlaps(a: u64, a_len: u64, b: &E820Entry) -> bool {
 
 /// Plan the layout. Errors name the value that makes it impossible.
 pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
-    let invalid = |reason: String| Error::InvalidRequest { step: "hvm_build_setup_mem", reason };
+    let invalid = |reason: String| Error::InvalidRequest {
+        step: "hvm_build_setup_mem",
+        reason,
+    };
     if input.mem_max_mib < 2 {
-        return Err(invalid(format!("mem_max_mib {} is too small (at least 2 MiB)", input.mem_max_mib)));
+        return Err(invalid(format!(
+            "mem_max_mib {} is too small (at least 2 MiB)",
+            input.mem_max_mib
+        )));
     }
     if input.mem_max_mib > crate::MAX_GUEST_MIB {
-        return Err(invalid(format!("mem_max_mib {} exceeds {} MiB", input.mem_max_mib, crate::MAX_GUEST_MIB)));
+        return Err(invalid(format!(
+            "mem_max_mib {} exceeds {} MiB",
+            input.mem_max_mib,
+            crate::MAX_GUEST_MIB
+        )));
     }
-    if input.min_mmio_hole_bytes > MAX_MMIO_HOLE_BYTES || input.min_mmio_hole_bytes % (1 << PAGE_SHIFT) != 0 {
+    if input.min_mmio_hole_bytes > MAX_MMIO_HOLE_BYTES
+        || input.min_mmio_hole_bytes % (1 << PAGE_SHIFT) != 0
+    {
         return Err(Error::Platform {
             path: "platform/mmio_hole_size".into(),
             value: input.min_mmio_hole_bytes.to_string(),
@@ -127,15 +142,25 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
         lowmem_end = mmio_start;
     }
 
-    let mut e820 = vec![E820Entry { addr: LOW_RAM_START, size: lowmem_end - LOW_RAM_START, kind: E820Type::Ram }];
+    let mut e820 = vec![E820Entry {
+        addr: LOW_RAM_START,
+        size: lowmem_end - LOW_RAM_START,
+        kind: E820Type::Ram,
+    }];
     let mut overlapped_ram = 0;
     for rmrr in &input.rmrrs {
         if e820.len() >= MAX_RMRR_E820_INDEX {
-            return Err(Error::Layout("Error: too many E820 reserved entries for domain".into()));
+            return Err(Error::Layout(
+                "Error: too many E820 reserved entries for domain".into(),
+            ));
         }
         let addr = rmrr.start_pfn << PAGE_SHIFT;
         let size = rmrr.nr_pages << PAGE_SHIFT;
-        e820.push(E820Entry { addr, size, kind: E820Type::Reserved });
+        e820.push(E820Entry {
+            addr,
+            size,
+            kind: E820Type::Reserved,
+        });
         // The C code shrinks low RAM to the RMRR even when it lies in the first MiB, which
         // underflows the RAM entry; RAM starts at 1 MiB, so such an RMRR overlaps nothing.
         if addr < lowmem_end && addr >= LOW_RAM_START {
@@ -148,7 +173,11 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
     mmio_size += overlapped_ram;
     mmio_start -= overlapped_ram;
     if highmem_end > FOUR_GIB {
-        e820.push(E820Entry { addr: FOUR_GIB, size: highmem_end - FOUR_GIB, kind: E820Type::Ram });
+        e820.push(E820Entry {
+            addr: FOUR_GIB,
+            size: highmem_end - FOUR_GIB,
+            kind: E820Type::Ram,
+        });
     }
 
     let mut vram_reserved_addr = None;
@@ -157,14 +186,27 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
         while e820.iter().any(|e| overlaps(addr, VRAM_RESERVED_BYTES, e)) {
             addr -= VRAM_RESERVED_BYTES;
             if addr < mmio_start {
-                return Err(Error::Layout("Error: failed to allocate VRAM reserved region".into()));
+                return Err(Error::Layout(
+                    "Error: failed to allocate VRAM reserved region".into(),
+                ));
             }
         }
-        e820.push(E820Entry { addr, size: VRAM_RESERVED_BYTES, kind: E820Type::Reserved });
+        e820.push(E820Entry {
+            addr,
+            size: VRAM_RESERVED_BYTES,
+            kind: E820Type::Reserved,
+        });
         vram_reserved_addr = Some(addr);
     }
 
-    Ok(HvmLayout { lowmem_end, highmem_end, mmio_start, mmio_size, e820, vram_reserved_addr })
+    Ok(HvmLayout {
+        lowmem_end,
+        highmem_end,
+        mmio_start,
+        mmio_size,
+        e820,
+        vram_reserved_addr,
+    })
 }
 
 #[cfg(test)]
@@ -172,23 +214,41 @@ mod tests {
     use super::*;
 
     fn ram(addr: u64, end: u64) -> E820Entry {
-        E820Entry { addr, size: end - addr, kind: E820Type::Ram }
+        E820Entry {
+            addr,
+            size: end - addr,
+            kind: E820Type::Ram,
+        }
     }
 
     fn reserved(addr: u64, size: u64) -> E820Entry {
-        E820Entry { addr, size, kind: E820Type::Reserved }
+        E820Entry {
+            addr,
+            size,
+            kind: E820Type::Reserved,
+        }
     }
 
     fn plan(mem_max_mib: u64) -> HvmLayout {
-        plan_hvm(&HvmLayoutInput { mem_max_mib, ..Default::default() }).unwrap()
+        plan_hvm(&HvmLayoutInput {
+            mem_max_mib,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
     fn golden_4096_mib() {
         let l = plan(4096);
-        assert_eq!(l.e820, vec![ram(0x10_0000, 0xF000_0000), ram(FOUR_GIB, 0x1_1000_0000)]);
+        assert_eq!(
+            l.e820,
+            vec![ram(0x10_0000, 0xF000_0000), ram(FOUR_GIB, 0x1_1000_0000)]
+        );
         assert_eq!((l.mmio_start, l.mmio_size), (0xF000_0000, 268_435_456));
-        assert_eq!(l.ram_ranges_pages(), vec![(0, 0xF0000), (0x100000, 0x110000)]);
+        assert_eq!(
+            l.ram_ranges_pages(),
+            vec![(0, 0xF0000), (0x100000, 0x110000)]
+        );
     }
 
     #[test]
@@ -201,10 +261,19 @@ mod tests {
 
     #[test]
     fn golden_vgpu_4096_mib() {
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, vgpu: true, ..Default::default() }).unwrap();
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 4096,
+            vgpu: true,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(
             l.e820,
-            vec![ram(0x10_0000, 0xE000_0000), ram(FOUR_GIB, 0x1_2000_0000), reserved(0xFB00_0000, 0x100_0000)]
+            vec![
+                ram(0x10_0000, 0xE000_0000),
+                ram(FOUR_GIB, 0x1_2000_0000),
+                reserved(0xFB00_0000, 0x100_0000)
+            ]
         );
         assert_eq!(l.mmio_size, 536_870_912);
         assert_eq!(l.vram_reserved_addr, Some(0xFB00_0000));
@@ -213,9 +282,13 @@ mod tests {
     #[test]
     fn passthrough_bars_double_the_hole_up_to_2_gib() {
         let with_bars = |bytes| {
-            plan_hvm(&HvmLayoutInput { mem_max_mib: 8192, passthrough_bar_bytes: bytes, ..Default::default() })
-                .unwrap()
-                .mmio_size
+            plan_hvm(&HvmLayoutInput {
+                mem_max_mib: 8192,
+                passthrough_bar_bytes: bytes,
+                ..Default::default()
+            })
+            .unwrap()
+            .mmio_size
         };
         assert_eq!(with_bars(0), 256 << 20);
         assert_eq!(with_bars(1), 512 << 20);
@@ -226,29 +299,61 @@ mod tests {
 
     #[test]
     fn mxgpu_gets_2_gib() {
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 8192, mxgpu: true, ..Default::default() }).unwrap();
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 8192,
+            mxgpu: true,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!((l.mmio_start, l.mmio_size), (0x8000_0000, 0x8000_0000));
         assert_eq!(l.highmem_end, FOUR_GIB + (6 << 30));
     }
 
     #[test]
     fn platform_mmio_hole_size_is_a_minimum() {
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 1 << 30, ..Default::default() })
-            .unwrap();
-        assert_eq!((l.mmio_start, l.lowmem_end, l.highmem_end), (0xC000_0000, 0xC000_0000, FOUR_GIB + (1 << 30)));
-        let small = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 4096, ..Default::default() });
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 4096,
+            min_mmio_hole_bytes: 1 << 30,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (l.mmio_start, l.lowmem_end, l.highmem_end),
+            (0xC000_0000, 0xC000_0000, FOUR_GIB + (1 << 30))
+        );
+        let small = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 4096,
+            min_mmio_hole_bytes: 4096,
+            ..Default::default()
+        });
         assert_eq!(small.unwrap().mmio_size, DEFAULT_MMIO_HOLE_BYTES);
-        let bad = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, min_mmio_hole_bytes: 3 << 30, ..Default::default() });
+        let bad = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 4096,
+            min_mmio_hole_bytes: 3 << 30,
+            ..Default::default()
+        });
         assert!(matches!(bad, Err(Error::Platform { .. })));
     }
 
     #[test]
     fn rmrr_in_low_ram_moves_ram_above_4_gib_and_grows_the_hole() {
-        let rmrr = ReservedRange { start_pfn: 0xC0000, nr_pages: 0x100 }; // 3 GiB, 1 MiB long
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 4096, rmrrs: vec![rmrr], ..Default::default() }).unwrap();
+        let rmrr = ReservedRange {
+            start_pfn: 0xC0000,
+            nr_pages: 0x100,
+        }; // 3 GiB, 1 MiB long
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 4096,
+            rmrrs: vec![rmrr],
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(
             l.e820,
-            vec![ram(0x10_0000, 0xC000_0000), reserved(0xC000_0000, 0x10_0000), ram(FOUR_GIB, 0x1_4000_0000)]
+            vec![
+                ram(0x10_0000, 0xC000_0000),
+                reserved(0xC000_0000, 0x10_0000),
+                ram(FOUR_GIB, 0x1_4000_0000)
+            ]
         );
         assert_eq!((l.mmio_start, l.mmio_size), (0xC000_0000, 0x4000_0000));
         let total: u64 = l.ram_ranges_pages().iter().map(|(s, e)| e - s).sum();
@@ -257,30 +362,68 @@ mod tests {
 
     #[test]
     fn rmrr_below_1_mib_does_not_underflow() {
-        let rmrr = ReservedRange { start_pfn: 0xE0, nr_pages: 0x10 };
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 2048, rmrrs: vec![rmrr], ..Default::default() }).unwrap();
-        assert_eq!(l.e820, vec![ram(0x10_0000, 0x8000_0000), reserved(0xE_0000, 0x1_0000)]);
+        let rmrr = ReservedRange {
+            start_pfn: 0xE0,
+            nr_pages: 0x10,
+        };
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 2048,
+            rmrrs: vec![rmrr],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            l.e820,
+            vec![ram(0x10_0000, 0x8000_0000), reserved(0xE_0000, 0x1_0000)]
+        );
     }
 
     #[test]
     fn too_many_rmrrs_is_the_c_error() {
-        let rmrrs = (0..200).map(|i| ReservedRange { start_pfn: 0x100000 + 2 * i, nr_pages: 1 }).collect();
-        let e = plan_hvm(&HvmLayoutInput { mem_max_mib: 2048, rmrrs, ..Default::default() }).unwrap_err();
-        assert_eq!(e.wire_text(), "Error: too many E820 reserved entries for domain\n");
+        let rmrrs = (0..200)
+            .map(|i| ReservedRange {
+                start_pfn: 0x100000 + 2 * i,
+                nr_pages: 1,
+            })
+            .collect();
+        let e = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 2048,
+            rmrrs,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.wire_text(),
+            "Error: too many E820 reserved entries for domain\n"
+        );
     }
 
     #[test]
     fn vram_steps_down_past_an_rmrr() {
-        let rmrr = ReservedRange { start_pfn: 0xFB000, nr_pages: 1 };
-        let l = plan_hvm(&HvmLayoutInput { mem_max_mib: 1024, vgpu: true, rmrrs: vec![rmrr], ..Default::default() })
-            .unwrap();
+        let rmrr = ReservedRange {
+            start_pfn: 0xFB000,
+            nr_pages: 1,
+        };
+        let l = plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 1024,
+            vgpu: true,
+            rmrrs: vec![rmrr],
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(l.vram_reserved_addr, Some(0xFA00_0000));
     }
 
     #[test]
     fn impossible_sizes_are_refused() {
-        assert!(matches!(plan_hvm(&HvmLayoutInput::default()), Err(Error::InvalidRequest { .. })));
-        let huge = HvmLayoutInput { mem_max_mib: u64::MAX >> 20, ..Default::default() };
+        assert!(matches!(
+            plan_hvm(&HvmLayoutInput::default()),
+            Err(Error::InvalidRequest { .. })
+        ));
+        let huge = HvmLayoutInput {
+            mem_max_mib: u64::MAX >> 20,
+            ..Default::default()
+        };
         assert!(plan_hvm(&huge).unwrap_err().to_string().contains("exceeds"));
     }
 }

@@ -45,11 +45,19 @@ impl ExtentRun {
 
 /// Plan the extents for guest RAM `ranges` (pages, `[start, end)`), avoiding the MMIO hole
 /// `hole` (pages) for 1 GiB extents and, with a device model, the VGA hole.
-pub fn plan_hvm_extents(ranges: &[(u64, u64)], hole: (u64, u64), device_model: bool) -> Vec<ExtentRun> {
+pub fn plan_hvm_extents(
+    ranges: &[(u64, u64)],
+    hole: (u64, u64),
+    device_model: bool,
+) -> Vec<ExtentRun> {
     let mut runs: Vec<ExtentRun> = Vec::new();
     let mut push = |gfn: u64, order: u32| match runs.last_mut() {
         Some(last) if last.order == order && last.end_gfn() == gfn => last.count += 1,
-        _ => runs.push(ExtentRun { gfn, order, count: 1 }),
+        _ => runs.push(ExtentRun {
+            gfn,
+            order,
+            count: 1,
+        }),
     };
     for &(start, end) in ranges {
         let mut cur = start;
@@ -113,7 +121,12 @@ impl PopulateStats {
 /// the rest of that order is split into the next smaller order (the host has no free chunk
 /// of that order, or the domain has no headroom for one); a shortfall at 4 KiB is an error
 /// naming the pages missing and, with an exact node, the node.
-pub fn populate(hv: &dyn Hypervisor, domid: DomId, runs: &[ExtentRun], flags: MemFlags) -> Result<PopulateStats> {
+pub fn populate(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    runs: &[ExtentRun],
+    flags: MemFlags,
+) -> Result<PopulateStats> {
     let wanted_pages: u64 = runs.iter().map(ExtentRun::pages).sum();
     let mut pending: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for run in runs {
@@ -171,22 +184,65 @@ mod tests {
     #[test]
     fn hvm_4096_mib_plan_matches_libxenguest_orders() {
         // RAM [0, 0xF0000) and [0x100000, 0x110000); hole [0xF0000, 0x100000).
-        let runs = plan_hvm_extents(&[(0, 0xF0000), (0x100000, 0x110000)], (0xF0000, 0x100000), true);
+        let runs = plan_hvm_extents(
+            &[(0, 0xF0000), (0x100000, 0x110000)],
+            (0xF0000, 0x100000),
+            true,
+        );
         let pages = pages_by_order(&runs);
         assert_eq!(pages[&0], 160 + 320);
         assert_eq!(pages[&ORDER_2M] / 512, 511 + 384 + 128);
         assert_eq!(pages[&ORDER_1G] / GIB, 2);
-        assert_eq!(pages.values().sum::<u64>(), (4096 << 8) - 32, "all but the VGA hole");
-        assert_eq!(runs[0], ExtentRun { gfn: 0, order: 0, count: 0xA0 });
-        assert_eq!(runs[1], ExtentRun { gfn: 0xC0, order: 0, count: 0x140 });
-        assert_eq!(runs[2], ExtentRun { gfn: 0x200, order: ORDER_2M, count: 511 });
-        assert_eq!(runs[3], ExtentRun { gfn: GIB, order: ORDER_1G, count: 2 });
+        assert_eq!(
+            pages.values().sum::<u64>(),
+            (4096 << 8) - 32,
+            "all but the VGA hole"
+        );
+        assert_eq!(
+            runs[0],
+            ExtentRun {
+                gfn: 0,
+                order: 0,
+                count: 0xA0
+            }
+        );
+        assert_eq!(
+            runs[1],
+            ExtentRun {
+                gfn: 0xC0,
+                order: 0,
+                count: 0x140
+            }
+        );
+        assert_eq!(
+            runs[2],
+            ExtentRun {
+                gfn: 0x200,
+                order: ORDER_2M,
+                count: 511
+            }
+        );
+        assert_eq!(
+            runs[3],
+            ExtentRun {
+                gfn: GIB,
+                order: ORDER_1G,
+                count: 2
+            }
+        );
     }
 
     #[test]
     fn without_device_model_the_first_gib_is_a_1g_extent() {
         let runs = plan_hvm_extents(&[(0, 2 * GIB)], (0xFC000, 0x100000), false);
-        assert_eq!(runs, vec![ExtentRun { gfn: 0, order: ORDER_1G, count: 2 }]);
+        assert_eq!(
+            runs,
+            vec![ExtentRun {
+                gfn: 0,
+                order: ORDER_1G,
+                count: 2
+            }]
+        );
     }
 
     #[test]
@@ -202,7 +258,11 @@ mod tests {
         for run in &runs {
             for i in 0..run.count {
                 let gfn = run.gfn + (i << run.order);
-                assert_eq!(gfn % pages_of_order(run.order), 0, "aligned to its order: {run:?}");
+                assert_eq!(
+                    gfn % pages_of_order(run.order),
+                    0,
+                    "aligned to its order: {run:?}"
+                );
                 let end = gfn + pages_of_order(run.order);
                 if run.order == ORDER_1G {
                     assert!(end <= hole.0 || gfn >= hole.1, "1 GiB extent in the hole");

@@ -26,7 +26,10 @@ pub fn parse_c_value(s: &str) -> Option<(u64, bool)> {
 /// `strtoull(s, &end, 0)`: the value, and whether `end` reached the end of `s`.
 pub fn strtoull(s: &str) -> Option<(u64, bool)> {
     let b = s.as_bytes();
-    let mut i = b.iter().take_while(|c| c.is_ascii_whitespace() || **c == 0x0b).count();
+    let mut i = b
+        .iter()
+        .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
+        .count();
     let negative = match b.get(i) {
         Some(b'-') => {
             i += 1;
@@ -43,7 +46,10 @@ pub fn strtoull(s: &str) -> Option<(u64, bool)> {
         (Some(b'0'), _, _) => (8, i),
         _ => (10, i),
     };
-    let digits = b[digits_from..].iter().take_while(|c| (**c as char).is_digit(radix)).count();
+    let digits = b[digits_from..]
+        .iter()
+        .take_while(|c| (**c as char).is_digit(radix))
+        .count();
     if digits == 0 {
         return Some((0, s.is_empty()));
     }
@@ -52,7 +58,11 @@ pub fn strtoull(s: &str) -> Option<(u64, bool)> {
         let d = (*c as char).to_digit(radix)? as u64;
         value = value.checked_mul(radix as u64)?.checked_add(d)?;
     }
-    let value = if negative { value.wrapping_neg() } else { value };
+    let value = if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    };
     Some((value, digits_from + digits == b.len()))
 }
 
@@ -132,20 +142,30 @@ impl Reader<'_> {
     }
 
     fn raw(&self, key: &str) -> Result<Option<String>> {
-        self.store.read(&self.path(key)).map_err(Error::store("get_flags"))
+        self.store
+            .read(&self.path(key))
+            .map_err(Error::store("get_flags"))
     }
 
     /// The C `xenstore_get_value`: absent or overflowing → None.
     fn value(&self, key: &str) -> Result<Option<u64>> {
-        let Some(s) = self.raw(key)? else { return Ok(None) };
+        let Some(s) = self.raw(key)? else {
+            return Ok(None);
+        };
         match parse_c_value(&s) {
             Some((v, true)) => Ok(Some(v)),
             Some((v, false)) => {
-                log::warn!("{}: '{s}' is not a whole number; using {v}, as the C xenguest does", self.path(key));
+                log::warn!(
+                    "{}: '{s}' is not a whole number; using {v}, as the C xenguest does",
+                    self.path(key)
+                );
                 Ok(Some(v))
             }
             None => {
-                log::warn!("{}: '{s}' is out of range; treated as unset", self.path(key));
+                log::warn!(
+                    "{}: '{s}' is out of range; treated as unset",
+                    self.path(key)
+                );
                 Ok(None)
             }
         }
@@ -174,7 +194,11 @@ impl Reader<'_> {
 
     /// `hvmloader_flag`: normalise `platform/acpi*` to "0"/"1" for hvmloader, writing back.
     fn hvmloader_flag(&self, key: &str) -> Result<i32> {
-        let write = |v: &str| self.store.write(&self.path(key), v).map_err(Error::store("get_flags"));
+        let write = |v: &str| {
+            self.store
+                .write(&self.path(key), v)
+                .map_err(Error::store("get_flags"))
+        };
         match self.raw(key)?.as_deref() {
             Some("1") => Ok(1),
             Some("0") => Ok(0),
@@ -189,7 +213,10 @@ impl Reader<'_> {
                     strtoull(other).map_or(0, |(v, _)| v as i64 as i32)
                 };
                 let fixed = if n != 0 { "1" } else { "0" };
-                log::info!("HVMLoader error: Fixing up key '{}' from '{other}' to '{n}'", self.path(key));
+                log::info!(
+                    "HVMLoader error: Fixing up key '{}' from '{other}' to '{n}'",
+                    self.path(key)
+                );
                 write(fixed)?;
                 Ok(n)
             }
@@ -199,8 +226,16 @@ impl Reader<'_> {
 
 /// Read and normalise the platform data (`get_flags`). `hvm` is the container type from
 /// `xc_domain_getinfo`; `vgpu` is `-vgpu`. Writes back the normalised `platform/acpi*` keys.
-pub fn read_platform(store: &dyn Store, domid: DomId, hvm: bool, vgpu: bool) -> Result<PlatformFlags> {
-    let r = Reader { store, base: domain_path(domid) };
+pub fn read_platform(
+    store: &dyn Store,
+    domid: DomId,
+    hvm: bool,
+    vgpu: bool,
+) -> Result<PlatformFlags> {
+    let r = Reader {
+        store,
+        base: domain_path(domid),
+    };
     let mut f = PlatformFlags {
         vcpus: r.bounded("platform/vcpu/number", 0, u32::MAX.into())? as u32,
         vcpus_current: r.bounded("platform/vcpu/current", 0, u32::MAX.into())? as u32,
@@ -209,7 +244,11 @@ pub fn read_platform(store: &dyn Store, domid: DomId, hvm: bool, vgpu: bool) -> 
     if hvm && f.vcpus > HVM_MAX_VCPUS {
         let value = f.vcpus.to_string();
         let reason = format!("an HVM guest has at most {HVM_MAX_VCPUS} vCPUs");
-        return Err(Error::Platform { path: r.path("platform/vcpu/number"), value, reason });
+        return Err(Error::Platform {
+            path: r.path("platform/vcpu/number"),
+            value,
+            reason,
+        });
     }
     if f.vcpus_current > f.vcpus {
         return Err(Error::Platform {
@@ -219,7 +258,8 @@ pub fn read_platform(store: &dyn Store, domid: DomId, hvm: bool, vgpu: bool) -> 
         });
     }
     for n in 0..f.vcpus {
-        f.vcpu_affinity.push(r.raw(&format!("platform/vcpu/{n}/affinity"))?);
+        f.vcpu_affinity
+            .push(r.raw(&format!("platform/vcpu/{n}/affinity"))?);
     }
     f.vcpu_weight = r.bounded("platform/vcpu/weight", 0, u16::MAX.into())? as u16;
     f.vcpu_cap = r.bounded("platform/vcpu/cap", 0, u16::MAX.into())? as u16;
@@ -250,7 +290,10 @@ pub fn read_platform(store: &dyn Store, domid: DomId, hvm: bool, vgpu: bool) -> 
     if hvm {
         f.cores_per_socket = r.bounded("platform/cores-per-socket", 0, u32::MAX.into())? as u32;
         if f.cores_per_socket != 0 && f.vcpus % f.cores_per_socket != 0 {
-            return Err(Error::CoresPerSocket { cores_per_socket: f.cores_per_socket, vcpus: f.vcpus });
+            return Err(Error::CoresPerSocket {
+                cores_per_socket: f.cores_per_socket,
+                vcpus: f.vcpus,
+            });
         }
     }
     f.nested_virt = if r.raw("platform/nested-virt")?.is_some() {
@@ -287,7 +330,12 @@ pub fn read_platform(store: &dyn Store, domid: DomId, hvm: bool, vgpu: bool) -> 
 fn log_flags(domid: DomId, hvm: bool, f: &PlatformFlags) {
     let kind = if hvm { "HVM" } else { "PV" };
     log::info!("domid = {domid}; Determined the following parameters from xenstore ({kind}):");
-    log::info!("vcpu/number:{} vcpu/weight:{} vcpu/cap:{}", f.vcpus, f.vcpu_weight, f.vcpu_cap);
+    log::info!(
+        "vcpu/number:{} vcpu/weight:{} vcpu/cap:{}",
+        f.vcpus,
+        f.vcpu_weight,
+        f.vcpu_cap
+    );
     log::info!(
         "nx: {}, pae {}, cores-per-socket {}, x86-fip-width {}, nested {}",
         f.nx as u8,
@@ -371,18 +419,42 @@ mod tests {
         assert!(!f.nx && !f.pae && !f.viridian.enabled && !f.nested_virt);
         assert_eq!(f.acpi, [-1, -1, -1]);
         // Absent acpi keys are written as "0" for hvmloader.
-        assert_eq!(s.read("/local/domain/7/platform/acpi").unwrap().as_deref(), Some("0"));
-        assert_eq!(s.read("/local/domain/7/platform/acpi_s3").unwrap().as_deref(), Some("0"));
+        assert_eq!(
+            s.read("/local/domain/7/platform/acpi").unwrap().as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            s.read("/local/domain/7/platform/acpi_s3")
+                .unwrap()
+                .as_deref(),
+            Some("0")
+        );
     }
 
     #[test]
     fn acpi_values_are_normalised_and_written_back() {
-        let s = store_with(&[("platform/acpi", "true"), ("platform/acpi_s3", "1"), ("platform/acpi_s4", "0x0")]);
+        let s = store_with(&[
+            ("platform/acpi", "true"),
+            ("platform/acpi_s3", "1"),
+            ("platform/acpi_s4", "0x0"),
+        ]);
         let f = read_platform(&s, DomId(7), true, false).unwrap();
         assert_eq!(f.acpi, [1, 0, 1]);
-        assert_eq!(s.read("/local/domain/7/platform/acpi").unwrap().as_deref(), Some("1"));
-        assert_eq!(s.read("/local/domain/7/platform/acpi_s4").unwrap().as_deref(), Some("0"));
-        let s3_writes = s.writes().into_iter().filter(|(k, _)| k == "/local/domain/7/platform/acpi_s3").count();
+        assert_eq!(
+            s.read("/local/domain/7/platform/acpi").unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            s.read("/local/domain/7/platform/acpi_s4")
+                .unwrap()
+                .as_deref(),
+            Some("0")
+        );
+        let s3_writes = s
+            .writes()
+            .into_iter()
+            .filter(|(k, _)| k == "/local/domain/7/platform/acpi_s3")
+            .count();
         assert_eq!(s3_writes, 1, "'1' is left alone: only the fixture wrote it");
     }
 
@@ -405,30 +477,59 @@ mod tests {
             ("platform/featureset", "1-2"),
         ])
         .unwrap();
-        assert_eq!((f.vcpus, f.vcpus_current, f.vcpu_weight, f.vcpu_cap), (4, 2, 512, 32));
+        assert_eq!(
+            (f.vcpus, f.vcpus_current, f.vcpu_weight, f.vcpu_cap),
+            (4, 2, 512, 32)
+        );
         assert_eq!(f.vcpu_affinity, vec![Some("0011".into()), None, None, None]);
         assert!(f.nx && f.pae && !f.hpet);
-        assert_eq!((f.apic, f.tsc_mode, f.timeoffset_s, f.cores_per_socket), (1, 2, -3600, 2));
+        assert_eq!(
+            (f.apic, f.tsc_mode, f.timeoffset_s, f.cores_per_socket),
+            (1, 2, -3600, 2)
+        );
         assert_eq!(f.mmio_hole_size_bytes, 1 << 30);
         assert_eq!(f.featureset.as_deref(), Some("1-2"));
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = flags(&[("platform/vcpu/number", "4"), ("platform/cores-per-socket", "3")]).unwrap_err();
+        let e = flags(&[
+            ("platform/vcpu/number", "4"),
+            ("platform/cores-per-socket", "3"),
+        ])
+        .unwrap_err();
         assert_eq!(e.wire_text(), "Bad cores/socket setting: 3 (nr vcpus 4)\n");
         let e = flags(&[("platform/vcpu/weight", "70000")]).unwrap_err();
-        assert!(e.to_string().contains("platform/vcpu/weight = '70000': must be at most 65535"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("platform/vcpu/weight = '70000': must be at most 65535"),
+            "{e}"
+        );
         let e = flags(&[("platform/vcpu/number", "129")]).unwrap_err();
         assert!(e.to_string().contains("at most 128 vCPUs"), "{e}");
-        let e = flags(&[("platform/vcpu/number", "2"), ("platform/vcpu/current", "3")]).unwrap_err();
+        let e = flags(&[
+            ("platform/vcpu/number", "2"),
+            ("platform/vcpu/current", "3"),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("platform/vcpu/current"), "{e}");
         let e = flags(&[("platform/timeoffset", "soon")]).unwrap_err();
-        assert!(e.to_string().contains("platform/timeoffset = 'soon'"), "{e}");
+        assert!(
+            e.to_string().contains("platform/timeoffset = 'soon'"),
+            "{e}"
+        );
         // The C parser's leniency is kept where it is harmless: trailing junk stops the number.
-        assert_eq!(flags(&[("platform/vcpu/number", "2cpus")]).unwrap().vcpus, 2);
+        assert_eq!(
+            flags(&[("platform/vcpu/number", "2cpus")]).unwrap().vcpus,
+            2
+        );
         // Overflow counts as absent.
-        assert_eq!(flags(&[("platform/tsc_mode", "99999999999999999999")]).unwrap().tsc_mode, 0);
+        assert_eq!(
+            flags(&[("platform/tsc_mode", "99999999999999999999")])
+                .unwrap()
+                .tsc_mode,
+            0
+        );
     }
 
     #[test]
@@ -439,7 +540,11 @@ mod tests {
 
     #[test]
     fn nested_virt_key_wins_over_legacy_and_forces_nomigrate() {
-        let f = flags(&[("platform/nested-virt", "0"), ("platform/exp-nested-hvm", "1")]).unwrap();
+        let f = flags(&[
+            ("platform/nested-virt", "0"),
+            ("platform/exp-nested-hvm", "1"),
+        ])
+        .unwrap();
         assert!(!f.nested_virt);
         let f = flags(&[("platform/exp-nested-hvm", "1")]).unwrap();
         assert!(f.nested_virt && f.nomigrate);
@@ -448,16 +553,42 @@ mod tests {
     #[test]
     fn stimer_defaults_on_with_vgpu_and_a_time_source() {
         let s = store_with(&[("platform/viridian_reference_tsc", "1")]);
-        assert!(read_platform(&s, DomId(7), true, true).unwrap().viridian.stimer);
-        assert!(!read_platform(&s, DomId(7), true, false).unwrap().viridian.stimer);
-        let s = store_with(&[("platform/viridian_reference_tsc", "1"), ("platform/viridian_stimer", "0")]);
-        assert!(!read_platform(&s, DomId(7), true, true).unwrap().viridian.stimer);
+        assert!(
+            read_platform(&s, DomId(7), true, true)
+                .unwrap()
+                .viridian
+                .stimer
+        );
+        assert!(
+            !read_platform(&s, DomId(7), true, false)
+                .unwrap()
+                .viridian
+                .stimer
+        );
+        let s = store_with(&[
+            ("platform/viridian_reference_tsc", "1"),
+            ("platform/viridian_stimer", "0"),
+        ]);
+        assert!(
+            !read_platform(&s, DomId(7), true, true)
+                .unwrap()
+                .viridian
+                .stimer
+        );
     }
 
     #[test]
     fn cores_per_socket_is_ignored_for_pv() {
-        let s = store_with(&[("platform/vcpu/number", "4"), ("platform/cores-per-socket", "3")]);
-        assert_eq!(read_platform(&s, DomId(7), false, false).unwrap().cores_per_socket, 0);
+        let s = store_with(&[
+            ("platform/vcpu/number", "4"),
+            ("platform/cores-per-socket", "3"),
+        ]);
+        assert_eq!(
+            read_platform(&s, DomId(7), false, false)
+                .unwrap()
+                .cores_per_socket,
+            0
+        );
     }
 
     #[test]
@@ -465,6 +596,15 @@ mod tests {
         let s = store_with(&[]);
         s.fail_next("read", libc::EIO);
         let e = read_platform(&s, DomId(7), true, false).unwrap_err();
-        assert!(matches!(e, Error::Store { step: "get_flags", .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::Store {
+                    step: "get_flags",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

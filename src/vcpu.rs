@@ -19,11 +19,17 @@ pub fn affinity_mask(s: &str, nr_cpus: u32) -> Vec<bool> {
 /// Set each vCPU's hard affinity from `platform/vcpu/<n>/affinity`, then the credit weight
 /// and cap. A domain outside a credit scheduler pool is logged and left alone.
 pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags) -> Result<()> {
-    let width = hv.physinfo().map_err(Error::xc("xc_cpumap_alloc"))?.nr_cpus.div_ceil(8) * 8;
+    let width = hv
+        .physinfo()
+        .map_err(Error::xc("xc_cpumap_alloc"))?
+        .nr_cpus
+        .div_ceil(8)
+        * 8;
     for (vcpu, affinity) in flags.vcpu_affinity.iter().enumerate() {
         let Some(s) = affinity else { continue };
         let mask = affinity_mask(s, width);
-        hv.vcpu_setaffinity_hard(domid, vcpu as u32, &mask).map_err(Error::xc("xc_vcpu_setaffinity"))?;
+        hv.vcpu_setaffinity_hard(domid, vcpu as u32, &mask)
+            .map_err(Error::xc("xc_vcpu_setaffinity"))?;
     }
     let mut sched = match hv.sched_credit_domain_get(domid) {
         Ok(sched) => sched,
@@ -38,12 +44,14 @@ pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags)
     if flags.vcpu_cap != 0 {
         sched.cap = flags.vcpu_cap;
     }
-    hv.sched_credit_domain_set(domid, sched).map_err(Error::xc("xc_sched_credit_domain_set"))
+    hv.sched_credit_domain_set(domid, sched)
+        .map_err(Error::xc("xc_sched_credit_domain_set"))
 }
 
 /// `xc_domain_set_tsc_info(domid, tsc_mode, 0, 0, 0)`.
 pub fn configure_tsc(hv: &dyn Hypervisor, domid: DomId, tsc_mode: u32) -> Result<()> {
-    hv.domain_set_tsc_info(domid, tsc_mode).map_err(Error::xc("xc_domain_set_tsc_info"))
+    hv.domain_set_tsc_info(domid, tsc_mode)
+        .map_err(Error::xc("xc_domain_set_tsc_info"))
 }
 
 #[cfg(test)]
@@ -54,7 +62,11 @@ mod tests {
     fn mask_follows_the_c_rules() {
         assert_eq!(affinity_mask("0110", 4), vec![false, true, true, false]);
         assert_eq!(affinity_mask("1x1", 4), vec![true, false, true, false]);
-        assert_eq!(affinity_mask("111111", 4), vec![true; 4], "extra characters ignored");
+        assert_eq!(
+            affinity_mask("111111", 4),
+            vec![true; 4],
+            "extra characters ignored"
+        );
         assert_eq!(affinity_mask("", 2), vec![false; 2]);
     }
 }

@@ -29,7 +29,9 @@ pub enum ElfError {
     #[error("not an ELF image (bad magic)")]
     BadMagic,
     /// Structure points outside the file.
-    #[error("truncated ELF image: {what} at offset {offset:#x} needs {len} bytes, file has {file_len}")]
+    #[error(
+        "truncated ELF image: {what} at offset {offset:#x} needs {len} bytes, file has {file_len}"
+    )]
     Truncated {
         /// What was being read.
         what: &'static str,
@@ -111,7 +113,12 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bytes(&self, what: &'static str, offset: u64, len: u64) -> Result<&'a [u8], ElfError> {
-        let truncated = || ElfError::Truncated { what, offset, len, file_len: self.data.len() as u64 };
+        let truncated = || ElfError::Truncated {
+            what,
+            offset,
+            len,
+            file_len: self.data.len() as u64,
+        };
         let end = offset.checked_add(len).ok_or_else(truncated)?;
         if end > self.data.len() as u64 {
             return Err(truncated());
@@ -163,7 +170,9 @@ impl<'a> Elf<'a> {
         }
         let machine = r.u16("e_machine", 18)?;
         if machine != EM_386 && machine != EM_X86_64 {
-            return Err(ElfError::Unsupported(format!("machine {machine} is not x86")));
+            return Err(ElfError::Unsupported(format!(
+                "machine {machine} is not x86"
+            )));
         }
         // Header field offsets differ by class: (entry, phoff, phentsize, phnum).
         let (entry_at, phoff_at, phentsize_at, phnum_at) = match class {
@@ -182,7 +191,9 @@ impl<'a> Elf<'a> {
             return Err(ElfError::Unsupported(format!("{phnum} program headers")));
         }
         if phentsize < min_phentsize {
-            return Err(ElfError::Unsupported(format!("program header size {phentsize}")));
+            return Err(ElfError::Unsupported(format!(
+                "program header size {phentsize}"
+            )));
         }
 
         let mut segments = Vec::new();
@@ -190,7 +201,12 @@ impl<'a> Elf<'a> {
         for index in 0..phnum {
             let ph = phoff
                 .checked_add(index as u64 * phentsize)
-                .ok_or(ElfError::Truncated { what: "program header", offset: phoff, len: phentsize, file_len: data.len() as u64 })?;
+                .ok_or(ElfError::Truncated {
+                    what: "program header",
+                    offset: phoff,
+                    len: phentsize,
+                    file_len: data.len() as u64,
+                })?;
             r.bytes("program header", ph, phentsize)?;
             let p_type = r.u32("p_type", ph)?;
             let (offset, vaddr, paddr, filesz, memsz) = match class {
@@ -212,14 +228,24 @@ impl<'a> Elf<'a> {
             match p_type {
                 PT_LOAD if memsz > 0 => {
                     if filesz > memsz {
-                        let reason = format!("file size {filesz:#x} exceeds memory size {memsz:#x}");
+                        let reason =
+                            format!("file size {filesz:#x} exceeds memory size {memsz:#x}");
                         return Err(ElfError::BadSegment { index, reason });
                     }
                     r.bytes("segment contents", offset, filesz)?;
                     if paddr.checked_add(memsz).is_none() || vaddr.checked_add(memsz).is_none() {
-                        return Err(ElfError::BadSegment { index, reason: "address range overflows".into() });
+                        return Err(ElfError::BadSegment {
+                            index,
+                            reason: "address range overflows".into(),
+                        });
                     }
-                    segments.push(Segment { paddr, vaddr, offset, filesz, memsz });
+                    segments.push(Segment {
+                        paddr,
+                        vaddr,
+                        offset,
+                        filesz,
+                        memsz,
+                    });
                 }
                 PT_NOTE => {
                     r.bytes("note segment", offset, filesz)?;
@@ -231,7 +257,14 @@ impl<'a> Elf<'a> {
         if segments.is_empty() {
             return Err(ElfError::Unsupported("no loadable segment".into()));
         }
-        Ok(Elf { data, class, machine, entry, segments, notes })
+        Ok(Elf {
+            data,
+            class,
+            machine,
+            entry,
+            segments,
+            notes,
+        })
     }
 
     /// The bytes of a segment present in the file.
@@ -243,7 +276,12 @@ impl<'a> Elf<'a> {
     /// Lowest and highest (exclusive) physical address of the loadable segments.
     pub fn paddr_bounds(&self) -> (u64, u64) {
         let start = self.segments.iter().map(|s| s.paddr).min().unwrap_or(0);
-        let end = self.segments.iter().map(|s| s.paddr + s.memsz).max().unwrap_or(0);
+        let end = self
+            .segments
+            .iter()
+            .map(|s| s.paddr + s.memsz)
+            .max()
+            .unwrap_or(0);
         (start, end)
     }
 
@@ -262,7 +300,12 @@ impl<'a> Elf<'a> {
                 let desc_at = name_at + namesz.next_multiple_of(4);
                 let next = desc_at + descsz.next_multiple_of(4);
                 if next > end {
-                    return Err(ElfError::Truncated { what: "note", offset: at, len: next - at, file_len: end });
+                    return Err(ElfError::Truncated {
+                        what: "note",
+                        offset: at,
+                        len: next - at,
+                        file_len: end,
+                    });
                 }
                 let name = r.bytes("note name", name_at, namesz)?;
                 let name = name.strip_suffix(&[0]).unwrap_or(name);
@@ -318,7 +361,13 @@ pub(crate) mod tests {
                 v.extend_from_slice(&x.to_le_bytes());
             }
         };
-        ph(PT_LOAD, data_at, paddr, code.len() as u32, code.len() as u32 + bss);
+        ph(
+            PT_LOAD,
+            data_at,
+            paddr,
+            code.len() as u32,
+            code.len() as u32 + bss,
+        );
         if xen_note {
             ph(PT_NOTE, note_at, 0, note.len() as u32, 0);
         }
@@ -331,7 +380,10 @@ pub(crate) mod tests {
     fn parses_a_small_image() {
         let img = elf32(0x100000, 0x100010, b"hello", 11, false);
         let elf = Elf::parse(&img).unwrap();
-        assert_eq!((elf.class, elf.machine, elf.entry), (Class::Elf32, EM_386, 0x100010));
+        assert_eq!(
+            (elf.class, elf.machine, elf.entry),
+            (Class::Elf32, EM_386, 0x100010)
+        );
         assert_eq!(elf.paddr_bounds(), (0x100000, 0x100010));
         assert_eq!(elf.segment_bytes(&elf.segments[0]), b"hello");
         assert!(!elf.has_xen_notes().unwrap());
@@ -342,7 +394,14 @@ pub(crate) mod tests {
         let img = elf32(0x100000, 0x100000, b"x", 0, true);
         let elf = Elf::parse(&img).unwrap();
         let notes = elf.notes().unwrap();
-        assert_eq!(notes, vec![Note { name: b"Xen", kind: 1, desc: &0x1234u32.to_le_bytes() }]);
+        assert_eq!(
+            notes,
+            vec![Note {
+                name: b"Xen",
+                kind: 1,
+                desc: &0x1234u32.to_le_bytes()
+            }]
+        );
         assert!(elf.has_xen_notes().unwrap());
     }
 

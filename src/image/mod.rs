@@ -11,13 +11,22 @@ pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 1 << 30;
 
 /// Read a whole file of at most `max_bytes`, reporting failures as `step` would in C.
 pub fn read_file(step: &'static str, path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
-    let fail = |code: i32, reason: String| Error::Image { step, code, path: path.display().to_string(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
+    let fail = |code: i32, reason: String| Error::Image {
+        step,
+        code,
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
     if !meta.is_file() {
         return Err(fail(libc::EINVAL, "not a regular file".into()));
     }
     if meta.len() > max_bytes {
-        return Err(fail(libc::EFBIG, format!("{} bytes exceeds the limit of {max_bytes}", meta.len())));
+        return Err(fail(
+            libc::EFBIG,
+            format!("{} bytes exceeds the limit of {max_bytes}", meta.len()),
+        ));
     }
     std::fs::read(path).map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))
 }

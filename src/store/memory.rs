@@ -110,7 +110,9 @@ impl Store for MemoryStore {
         inner.injected("rm", path)?;
         let path = normalise(path).to_string();
         let prefix = format!("{path}/");
-        inner.nodes.retain(|k, _| *k != path && !k.starts_with(&prefix));
+        inner
+            .nodes
+            .retain(|k, _| *k != path && !k.starts_with(&prefix));
         Ok(())
     }
 }
@@ -124,11 +126,21 @@ mod tests {
         let s = MemoryStore::new();
         s.write("/local/domain/1/platform/acpi", "1").unwrap();
         s.write("/local/domain/1/platform/hpet", "0").unwrap();
-        s.write("/local/domain/1/platform/vcpu/number", "2").unwrap();
-        assert_eq!(s.read("/local/domain/1/platform/acpi").unwrap().as_deref(), Some("1"));
+        s.write("/local/domain/1/platform/vcpu/number", "2")
+            .unwrap();
+        assert_eq!(
+            s.read("/local/domain/1/platform/acpi").unwrap().as_deref(),
+            Some("1")
+        );
         assert_eq!(s.read("/local/domain/1/nope").unwrap(), None);
-        assert_eq!(s.directory("/local/domain/1/platform").unwrap(), vec!["acpi", "hpet", "vcpu"]);
-        assert_eq!(s.read("/local/domain/1/platform/vcpu").unwrap().as_deref(), Some(""));
+        assert_eq!(
+            s.directory("/local/domain/1/platform").unwrap(),
+            vec!["acpi", "hpet", "vcpu"]
+        );
+        assert_eq!(
+            s.read("/local/domain/1/platform/vcpu").unwrap().as_deref(),
+            Some("")
+        );
         s.rm("/local/domain/1/platform").unwrap();
         assert!(s.directory("/local/domain/1/platform").unwrap().is_empty());
         assert_eq!(s.read("/local/domain/1/platform/acpi").unwrap(), None);

@@ -22,10 +22,17 @@ impl std::fmt::Debug for XenstoredStore {
 impl XenstoredStore {
     /// Connect (the C xenguest's `xs_open(0)`).
     pub fn open() -> io::Result<Self> {
-        Ok(XenstoredStore { conn: Mutex::new(XsUnix::new()?) })
+        Ok(XenstoredStore {
+            conn: Mutex::new(XsUnix::new()?),
+        })
     }
 
-    fn with<T>(&self, op: &'static str, path: &str, f: impl FnOnce(&XsUnix) -> io::Result<T>) -> StoreResult<T> {
+    fn with<T>(
+        &self,
+        op: &'static str,
+        path: &str,
+        f: impl FnOnce(&XsUnix) -> io::Result<T>,
+    ) -> StoreResult<T> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&conn).map_err(|e| to_store_error(op, path, &e))
     }
@@ -39,7 +46,12 @@ fn to_store_error(op: &'static str, path: &str, e: &io::Error) -> StoreError {
         io::ErrorKind::InvalidInput => libc::EINVAL,
         _ => libc::EIO,
     });
-    StoreError { op, path: path.to_string(), code, message: e.to_string() }
+    StoreError {
+        op,
+        path: path.to_string(),
+        code,
+        message: e.to_string(),
+    }
 }
 
 impl Store for XenstoredStore {
