@@ -241,6 +241,14 @@ pub fn read_platform(
         vcpus_current: r.bounded("platform/vcpu/current", 0, u32::MAX.into())? as u32,
         ..Default::default()
     };
+    if hvm && f.vcpus == 0 {
+        // The C xenguest built such a guest with no vCPU in its hvm_info table.
+        return Err(Error::Platform {
+            path: r.path("platform/vcpu/number"),
+            value: r.raw("platform/vcpu/number")?.unwrap_or_default(),
+            reason: "an HVM guest needs at least one vCPU".into(),
+        });
+    }
     if hvm && f.vcpus > HVM_MAX_VCPUS {
         let value = f.vcpus.to_string();
         let reason = format!("an HVM guest has at most {HVM_MAX_VCPUS} vCPUs");
@@ -381,8 +389,12 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    /// A store with `keys` under domain 7, plus one vCPU unless `keys` says otherwise
+    /// (xenopsd always writes `platform/vcpu/number`).
     fn store_with(keys: &[(&str, &str)]) -> MemoryStore {
         let s = MemoryStore::new();
+        s.write("/local/domain/7/platform/vcpu/number", "1")
+            .unwrap();
         for (k, v) in keys {
             s.write(&format!("/local/domain/7/{k}"), v).unwrap();
         }
@@ -414,7 +426,7 @@ mod tests {
     fn defaults_when_nothing_is_set() {
         let s = store_with(&[]);
         let f = read_platform(&s, DomId(7), true, false).unwrap();
-        assert_eq!((f.vcpus, f.vcpus_current, f.apic, f.tsc_mode), (0, 0, 0, 0));
+        assert_eq!((f.vcpus, f.vcpus_current, f.apic, f.tsc_mode), (1, 0, 0, 0));
         assert!(f.hpet, "hpet defaults on");
         assert!(!f.nx && !f.pae && !f.viridian.enabled && !f.nested_virt);
         assert_eq!(f.acpi, [-1, -1, -1]);
@@ -505,6 +517,8 @@ mod tests {
                 .contains("platform/vcpu/weight = '70000': must be at most 65535"),
             "{e}"
         );
+        let e = flags(&[("platform/vcpu/number", "0")]).unwrap_err();
+        assert!(e.to_string().contains("needs at least one vCPU"), "{e}");
         let e = flags(&[("platform/vcpu/number", "129")]).unwrap_err();
         assert!(e.to_string().contains("at most 128 vCPUs"), "{e}");
         let e = flags(&[

@@ -1,1 +1,253 @@
-fn main() {}
+//! `xenguest`: the drop-in for XenServer's C domain builder. This face parses the command
+//! line, sets up logging and the control fd, picks the backends (the simulated host with
+//! `-sim`) and calls the core. Everything else lives in the library.
+
+mod cli;
+mod control;
+mod syslog;
+
+use cli::{Action, Mode, Options};
+use control::ControlFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths, Module};
+use xenguest::hypervisor::sim::{DomainConfig, SimHost};
+use xenguest::store::{domain_path, MemoryStore, Store};
+use xenguest::types::DomId;
+use xenguest::Error;
+
+fn main() -> ExitCode {
+    control::ignore_sigpipe();
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args.first().map(String::as_str).unwrap_or("xenguest");
+    let opts = match cli::parse(&args).and_then(|action| {
+        if let Action::Run(opts) = &action {
+            opts.check_required()?;
+        }
+        Ok(action)
+    }) {
+        Ok(Action::Supports(feature)) => {
+            println!("{}", cli::supports_feature(&feature));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Run(opts)) => *opts,
+        Err(e) => {
+            if let Some(diagnostic) = e.getopt_diagnostic() {
+                eprintln!("{argv0}: {diagnostic}");
+            }
+            eprintln!("xenguest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let control = match ControlFd::from_raw(opts.controloutfd) {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!(
+                "xenguest: Failed fcntl(F_GETFD) on fd {}: {e}",
+                opts.controloutfd
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = syslog::LogConfig {
+        ident: cli::syslog_ident(opts.domid, opts.mode),
+        debug: opts.debug_enabled(),
+        to_stderr: opts.stderr,
+        debuglog: opts.debuglog.clone(),
+        control: None,
+    };
+    if let Err(e) = syslog::init(log) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    log::info!("Command line: {}", cli::joined_command_line(&args[1..]));
+
+    let outcome = run(&opts);
+    match outcome {
+        Ok(output) => {
+            let r = &output.result;
+            match control.write_result(r.store_mfn, r.console_mfn, r.protocol.as_deref()) {
+                Ok(line) => log::info!("Writing to control: '{}'", line.trim_end()),
+                Err(e) => log::error!("{e}"),
+            }
+            log::info!("All done");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let text = e.wire_text();
+            log::error!("{}", text.trim_end());
+            if let Err(io) = control.write_error(&text) {
+                log::error!("writing the error to the control fd: {io}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run the mode: build on the simulated host (`-sim`) or on the real one.
+fn run(opts: &Options) -> Result<BuildOutput, Error> {
+    let mode = match opts.mode {
+        Some(Mode::HvmBuild) => BuildMode::Hvm,
+        Some(Mode::PvhBuild) => BuildMode::Pvh,
+        Some(Mode::LinuxBuild) => BuildMode::Pv,
+        Some(Mode::Test) => {
+            return Err(Error::NotImplemented {
+                step: "test",
+                what: "test mode not supported".into(),
+            })
+        }
+        Some(other) => {
+            return Err(Error::NotImplemented {
+                step: other.name(),
+                what: format!("the {other} mode is not built yet"),
+            })
+        }
+        None => {
+            return Err(Error::InvalidRequest {
+                step: "main",
+                reason: "no `-mode' option specified".into(),
+            })
+        }
+    };
+    let req = request(opts)?;
+    let paths = HostPaths::from_env();
+    let output = match &opts.sim {
+        Some(spec) => build_on_sim(spec, opts, mode, &req, &paths)?,
+        None => {
+            return Err(Error::NotImplemented {
+                step: "xc_interface_open",
+                what: "the libxenctrl backend is not built yet; use -sim <host spec> to build on a simulated host".into(),
+            })
+        }
+    };
+    if let Some(path) = &opts.report {
+        let json = serde_json::to_string_pretty(&output.report).unwrap_or_default();
+        std::fs::write(path, json + "\n").map_err(|e| Error::InvalidRequest {
+            step: "report",
+            reason: format!("cannot write {path}: {e}"),
+        })?;
+    }
+    if opts.summary {
+        print!("{}", output.report.summary());
+    }
+    Ok(output)
+}
+
+/// The typed request from the command line (the C globals).
+fn request(opts: &Options) -> Result<BuildRequest, Error> {
+    let non_negative = |name: &str, v: i32| {
+        u32::try_from(v).map_err(|_| Error::InvalidRequest {
+            step: "main",
+            reason: format!("-{name} {v} is negative"),
+        })
+    };
+    let pci = opts.pci_devices();
+    for token in &pci.skipped {
+        log::warn!("Ignoring unparsable -pci_passthrough entry '{token}'");
+    }
+    Ok(BuildRequest {
+        domid: DomId(non_negative("domid", opts.domid)?),
+        mem_max_mib: non_negative("mem_max_mib", opts.mem_max_mib)?.into(),
+        mem_start_mib: non_negative("mem_start_mib", opts.mem_start_mib)?.into(),
+        image: PathBuf::from(opts.image.clone().unwrap_or_default()),
+        cmdline: opts.cmdline.clone().unwrap_or_default(),
+        ramdisk: opts
+            .ramdisk
+            .clone()
+            .filter(|r| !r.is_empty())
+            .map(PathBuf::from),
+        modules: opts
+            .modules()
+            .into_iter()
+            .map(|m| Module {
+                path: m.path.into(),
+                cmdline: m.cmdline,
+            })
+            .collect(),
+        features: opts.features.clone().unwrap_or_default(),
+        flags: opts.flags as u32,
+        store_port: non_negative("store_port", opts.store_port)?,
+        store_domid: DomId(non_negative("store_domid", opts.store_domid)?),
+        console_port: non_negative("console_port", opts.console_port)?,
+        console_domid: DomId(non_negative("console_domid", opts.console_domid)?),
+        vgpu: opts.vgpu,
+        pci_passthrough: pci.devices,
+        mem_pnode: opts.mem_pnode,
+        force: opts.force,
+    })
+}
+
+/// Do the toolstack's part on a fresh simulated host (create the domain, write the platform
+/// keys as xenopsd does), then build.
+fn build_on_sim(
+    spec: &str,
+    opts: &Options,
+    mode: BuildMode,
+    req: &BuildRequest,
+    paths: &HostPaths,
+) -> Result<BuildOutput, Error> {
+    let sim_error = |reason: String| Error::InvalidRequest {
+        step: "sim",
+        reason,
+    };
+    let host = SimHost::from_spec(spec).map_err(|e| sim_error(e.to_string()))?;
+    let store = MemoryStore::new();
+    let base = domain_path(req.domid);
+    let defaults = SIM_PLATFORM_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    for (key, value) in defaults.chain(opts.sim_keys.iter().cloned()) {
+        store
+            .write(&format!("{base}/{key}"), &value)
+            .map_err(Error::store("sim"))?;
+    }
+    let vcpus = store
+        .read(&format!("{base}/platform/vcpu/number"))
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u32)
+        .max(1);
+    // xenopsd's build_pre sets max_pages to the build's maximum plus slack for special pages.
+    let max_mem_kib = (req.mem_max_mib << 10) + SIM_MAXMEM_SLACK_KIB;
+    let config = DomainConfig {
+        domid: Some(req.domid),
+        ..DomainConfig::hvm(max_mem_kib, vcpus)
+    };
+    let config = if mode == BuildMode::Pv {
+        DomainConfig {
+            hvm: false,
+            hap: false,
+            ..config
+        }
+    } else {
+        config
+    };
+    host.create_domain(&config).map_err(Error::xc("sim"))?;
+    log::info!(
+        "domid = {}; created on a simulated host ({})",
+        req.domid,
+        host.spec()
+    );
+    build::build(
+        BuildEnv {
+            hv: &host,
+            store: &store,
+            paths,
+        },
+        mode,
+        req,
+    )
+}
+
+/// Keys xenopsd always writes in the platform map (`generate_create_info`): one vCPU, ACPI
+/// S3/S4 off. `-sim-key` overrides them.
+const SIM_PLATFORM_DEFAULTS: [(&str, &str); 4] = [
+    ("platform/vcpu/number", "1"),
+    ("platform/vcpu/current", "1"),
+    ("platform/acpi_s3", "0"),
+    ("platform/acpi_s4", "0"),
+];
+
+/// Headroom above guest RAM for special, ioreq and ACPI pages (libxl's `LIBXL_MAXMEM_CONSTANT`).
+const SIM_MAXMEM_SLACK_KIB: u64 = 1024;

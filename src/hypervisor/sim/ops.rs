@@ -1,0 +1,809 @@
+//! What each call does to the host, following Xen 4.17's code paths
+//! (`xen/common/memory.c`, `xen/common/page_alloc.c`, `xen/arch/x86/mm/p2m-pod.c`,
+//! `xen/common/domctl.c`).
+
+use super::domain::{Domain, DomainConfig, GrantSeed, SUPERPAGE_PAGES};
+use super::features::{featureset, FEATURESET_WORDS};
+use super::heap::Heap;
+use super::spec::{Scheduler, MAX_NODES};
+use super::HostState;
+use crate::hypervisor::{
+    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo, SchedCredit,
+    XcError, XcResult,
+};
+use crate::types::{DomId, E820Entry, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT};
+use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
+
+/// Guest frames a 4-level p2m (EPT or p2m-pt) can map: 48-bit guest-physical addresses.
+const P2M_GFN_LIMIT: u64 = 1 << 36;
+/// `E820MAX`: entries `XENMEM_set_memory_map` accepts.
+const E820MAX: usize = 128;
+/// `HVM_NR_PARAMS` in Xen 4.17.
+const HVM_NR_PARAMS: u32 = 39;
+/// `HVM_MAX_VCPUS`.
+const HVM_MAX_VCPUS: u32 = 128;
+/// `MAX_VIRT_CPUS` for PV.
+const PV_MAX_VCPUS: u32 = 8192;
+/// First reserved domid (`DOMID_FIRST_RESERVED`).
+const DOMID_FIRST_RESERVED: u32 = 0x7ff0;
+
+fn first_node(mask: u64) -> Option<u32> {
+    (mask != 0).then(|| mask.trailing_zeros())
+}
+
+/// The lowest node in `mask` strictly above `node`.
+fn next_node(mask: u64, node: u32) -> Option<u32> {
+    let above = if node >= 63 {
+        0
+    } else {
+        mask & (u64::MAX << (node + 1))
+    };
+    first_node(above)
+}
+
+/// `cycle_node()`: the next node after `node` in `mask`, wrapping.
+fn cycle_node(mask: u64, node: u32) -> Option<u32> {
+    next_node(mask, node).or_else(|| first_node(mask))
+}
+
+fn online_mask(nr_nodes: usize) -> u64 {
+    if nr_nodes >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << nr_nodes) - 1
+    }
+}
+
+/// `get_free_buddy()`'s node walk: the requested node or the one after `last_alloc_node`,
+/// then the rest of the affinity mask cyclically, then (once, unless exact) the online
+/// nodes outside it. Returns the block and its node.
+fn get_free_buddy(
+    heap: &mut Heap,
+    order: u32,
+    req_node: Option<u32>,
+    exact: bool,
+    affinity: u64,
+    last_alloc_node: u32,
+) -> Option<(u64, u32)> {
+    let online = online_mask(heap.nr_nodes());
+    let mut mask = if affinity & online != 0 {
+        affinity & online
+    } else {
+        online
+    };
+    let mut node = match req_node {
+        Some(n) => n,
+        None => cycle_node(mask, last_alloc_node)?,
+    };
+    let mut first = node;
+    let mut retried = false;
+    // Each node is visited at most twice per pass; the bound only guards against a bug.
+    for _ in 0..(4 * MAX_NODES + 4) {
+        if let Some(mfn) = heap.take(node as usize, order) {
+            return Some((mfn, node));
+        }
+        if exact && req_node.is_some() {
+            return None;
+        }
+        if node >= 64 || mask & (1 << node) == 0 {
+            // A requested node outside the mask was tried first; now walk the mask.
+            node = first_node(mask)?;
+            first = node;
+            continue;
+        }
+        node = cycle_node(mask, node).unwrap_or(node);
+        if node == first {
+            if exact || retried {
+                return None;
+            }
+            retried = true;
+            mask = online & !mask;
+            node = first_node(mask)?;
+            first = node;
+        }
+    }
+    None
+}
+
+/// Why an allocation for a domain failed.
+#[derive(Debug)]
+enum AllocFail {
+    /// `alloc_heap_pages()` returned NULL: claim gate or no free buddy.
+    NoMemory,
+    /// `assign_pages()` refused: the extent would take `tot_pages` over `max_pages`.
+    OverMax,
+}
+
+/// `domain_adjust_tot_pages()`: charge (or refund) pages, consuming the claim as 4.17 does
+/// on assignment. A refund grows a live claim, as in Xen.
+fn adjust_tot_pages(dom: &mut Domain, outstanding_claims: &mut u64, delta: i64) {
+    dom.tot_pages = dom.tot_pages.saturating_add_signed(delta);
+    if dom.outstanding == 0 {
+        return;
+    }
+    let before = dom.outstanding as i64;
+    let after = (before - delta).max(0);
+    dom.outstanding = after as u64;
+    *outstanding_claims = outstanding_claims.saturating_add_signed(after - before);
+}
+
+/// `alloc_domheap_pages(d, order, memflags)` with `assign_pages()`.
+fn alloc_domheap(
+    heap: &mut Heap,
+    outstanding_claims: &mut u64,
+    dom: &mut Domain,
+    order: u32,
+    node: Option<u32>,
+    exact: bool,
+) -> Result<u64, AllocFail> {
+    let request = 1u64 << order;
+    // The claim gate: claimed memory is off limits unless this domain's own claim covers
+    // the whole request.
+    if outstanding_claims.saturating_add(request) > heap.total_free() && dom.outstanding < request {
+        return Err(AllocFail::NoMemory);
+    }
+    let (mfn, got) = get_free_buddy(
+        heap,
+        order,
+        node,
+        exact,
+        dom.node_affinity,
+        dom.last_alloc_node,
+    )
+    .ok_or(AllocFail::NoMemory)?;
+    dom.last_alloc_node = got;
+    if dom.tot_pages + request > dom.max_pages {
+        heap.free(mfn, order);
+        return Err(AllocFail::OverMax);
+    }
+    adjust_tot_pages(dom, outstanding_claims, request as i64);
+    Ok(mfn)
+}
+
+impl HostState {
+    fn dom(&self, domid: DomId, function: &'static str) -> XcResult<&Domain> {
+        self.domains
+            .get(&domid)
+            .ok_or_else(|| XcError::errno_with(function, ESRCH, format!("no domain {domid}")))
+    }
+
+    fn dom_mut(&mut self, domid: DomId, function: &'static str) -> XcResult<&mut Domain> {
+        self.domains
+            .get_mut(&domid)
+            .ok_or_else(|| XcError::errno_with(function, ESRCH, format!("no domain {domid}")))
+    }
+
+    /// `domain_update_node_affinity()` for a domain with automatic affinity: the nodes of
+    /// the pCPUs in any vCPU's hard affinity.
+    fn update_node_affinity(&mut self, domid: DomId) {
+        let (cpu_node, cpu_nodes) = (&self.cpu_node, self.cpu_nodes);
+        let Some(dom) = self.domains.get_mut(&domid) else {
+            return;
+        };
+        if !dom.auto_node_affinity || dom.vcpu_hard.is_empty() {
+            return;
+        }
+        let mut mask = 0u64;
+        for v in &dom.vcpu_hard {
+            match v {
+                None => mask |= cpu_nodes,
+                Some(cpus) => {
+                    for (c, _) in cpus.iter().enumerate().filter(|(_, &on)| on) {
+                        mask |= 1 << cpu_node[c];
+                    }
+                }
+            }
+        }
+        dom.node_affinity = mask;
+    }
+
+    pub(super) fn create_domain(&mut self, cfg: &DomainConfig) -> XcResult<DomId> {
+        const F: &str = "xc_domain_create";
+        let limit = if cfg.hvm { HVM_MAX_VCPUS } else { PV_MAX_VCPUS };
+        if cfg.max_vcpus == 0 || cfg.max_vcpus > limit {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("max_vcpus {} not in 1..={limit}", cfg.max_vcpus),
+            ));
+        }
+        if cfg.hap && !cfg.hvm {
+            return Err(XcError::errno_with(F, EINVAL, "HAP needs an HVM container"));
+        }
+        let affinity = match &cfg.node_affinity {
+            None => None,
+            Some(nodes) => {
+                const NF: &str = "xc_domain_node_setaffinity";
+                let mut mask = 0u64;
+                for &n in nodes {
+                    if n >= MAX_NODES {
+                        return Err(XcError::errno_with(
+                            NF,
+                            EINVAL,
+                            format!("node {n} >= MAX_NUMNODES"),
+                        ));
+                    }
+                    mask |= 1 << n;
+                }
+                // Xen keeps offline bits but refuses a mask with no online node.
+                if mask & online_mask(self.heap.nr_nodes()) == 0 {
+                    return Err(XcError::errno_with(
+                        NF,
+                        EINVAL,
+                        "no online node in the affinity",
+                    ));
+                }
+                Some(mask)
+            }
+        };
+        // XEN_DOMCTL_createdomain: a free id in 1..DOMID_FIRST_RESERVED is taken as asked,
+        // a used one is EEXIST, anything else means "pick one".
+        let id = match cfg.domid {
+            Some(id) if id.0 > 0 && id.0 < DOMID_FIRST_RESERVED => {
+                if self.domains.contains_key(&id) {
+                    return Err(XcError::errno_with(
+                        F,
+                        EEXIST,
+                        format!("domain {id} exists"),
+                    ));
+                }
+                id
+            }
+            _ => self.free_domid().ok_or_else(|| XcError::errno(F, ENOSPC))?,
+        };
+        let max_pages = (cfg.max_mem_kib / 4).min(u64::from(u32::MAX));
+        self.domains
+            .insert(id, Domain::new(id, cfg, max_pages, affinity));
+        self.update_node_affinity(id);
+        Ok(id)
+    }
+
+    fn free_domid(&mut self) -> Option<DomId> {
+        for _ in 1..DOMID_FIRST_RESERVED {
+            let id = DomId(self.next_domid);
+            self.next_domid = if self.next_domid + 1 >= DOMID_FIRST_RESERVED {
+                1
+            } else {
+                self.next_domid + 1
+            };
+            if !self.domains.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    pub(super) fn destroy_domain(&mut self, domid: DomId) -> XcResult<()> {
+        let dom = self.domains.remove(&domid).ok_or_else(|| {
+            XcError::errno_with("xc_domain_destroy", ESRCH, format!("no domain {domid}"))
+        })?;
+        for (mfn, len) in dom.owned_blocks() {
+            self.heap.free_range(mfn, len);
+        }
+        self.outstanding_claims -= dom.outstanding;
+        Ok(())
+    }
+
+    pub(super) fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo> {
+        let d = self.dom(domid, "xc_domain_getinfo")?;
+        Ok(DomainInfo {
+            hvm: d.hvm,
+            hap: d.hap,
+            max_vcpu_id: d.max_vcpus.saturating_sub(1),
+            tot_pages: d.tot_pages,
+            max_pages: d.max_pages,
+            outstanding_pages: d.outstanding,
+        })
+    }
+
+    pub(super) fn physinfo(&self) -> PhysInfo {
+        PhysInfo {
+            nr_cpus: self.spec.cpus,
+            nr_nodes: self.spec.nodes,
+            free_pages: self.heap.total_free(),
+            outstanding_pages: self.outstanding_claims,
+        }
+    }
+
+    pub(super) fn vcpu_setaffinity_hard(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        hard: &[bool],
+    ) -> XcResult<()> {
+        const F: &str = "xc_vcpu_setaffinity";
+        let nr_cpus = self.spec.cpus as usize;
+        let dom = self.dom_mut(domid, F)?;
+        if vcpu >= dom.max_vcpus {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("vcpu {vcpu} >= max_vcpus {}", dom.max_vcpus),
+            ));
+        }
+        // Bits beyond the host's CPUs are dropped (the mask is ANDed with the online CPUs).
+        let mask: Vec<bool> = (0..nr_cpus)
+            .map(|c| hard.get(c).copied().unwrap_or(false))
+            .collect();
+        if !mask.iter().any(|&b| b) {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                "no online pCPU in the hard affinity",
+            ));
+        }
+        dom.vcpu_hard[vcpu as usize] = if mask.iter().all(|&b| b) {
+            None
+        } else {
+            Some(mask)
+        };
+        self.update_node_affinity(domid);
+        Ok(())
+    }
+
+    pub(super) fn sched_get(&self, domid: DomId) -> XcResult<SchedCredit> {
+        const F: &str = "xc_sched_credit_domain_get";
+        let dom = self.dom(domid, F)?;
+        if self.spec.sched != Scheduler::Credit {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                "domain's pool does not run credit",
+            ));
+        }
+        Ok(dom.sched)
+    }
+
+    pub(super) fn sched_set(&mut self, domid: DomId, params: SchedCredit) -> XcResult<()> {
+        const F: &str = "xc_sched_credit_domain_set";
+        let credit = self.spec.sched == Scheduler::Credit;
+        let dom = self.dom_mut(domid, F)?;
+        if !credit {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                "domain's pool does not run credit",
+            ));
+        }
+        // csched_dom_cntl(): weight 0 and cap 0xffff mean "leave unchanged".
+        if params.weight != 0 {
+            dom.sched.weight = params.weight;
+        }
+        if params.cap != u16::MAX {
+            dom.sched.cap = params.cap;
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_tsc_info(&mut self, domid: DomId, mode: u32) -> XcResult<()> {
+        const F: &str = "xc_domain_set_tsc_info";
+        let dom = self.dom_mut(domid, F)?;
+        // 0 default, 1 always emulate, 2 never emulate; 3 (PVRDTSCP) was removed.
+        if mode > 2 {
+            return Err(XcError::errno_with(F, EINVAL, format!("TSC mode {mode}")));
+        }
+        dom.tsc_mode = Some(mode);
+        Ok(())
+    }
+
+    pub(super) fn claim_pages(&mut self, domid: DomId, pages: u64) -> XcResult<()> {
+        const F: &str = "xc_domain_claim_pages";
+        let total_free = self.heap.total_free();
+        let oc = &mut self.outstanding_claims;
+        // XENMEM_claim_pages answers EINVAL, not ESRCH, for a missing domain.
+        let dom = self
+            .domains
+            .get_mut(&domid)
+            .ok_or_else(|| XcError::errno_with(F, EINVAL, format!("no domain {domid}")))?;
+        if pages == 0 {
+            *oc -= dom.outstanding;
+            dom.outstanding = 0;
+            return Ok(());
+        }
+        if dom.outstanding != 0 {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("domain already claims {} pages", dom.outstanding),
+            ));
+        }
+        if pages <= dom.tot_pages || pages > dom.max_pages {
+            let why = format!(
+                "claim of {pages} pages with tot_pages {} max_pages {}",
+                dom.tot_pages, dom.max_pages
+            );
+            return Err(XcError::errno_with(F, EINVAL, why));
+        }
+        let claim = pages - dom.tot_pages;
+        let avail = total_free.saturating_sub(*oc);
+        if claim > avail {
+            return Err(XcError::errno_with(
+                F,
+                ENOMEM,
+                format!("claim of {claim} pages, {avail} unclaimed"),
+            ));
+        }
+        dom.outstanding = claim;
+        *oc += claim;
+        Ok(())
+    }
+
+    /// `p2m_pod_set_mem_target()` and `p2m_pod_set_cache_target()`.
+    pub(super) fn set_pod_target(&mut self, domid: DomId, target: u64) -> XcResult<PodInfo> {
+        const F: &str = "xc_domain_set_pod_target";
+        let HostState {
+            heap,
+            domains,
+            outstanding_claims,
+            ..
+        } = self;
+        let dom = domains
+            .get_mut(&domid)
+            .ok_or_else(|| XcError::errno_with(F, ESRCH, format!("no domain {domid}")))?;
+        if !dom.hvm {
+            return Err(XcError::errno_with(F, EINVAL, "PoD needs an HVM container"));
+        }
+        if target > dom.max_pages {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("target {target} > max_pages {}", dom.max_pages),
+            ));
+        }
+        let info = |d: &Domain| PodInfo {
+            tot_pages: d.tot_pages,
+            pod_cache_pages: d.pod_cache_pages(),
+            pod_entries: d.pod_entries,
+        };
+        let populated = dom.tot_pages - dom.pod_cache_pages();
+        // Fully populated, or a lower target: nothing to do (the balloon driver shrinks).
+        if (populated > 0 && dom.pod_entries == 0) || target < dom.tot_pages {
+            return Ok(info(dom));
+        }
+        let mut pod_target = target - populated;
+        if populated > 0 && pod_target > dom.pod_entries {
+            pod_target = dom.pod_entries;
+        }
+        while pod_target > dom.pod_cache_pages() {
+            let mut order = if pod_target - dom.pod_cache_pages() >= SUPERPAGE_PAGES {
+                9
+            } else {
+                0
+            };
+            let mfn = loop {
+                match alloc_domheap(heap, outstanding_claims, dom, order, None, false) {
+                    Ok(m) => break m,
+                    Err(_) if order == 9 => order = 0,
+                    Err(_) => {
+                        let why = format!(
+                            "PoD cache at {} of {pod_target} pages",
+                            dom.pod_cache_pages()
+                        );
+                        return Err(XcError::errno_with(F, ENOMEM, why));
+                    }
+                }
+            };
+            if order == 9 {
+                dom.pod_super.push_back(mfn);
+            } else {
+                dom.pod_single.push_back(mfn);
+            }
+        }
+        // Shrinking: Xen only ASSERTs this cannot happen here; a release build frees.
+        while pod_target < dom.pod_cache_pages() {
+            let excess = dom.pod_cache_pages() - pod_target;
+            if excess > SUPERPAGE_PAGES && !dom.pod_super.is_empty() {
+                if let Some(m) = dom.pod_super.pop_front() {
+                    heap.free(m, 9);
+                    adjust_tot_pages(dom, outstanding_claims, -(SUPERPAGE_PAGES as i64));
+                }
+            } else {
+                if dom.pod_single.is_empty() {
+                    if let Some(sp) = dom.pod_super.pop_front() {
+                        dom.pod_single.extend(sp..sp + SUPERPAGE_PAGES);
+                    }
+                }
+                let Some(m) = dom.pod_single.pop_front() else {
+                    break;
+                };
+                heap.free(m, 0);
+                adjust_tot_pages(dom, outstanding_claims, -1);
+            }
+        }
+        Ok(info(dom))
+    }
+
+    /// `XENMEM_populate_physmap`: `partial` (fault injection) caps the extents attempted.
+    pub(super) fn populate_physmap(
+        &mut self,
+        domid: DomId,
+        order: u32,
+        flags: MemFlags,
+        extents: &mut [u64],
+        partial: Option<usize>,
+    ) -> XcResult<usize> {
+        const F: &str = "xc_domain_populate_physmap";
+        if order > MAX_ORDER {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("extent order {order} > {MAX_ORDER}"),
+            ));
+        }
+        let caller = self.spec.caller;
+        let HostState {
+            heap,
+            domains,
+            outstanding_claims,
+            ..
+        } = self;
+        let dom = domains
+            .get_mut(&domid)
+            .ok_or_else(|| XcError::errno_with(F, ESRCH, format!("no domain {domid}")))?;
+        // Every early refusal below is Xen's silent "0 extents done".
+        if extents.len() as u64 > u64::from(u32::MAX >> 6) {
+            return Ok(0);
+        }
+        let pod = flags.populate_on_demand;
+        if order > if pod { MAX_ORDER } else { caller.max_order() } {
+            return Ok(0);
+        }
+        // propagate_node(): privileged callers' hints count; others' are ignored, and an
+        // exact one makes the whole call fail.
+        let (node, exact) = match flags.node {
+            None => (None, false),
+            Some(n) if caller.privileged() => {
+                if n >= MAX_NODES {
+                    return Ok(0);
+                }
+                (Some(n), flags.exact_node)
+            }
+            Some(_) if flags.exact_node => return Ok(0),
+            Some(_) => (None, false),
+        };
+        let pages = 1u64 << order;
+        let limit = partial.map_or(extents.len(), |p| p.min(extents.len()));
+        let mut done = 0;
+        for slot in extents.iter_mut().take(limit) {
+            let gfn = *slot;
+            let Some(end) = gfn.checked_add(pages) else {
+                break;
+            };
+            if pod {
+                // PV cannot take PoD (EINVAL); RAM in the range is EBUSY. Both stop here.
+                if !dom.hvm || end > P2M_GFN_LIMIT || !dom.mark_pod(gfn, order) {
+                    break;
+                }
+            } else {
+                let Ok(mfn) = alloc_domheap(heap, outstanding_claims, dom, order, node, exact)
+                else {
+                    break;
+                };
+                if dom.hvm && end > P2M_GFN_LIMIT {
+                    // p2m_set_entry() refuses the gfn after the page was assigned: it stays
+                    // owned, unmapped, and the call stops.
+                    dom.unmapped.push((mfn, pages));
+                    break;
+                }
+                dom.map_ram(gfn, order, mfn);
+                if !dom.hvm {
+                    *slot = mfn;
+                }
+            }
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    pub(super) fn clear_pages(&mut self, domid: DomId, first: u64, nr: u64) -> XcResult<()> {
+        const F: &str = "xc_clear_domain_pages";
+        let dom = self.dom_mut(domid, F)?;
+        if nr == 0 {
+            return Ok(());
+        }
+        let end = first
+            .checked_add(nr)
+            .ok_or_else(|| XcError::errno_with(F, EINVAL, "range wraps"))?;
+        if let Some(hole) = dom.first_hole(first, end) {
+            return Err(XcError::errno_with(
+                F,
+                EFAULT,
+                format!("gfn {hole:#x} is not populated"),
+            ));
+        }
+        for gfn in first..end {
+            let mfn = dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?;
+            dom.memory.remove(&mfn);
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_guest(&mut self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
+        const F: &str = "xc_map_foreign_range";
+        let dom = self.dom_mut(domid, F)?;
+        let (g0, g1) = frames(F, paddr, data.len())?;
+        if let Some(hole) = dom.first_hole(g0, g1) {
+            return Err(XcError::errno_with(
+                F,
+                EFAULT,
+                format!("gfn {hole:#x} is not populated"),
+            ));
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let addr = paddr + done as u64;
+            let gfn = addr >> PAGE_SHIFT;
+            let off = (addr % PAGE_BYTES) as usize;
+            let n = (PAGE_BYTES as usize - off).min(data.len() - done);
+            let mfn = dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?;
+            dom.page_mut(mfn)[off..off + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_guest(&mut self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
+        const F: &str = "xc_map_foreign_range";
+        let dom = self.dom_mut(domid, F)?;
+        let (g0, g1) = frames(F, paddr, buf.len())?;
+        if let Some(hole) = dom.first_hole(g0, g1) {
+            return Err(XcError::errno_with(
+                F,
+                EFAULT,
+                format!("gfn {hole:#x} is not populated"),
+            ));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let addr = paddr + done as u64;
+            let gfn = addr >> PAGE_SHIFT;
+            let off = (addr % PAGE_BYTES) as usize;
+            let n = (PAGE_BYTES as usize - off).min(buf.len() - done);
+            let mfn = dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?;
+            match dom.page(mfn) {
+                Some(page) => buf[done..done + n].copy_from_slice(&page[off..off + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn hvm_dom_mut(&mut self, domid: DomId, function: &'static str) -> XcResult<&mut Domain> {
+        let dom = self.dom_mut(domid, function)?;
+        if !dom.hvm {
+            return Err(XcError::errno_with(
+                function,
+                EINVAL,
+                "not an HVM container",
+            ));
+        }
+        Ok(dom)
+    }
+
+    pub(super) fn hvm_param_set(&mut self, domid: DomId, param: u32, value: u64) -> XcResult<()> {
+        const F: &str = "xc_hvm_param_set";
+        let dom = self.hvm_dom_mut(domid, F)?;
+        if param >= HVM_NR_PARAMS {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("param {param} >= HVM_NR_PARAMS"),
+            ));
+        }
+        dom.params.insert(param, value);
+        Ok(())
+    }
+
+    pub(super) fn hvm_param_get(&mut self, domid: DomId, param: u32) -> XcResult<u64> {
+        const F: &str = "xc_hvm_param_get";
+        let dom = self.hvm_dom_mut(domid, F)?;
+        if param >= HVM_NR_PARAMS {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("param {param} >= HVM_NR_PARAMS"),
+            ));
+        }
+        Ok(dom.params.get(&param).copied().unwrap_or(0))
+    }
+
+    pub(super) fn set_memory_map(&mut self, domid: DomId, e820: &[E820Entry]) -> XcResult<()> {
+        const F: &str = "xc_domain_set_memory_map";
+        let dom = self.dom_mut(domid, F)?;
+        if e820.len() > E820MAX {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("{} entries > E820MAX", e820.len()),
+            ));
+        }
+        dom.e820 = Some(e820.to_vec());
+        Ok(())
+    }
+
+    pub(super) fn set_time_offset(&mut self, domid: DomId, offset: i32) -> XcResult<()> {
+        self.dom_mut(domid, "xc_domain_set_time_offset")?
+            .time_offset = Some(offset);
+        Ok(())
+    }
+
+    /// libxc refuses set bits it would have to truncate; Xen then clamps the featureset
+    /// to the domain kind's maximum without complaint (`recalculate_cpuid_policy()`).
+    pub(super) fn cpuid_apply_policy(
+        &mut self,
+        domid: DomId,
+        policy: &CpuidPolicy,
+    ) -> XcResult<()> {
+        const F: &str = "xc_cpuid_apply_policy";
+        let dom = self.dom_mut(domid, F)?;
+        if policy
+            .featureset
+            .iter()
+            .skip(FEATURESET_WORDS)
+            .any(|&w| w != 0)
+        {
+            return Err(XcError::errno_with(
+                F,
+                EOPNOTSUPP,
+                "featureset has set bits beyond the host's length",
+            ));
+        }
+        let max = featureset(if dom.hvm {
+            FeaturesetKind::HvmMax
+        } else {
+            FeaturesetKind::PvMax
+        });
+        let effective = (0..FEATURESET_WORDS)
+            .map(|i| policy.featureset.get(i).copied().unwrap_or(0) & max[i])
+            .collect();
+        dom.cpuid = Some(policy.clone());
+        dom.cpuid_effective = Some(effective);
+        Ok(())
+    }
+
+    pub(super) fn gnttab_seed(&mut self, domid: DomId, seed: GrantSeed) -> XcResult<()> {
+        self.dom_mut(domid, "xc_dom_gnttab_seed")?.grants = Some(seed);
+        Ok(())
+    }
+
+    pub(super) fn set_boot_vcpu(&mut self, domid: DomId, vcpu: HvmBootVcpu) -> XcResult<()> {
+        self.hvm_dom_mut(domid, "xc_domain_hvm_setcontext")?
+            .boot_vcpu = Some(vcpu);
+        Ok(())
+    }
+
+    pub(super) fn pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {
+        const F: &str = "xc_domain_get_node_pages";
+        if !self.spec.node_pages {
+            return Err(XcError::errno(F, ENOSYS));
+        }
+        let dom = self.dom(domid, F)?;
+        let mut out = vec![0; self.heap.nr_nodes()];
+        for (mfn, len) in dom.owned_blocks() {
+            if let Some(n) = self.heap.node_of(mfn) {
+                out[n] += len;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The guest frames `[first, end)` a byte range touches (empty for an empty range).
+fn frames(function: &'static str, paddr: u64, len: usize) -> XcResult<(u64, u64)> {
+    if len == 0 {
+        return Ok((0, 0));
+    }
+    let last = paddr
+        .checked_add(len as u64 - 1)
+        .ok_or_else(|| XcError::errno_with(function, EFAULT, "range wraps the address space"))?;
+    Ok((paddr >> PAGE_SHIFT, (last >> PAGE_SHIFT) + 1))
+}
+
+fn pod_exhausted(function: &'static str, gfn: u64) -> XcError {
+    XcError::errno_with(
+        function,
+        EFAULT,
+        format!("out of PoD memory backing gfn {gfn:#x}: Xen would crash the domain"),
+    )
+}
