@@ -84,7 +84,12 @@ impl BuildReport {
             let _ = writeln!(s, "  result         {}", r.wire_text());
         }
         if let Some(l) = &self.layout {
-            let _ = writeln!(s, "  MMIO hole      {} MiB at {:#x}", l.mmio_size >> 20, l.mmio_start);
+            let _ = writeln!(
+                s,
+                "  MMIO hole      {} MiB at {:#x}",
+                l.mmio_size >> 20,
+                l.mmio_start
+            );
             for e in &l.e820 {
                 let _ = writeln!(s, "  e820           {e}");
             }
@@ -97,7 +102,12 @@ impl BuildReport {
             .map(|(order, pages)| format!("{} x {}", pages >> order, order_name(*order)))
             .collect();
         let mib = ram.pages() as f64 / 256.0;
-        let _ = writeln!(s, "  guest RAM      {} ({mib:.1} MiB) in {} populate calls", pages.join(", "), ram.calls());
+        let _ = writeln!(
+            s,
+            "  guest RAM      {} ({mib:.1} MiB) in {} populate calls",
+            pages.join(", "),
+            ram.calls()
+        );
         if let Some(target) = self.memory.pod_target_pages {
             let _ = writeln!(s, "  PoD target     {target} pages");
         }
@@ -105,14 +115,35 @@ impl BuildReport {
             let _ = writeln!(s, "  exact node     {node}");
         }
         if let Some(nodes) = &self.memory.pages_by_node {
-            let per: Vec<String> = nodes.iter().enumerate().map(|(n, p)| format!("node{n} {:.1} MiB", *p as f64 / 256.0)).collect();
+            let per: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .map(|(n, p)| format!("node{n} {:.1} MiB", *p as f64 / 256.0))
+                .collect();
             let _ = writeln!(s, "  placement      {}", per.join(", "));
         }
-        let calls: Vec<String> = self.hypercalls.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let _ = writeln!(s, "  hypercalls     {} in all: {}", self.total_hypercalls(), calls.join(", "));
-        let writes: Vec<String> = self.xenstore_writes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let calls: Vec<String> = self
+            .hypercalls
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  hypercalls     {} in all: {}",
+            self.total_hypercalls(),
+            calls.join(", ")
+        );
+        let writes: Vec<String> = self
+            .xenstore_writes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(s, "  xenstore       {}", writes.join(" "));
-        let _ = writeln!(s, "  elapsed        {:.3} ms", self.elapsed_us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "  elapsed        {:.3} ms",
+            self.elapsed_us as f64 / 1000.0
+        );
         s
     }
 }

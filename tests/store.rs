@@ -7,13 +7,21 @@ use xenguest::store::{MemoryStore, Store, XenstoredStore};
 
 fn contract(s: &dyn Store, root: &str) {
     let p = |k: &str| format!("{root}/{k}");
-    assert_eq!(s.read(&p("missing")).unwrap(), None, "absent key reads as None");
+    assert_eq!(
+        s.read(&p("missing")).unwrap(),
+        None,
+        "absent key reads as None"
+    );
     s.write(&p("platform/acpi"), "1").unwrap();
     s.write(&p("platform/vcpu/number"), "4").unwrap();
     s.write(&p("vm-data/mmio-hole-size"), "268435456").unwrap();
     assert_eq!(s.read(&p("platform/acpi")).unwrap().as_deref(), Some("1"));
     s.write(&p("platform/acpi"), "0").unwrap();
-    assert_eq!(s.read(&p("platform/acpi")).unwrap().as_deref(), Some("0"), "last write wins");
+    assert_eq!(
+        s.read(&p("platform/acpi")).unwrap().as_deref(),
+        Some("0"),
+        "last write wins"
+    );
     let mut dir = s.directory(&p("platform")).unwrap();
     dir.sort();
     assert_eq!(dir, vec!["acpi", "vcpu"]);
@@ -21,9 +29,16 @@ fn contract(s: &dyn Store, root: &str) {
     s.write(&p("empty"), "").unwrap();
     assert_eq!(s.read(&p("empty")).unwrap().as_deref(), Some(""));
     s.rm(&p("platform")).unwrap();
-    assert_eq!(s.read(&p("platform/vcpu/number")).unwrap(), None, "rm removes children");
+    assert_eq!(
+        s.read(&p("platform/vcpu/number")).unwrap(),
+        None,
+        "rm removes children"
+    );
     s.rm(&p("platform")).unwrap();
-    assert_eq!(s.read(&p("vm-data/mmio-hole-size")).unwrap().as_deref(), Some("268435456"));
+    assert_eq!(
+        s.read(&p("vm-data/mmio-hole-size")).unwrap().as_deref(),
+        Some("268435456")
+    );
 }
 
 #[test]
@@ -41,9 +56,18 @@ fn xenstored_store_honours_the_contract_and_fails_cleanly_when_the_daemon_dies()
 
     daemon.kill();
     let started = std::time::Instant::now();
-    let err = store.read("/local/domain/1/vm-data/mmio-hole-size").unwrap_err();
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "a dead daemon must not hang a read");
+    let err = store
+        .read("/local/domain/1/vm-data/mmio-hole-size")
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "a dead daemon must not hang a read"
+    );
     assert_eq!(err.op, "read");
-    assert!(err.to_string().contains("/local/domain/1/vm-data/mmio-hole-size"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/local/domain/1/vm-data/mmio-hole-size"),
+        "{err}"
+    );
     assert!(XenstoredStore::open().is_err(), "no daemon, no connection");
 }

@@ -123,11 +123,17 @@ pub struct HostPaths {
 
 /// Where the iPXE ROM is looked for, in order: XenServer's `IPXE_PATH`, then Debian's iPXE
 /// ROM for the RTL8139, the NIC XenServer emulates for HVM guests (package `ipxe-qemu`).
-pub const IPXE_CANDIDATES: [&str; 2] = ["/usr/share/ipxe/ipxe.bin", "/usr/lib/ipxe/qemu/pxe-rtl8139.rom"];
+pub const IPXE_CANDIDATES: [&str; 2] = [
+    "/usr/share/ipxe/ipxe.bin",
+    "/usr/lib/ipxe/qemu/pxe-rtl8139.rom",
+];
 
 impl Default for HostPaths {
     fn default() -> Self {
-        let ipxe = IPXE_CANDIDATES.iter().find(|p| Path::new(p).exists()).unwrap_or(&IPXE_CANDIDATES[0]);
+        let ipxe = IPXE_CANDIDATES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or(&IPXE_CANDIDATES[0]);
         HostPaths {
             ipxe: ipxe.into(),
             ovmf: "/usr/share/edk2/OVMF-release.fd".into(),

@@ -16,7 +16,10 @@ pub struct Xenstored {
 impl Xenstored {
     /// Build the shim and start the daemon; `domains` are the extra domids that exist.
     pub fn start(domains: &str) -> Self {
-        assert!(Path::new(XENSTORED).exists(), "{XENSTORED} missing: run `make deps` (xen-utils-4.17)");
+        assert!(
+            Path::new(XENSTORED).exists(),
+            "{XENSTORED} missing: run `make deps` (xen-utils-4.17)"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let shim = dir.path().join("fakexen.so");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fakexen.c");
@@ -42,7 +45,10 @@ impl Xenstored {
         let me = Xenstored { child, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !me.socket().exists() {
-            assert!(Instant::now() < deadline, "xenstored did not create its socket");
+            assert!(
+                Instant::now() < deadline,
+                "xenstored did not create its socket"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         me
