@@ -180,7 +180,28 @@ pub struct BuildOutput {
 }
 
 /// Build `req` in `mode`.
+///
+/// A failed build leaves the domain for the caller to destroy, but never a claim on host
+/// memory: libxenguest cancels claims only once it reaches memory setup; here every failure
+/// does, so an early error cannot strand the toolstack's claim.
 pub fn build(env: BuildEnv<'_>, mode: BuildMode, req: &BuildRequest) -> crate::Result<BuildOutput> {
+    let outcome = build_mode(env, mode, req);
+    if outcome.is_err() {
+        if let Err(e) = env.hv.domain_claim_pages(req.domid, 0) {
+            log::warn!(
+                "domid = {}; releasing the claim after a failed build: {e}",
+                req.domid
+            );
+        }
+    }
+    outcome
+}
+
+fn build_mode(
+    env: BuildEnv<'_>,
+    mode: BuildMode,
+    req: &BuildRequest,
+) -> crate::Result<BuildOutput> {
     match mode {
         BuildMode::Hvm => hvm::build(env, req),
         BuildMode::Pvh | BuildMode::Pv => Err(crate::Error::NotImplemented {
