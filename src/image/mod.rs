@@ -17,8 +17,7 @@ pub fn read_file(step: &'static str, path: &Path, max_bytes: u64) -> Result<Vec<
         path: path.display().to_string(),
         reason,
     };
-    let meta = std::fs::metadata(path)
-        .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
+    let meta = std::fs::metadata(path).map_err(|e| fail(io_code(&e), io_text(&e)))?;
     if !meta.is_file() {
         return Err(fail(libc::EINVAL, "not a regular file".into()));
     }
@@ -28,5 +27,15 @@ pub fn read_file(step: &'static str, path: &Path, max_bytes: u64) -> Result<Vec<
             format!("{} bytes exceeds the limit of {max_bytes}", meta.len()),
         ));
     }
-    std::fs::read(path).map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))
+    std::fs::read(path).map_err(|e| fail(io_code(&e), io_text(&e)))
+}
+
+fn io_code(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// The system's text for an I/O error, without Rust's "(os error N)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    e.raw_os_error()
+        .map_or_else(|| e.to_string(), crate::hypervisor::strerror)
 }

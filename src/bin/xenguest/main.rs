@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    log::info!("Command line: {}", cli::joined_command_line(&args[1..]));
+    log::info!("Command line: {}", cli::joined_command_line(&args));
 
     let outcome = run(&opts);
     match outcome {

@@ -1,0 +1,292 @@
+//! The binary as xenopsd runs it: argv shapes, control-fd lines, exit codes, reports.
+
+use std::process::{Command, Output};
+
+const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
+
+fn xenguest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xenguest"))
+        .args(args)
+        .env(
+            "XENGUEST_IPXE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        )
+        .output()
+        .expect("run xenguest")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// xenopsd's hvm_build argv (DOM xenguest_args_hvm), with the control fd on stdout.
+fn hvm_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "-controloutfd",
+        "1",
+        "-mode",
+        "hvm_build",
+        "-image",
+        HVMLOADER,
+        "-domid",
+        "3",
+        "-store_port",
+        "5",
+        "-store_domid",
+        "0",
+        "-console_port",
+        "6",
+        "-console_domid",
+        "0",
+        "-mem_max_mib",
+        "1024",
+        "-mem_start_mib",
+        "1024",
+        "-sim",
+        "nodes=2,node_mib=2048",
+        "-stderr",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn hvm_build_prints_the_result_and_exits_0() {
+    let o = xenguest(&hvm_args(&[]));
+    assert_eq!(
+        stdout(&o),
+        "result:1044476 1044479\n",
+        "stderr: {}",
+        stderr(&o)
+    );
+    assert!(o.status.success());
+    let log = stderr(&o);
+    assert!(log.contains("xenguest-3-build["), "syslog ident: {log}");
+    assert!(
+        log.contains("]: Command line: -controloutfd 1 -mode hvm_build"),
+        "{log}"
+    );
+    assert!(log.trim_end().ends_with("All done"), "{log}");
+}
+
+#[test]
+fn double_dash_prefixes_and_equals_forms_are_accepted() {
+    let o = xenguest(&[
+        "--controloutfd=1",
+        "-mode=hvm_build",
+        "--image",
+        HVMLOADER,
+        "-domid",
+        "3",
+        "-store_p",
+        "5",
+        "-console_p=6",
+        "-mem_max",
+        "1024",
+        "-mem_start_mib",
+        "512",
+        "-mem_start_mib",
+        "1024",
+        "-sim",
+        "nodes=1,node_mib=2048",
+        "--force",
+        "-fork",
+        "true",
+        "-stderr",
+    ]);
+    assert_eq!(stdout(&o), "result:1044476 1044479\n", "{}", stderr(&o));
+}
+
+#[test]
+fn report_json_has_the_layout_orders_and_call_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let o = xenguest(&hvm_args(&[
+        "-mem_max_mib",
+        "4096",
+        "-mem_start_mib",
+        "4096",
+        "-sim",
+        "nodes=2,node_mib=8192",
+        "-report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["result"]["store_mfn"], 1044476);
+    assert_eq!(r["layout"]["mmio_size"], 268435456);
+    assert_eq!(r["layout"]["e820"].as_array().unwrap().len(), 2);
+    assert_eq!(r["memory"]["ram"]["pages_by_order"]["18"], 2 << 18);
+    assert_eq!(r["memory"]["ram"]["pages_by_order"]["9"], 1023 << 9);
+    let populate = r["hypercalls"]["domain_populate_physmap"].as_u64().unwrap();
+    assert!(populate <= 4, "far below libxenguest's 259: {populate}");
+    let writes = r["xenstore_writes"].as_array().unwrap();
+    assert!(writes
+        .iter()
+        .any(|w| w[0] == "/local/domain/3/vm-data/mmio-hole-size" && w[1] == "268435456"));
+    assert!(r["elapsed_us"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sim_keys_reach_the_build() {
+    let o = xenguest(&hvm_args(&[
+        "-sim-key",
+        "platform/vcpu/number=3",
+        "-sim-key",
+        "platform/cores-per-socket=2",
+    ]));
+    assert_eq!(
+        stdout(&o),
+        "error:Bad cores/socket setting: 2 (nr vcpus 3)\n"
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn errors_go_to_the_control_fd_in_the_c_format() {
+    let o = xenguest(&hvm_args(&["-image", "/nonexistent/hvmloader"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "error:xenguest: xc_dom_kernel_file: [2] /nonexistent/hvmloader: No such file or directory\n");
+
+    let o = xenguest(&hvm_args(&["-image", "/etc/hostname"]));
+    assert!(
+        stdout(&o).starts_with(
+            "error:xenguest: xc_dom_parse_image: [22] /etc/hostname: not an ELF image"
+        ),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = xenguest(&hvm_args(&[
+        "-mem_pnode",
+        "1",
+        "-sim",
+        "nodes=2,node_mib=2048,free_mib=1:512",
+    ]));
+    let line = stdout(&o);
+    assert!(
+        line.starts_with("error:xenguest: hvm_build_setup_mem: [12] Could not allocate memory"),
+        "{line}"
+    );
+    assert!(line.contains("node 1 (exact) is short by"), "{line}");
+
+    let o = xenguest(&hvm_args(&["-sim", "nodes=two"]));
+    assert!(
+        stdout(&o).starts_with("error:xenguest: sim: [22] "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("nodes"),
+        "the bad key is named: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn modes_not_built_yet_say_so() {
+    for mode in ["pvh_build", "linux_build", "restore", "listen"] {
+        let mut args = hvm_args(&[]);
+        args[3] = mode;
+        args.extend_from_slice(&["-cmdline", "", "-features", "", "-ramdisk", "", "-fd", "0"]);
+        let o = xenguest(&args);
+        assert_eq!(o.status.code(), Some(1), "{mode}");
+        let line = stdout(&o);
+        assert!(
+            line.starts_with("error:xenguest: ")
+                && line.contains("not implemented")
+                && line.contains(mode),
+            "{mode}: {line}"
+        );
+    }
+}
+
+#[test]
+fn command_line_errors_exit_1_with_the_c_messages() {
+    let o = xenguest(&["-mode", "hvm_build", "-bogus"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unrecognized option '-bogus'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("xenguest: invalid command line '-bogus'"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = xenguest(&["-mode", "hvm_build", "-domid"]);
+    assert!(
+        stderr(&o).contains("requires an argument"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = xenguest(&["-mode", "frobnicate"]);
+    assert!(
+        stderr(&o).contains("xenguest: unrecognized mode 'frobnicate'"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = xenguest(&["-domid", "1"]);
+    assert!(
+        stderr(&o).contains("xenguest: no `-mode' option specified"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = xenguest(&["-mode", "hvm_build", "-domid", "1"]);
+    assert!(
+        stderr(&o).contains("xenguest: missing command line options"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = xenguest(&["-mode", "hvm_build", "-domid", "12x"]);
+    assert!(
+        stderr(&o).contains("xenguest: '12x' is not a valid int"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn a_closed_control_fd_is_refused_up_front() {
+    let mut args = hvm_args(&[]);
+    args[1] = "57";
+    let o = xenguest(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("fd 57"), "{}", stderr(&o));
+}
+
+#[test]
+fn supports_answers_on_stdout() {
+    let o = xenguest(&["-supports", "migration-v2"]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("true\n", Some(0)));
+    let o = xenguest(&["-supports", "mem_pnode"]);
+    assert_eq!(stdout(&o), "true\n");
+    let o = xenguest(&["-supports", "teleport"]);
+    assert_eq!(stdout(&o), "false\n");
+}
+
+#[test]
+fn without_sim_the_real_backend_is_reported_missing() {
+    let mut args = hvm_args(&[]);
+    let at = args.iter().position(|a| *a == "-sim").unwrap();
+    args.drain(at..at + 2);
+    let o = xenguest(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with("error:xenguest: xc_interface_open: [38] not implemented"),
+        "{}",
+        stdout(&o)
+    );
+}
