@@ -9,7 +9,7 @@ APT_PACKAGES := libxen-dev clang libclang-dev pkg-config ocaml-nox ocaml-dune oc
 HVMLOADER := /usr/lib/xen-4.17/boot/hvmloader
 XENGUEST := target/release/xenguest
 
-.PHONY: all deps build demo test lint test-rust clean
+.PHONY: all deps build demo test lint test-rust bench clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-rust: deps
 	$(CARGO) test --locked
 
 test: lint test-rust
+
+# Benchmarks on the simulated host; regenerates the rust-bench section of BENCHMARKS.md.
+bench: deps
+	set -o pipefail; $(CARGO) bench --locked --bench builds 2>/dev/null | scripts/bench-section rust-bench
+	@echo "BENCHMARKS.md updated"
 
 clean:
 	$(CARGO) clean
