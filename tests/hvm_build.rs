@@ -602,3 +602,119 @@ fn a_fault_at_every_call_position() {
         "failed {failed} tolerated {tolerated}"
     );
 }
+
+#[test]
+fn ovmf_is_loaded_first_when_the_bios_is_ovmf() {
+    let fx = Fixture::new("nodes=1,node_mib=4096");
+    let ovmf: Vec<u8> = (0..9000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&fx.paths.ovmf, &ovmf).unwrap();
+    std::fs::write(fx.dir.path().join("OVMF-custom.fd"), b"custom firmware").unwrap();
+
+    let domid = fx.domain(1024, &[("hvmloader/bios", "ovmf")]);
+    fx.build(&request(domid, 1024, 1024)).unwrap();
+    let si_paddr = fx
+        .host
+        .domain_snapshot(domid)
+        .unwrap()
+        .boot_vcpu
+        .unwrap()
+        .start_info_paddr;
+    let si = fx.read_guest(domid, si_paddr.into(), 4096);
+    assert_eq!(
+        u32::from_le_bytes(si[12..16].try_into().unwrap()),
+        2,
+        "firmware + ipxe"
+    );
+    let modlist = u64::from_le_bytes(si[16..24].try_into().unwrap());
+    let first = fx.read_guest(domid, modlist, 32);
+    let paddr = u64::from_le_bytes(first[0..8].try_into().unwrap());
+    assert_eq!(fx.read_guest(domid, paddr, ovmf.len()), ovmf);
+    let cmdline = fx.read_guest(
+        domid,
+        u64::from_le_bytes(first[16..24].try_into().unwrap()),
+        9,
+    );
+    assert_eq!(&cmdline, b"firmware\0");
+
+    let domid = fx.domain(
+        1024,
+        &[
+            ("hvmloader/bios", "ovmf"),
+            ("platform/ovmf-override", "OVMF-custom.fd"),
+        ],
+    );
+    fx.build(&request(domid, 1024, 1024)).unwrap();
+
+    let domid = fx.domain(
+        1024,
+        &[
+            ("hvmloader/bios", "ovmf"),
+            ("platform/ovmf-override", "../../etc/passwd"),
+        ],
+    );
+    let e = fx.build(&request(domid, 1024, 1024)).unwrap_err();
+    assert!(
+        e.to_string().contains("must be a filename, not a path"),
+        "{e}"
+    );
+
+    let domid = fx.domain(1024, &[("hvmloader/bios", "seabios")]);
+    let e = fx.build(&request(domid, 1024, 1024)).unwrap_err();
+    assert!(
+        e.to_string().contains("Unsupported bios type 'seabios'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn vcpus_scheduler_tsc_time_offset_and_cpuid_reach_the_hypervisor() {
+    let fx = Fixture::new("nodes=2,node_mib=4096,cpus=8");
+    let domid = fx.domain(
+        1024,
+        &[
+            ("platform/vcpu/number", "2"),
+            ("platform/vcpu/0/affinity", "0110"),
+            ("platform/vcpu/1/affinity", "00000001"),
+            ("platform/vcpu/weight", "512"),
+            ("platform/vcpu/cap", "50"),
+            ("platform/tsc_mode", "2"),
+            ("platform/timeoffset", "-7200"),
+            ("platform/cores-per-socket", "2"),
+            ("platform/nx", "0"),
+            ("platform/pae", "true"),
+        ],
+    );
+    fx.build(&request(domid, 1024, 1024)).unwrap();
+    let snap = fx.host.domain_snapshot(domid).unwrap();
+    assert_eq!(snap.vcpu_hard_affinity[0], vec![1, 2]);
+    assert_eq!(snap.vcpu_hard_affinity[1], vec![7]);
+    assert_eq!((snap.sched.weight, snap.sched.cap), (512, 50));
+    assert_eq!(snap.tsc_mode, Some(2));
+    assert_eq!(snap.time_offset_s, Some(-7200));
+    let policy = snap.cpuid_policy.unwrap();
+    assert_eq!(policy.cores_per_socket, 2);
+    let nx = xenguest::cpuid::NX;
+    assert_eq!(
+        policy.featureset[nx.word] & (1 << nx.bit),
+        0,
+        "nx=0 clears NX"
+    );
+    let pae = xenguest::cpuid::PAE;
+    assert_ne!(policy.featureset[pae.word] & (1 << pae.bit), 0, "pae kept");
+}
+
+#[test]
+fn no_credit_scheduler_is_logged_not_fatal_and_bad_affinity_is() {
+    let fx = Fixture::new("nodes=1,node_mib=4096,sched=credit2");
+    let domid = fx.domain(1024, &[("platform/vcpu/weight", "512")]);
+    fx.build(&request(domid, 1024, 1024)).unwrap();
+
+    let fx = Fixture::new("nodes=1,node_mib=4096");
+    let domid = fx.domain(1024, &[("platform/vcpu/0/affinity", "0000")]);
+    let e = fx.build(&request(domid, 1024, 1024)).unwrap_err();
+    assert!(
+        e.wire_text()
+            .starts_with("xenguest: xc_vcpu_setaffinity: [22] "),
+        "{e}"
+    );
+}
