@@ -7,7 +7,10 @@ use crate::boot::{self, param, HvmInfo, Special, StartModule};
 use crate::cpuid;
 use crate::error::{Error, Result};
 use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags};
-use crate::image::{self, elf::Elf};
+use crate::image::{
+    self,
+    elf::{Elf, Segment},
+};
 use crate::layout::{self, HvmLayout, HvmLayoutInput};
 use crate::memory::{self, PopulateStats};
 use crate::platform::{self, PlatformFlags};
@@ -151,6 +154,10 @@ fn safety_check(req: &BuildRequest, flags: &PlatformFlags, hap: bool) -> Result<
 /// hvmloader, the iPXE ROM and (for UEFI guests) OVMF, read and checked.
 struct Firmware {
     hvmloader: Vec<u8>,
+    /// hvmloader's loadable segments (offsets checked against `hvmloader`).
+    segments: Vec<Segment>,
+    /// Lowest and highest physical address of the segments.
+    bounds: (u64, u64),
     entry: u32,
     /// Modules in start-info order: OVMF ("firmware") first, then iPXE.
     modules: Vec<(Vec<u8>, &'static str)>,
@@ -183,6 +190,7 @@ fn load_firmware(
     }
     let entry =
         u32::try_from(elf.entry).map_err(|_| bad(format!("entry {:#x} above 4 GiB", elf.entry)))?;
+    let (segments, bounds) = (elf.segments.clone(), elf.paddr_bounds());
 
     let mut modules = Vec::new();
     if let Some(ovmf) = ovmf_path(store, paths, req.domid)? {
@@ -202,6 +210,8 @@ fn load_firmware(
     modules.push((ipxe, "ipxe"));
     Ok(Firmware {
         hvmloader,
+        segments,
+        bounds,
         entry,
         modules,
     })
@@ -342,33 +352,30 @@ fn write_layout(
 /// module and the `hvm_start_info` page by page after the image, all below the MMIO hole.
 /// Returns the start info's address.
 fn load_images(hv: &dyn Hypervisor, domid: DomId, plan: &HvmLayout, fw: &Firmware) -> Result<u64> {
-    let elf = Elf::parse(&fw.hvmloader).map_err(|e| Error::Image {
-        step: "xc_dom_build_image",
-        code: libc::EINVAL,
-        path: "hvmloader".into(),
-        reason: e.to_string(),
-    })?;
+    let step = "xc_dom_build_image";
+    let no_room = |what: &str, reason: String| Error::Image {
+        step,
+        code: libc::ENOMEM,
+        path: what.into(),
+        reason,
+    };
     let limit = plan.lowmem_end.min(plan.mmio_start);
-    let (start, end) = elf.paddr_bounds();
+    let (start, end) = fw.bounds;
     if start < layout::LOW_RAM_START || end > limit {
-        return Err(Error::Image {
-            step: "xc_dom_build_image",
-            code: libc::ENOMEM,
-            path: "hvmloader".into(),
-            reason: format!(
-                "segments [{start:#x}, {end:#x}) do not fit in low RAM [{:#x}, {limit:#x})",
-                layout::LOW_RAM_START
-            ),
-        });
+        let low = layout::LOW_RAM_START;
+        let reason =
+            format!("segments [{start:#x}, {end:#x}) do not fit in low RAM [{low:#x}, {limit:#x})");
+        return Err(no_room("hvmloader", reason));
     }
-    let step = Error::xc("xc_dom_build_image");
-    for seg in &elf.segments {
-        hv.write_guest(domid, seg.paddr, elf.segment_bytes(seg))
-            .map_err(Error::xc("xc_dom_build_image"))?;
+    for seg in &fw.segments {
+        // In bounds: checked when the image was parsed.
+        let bytes = &fw.hvmloader[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+        hv.write_guest(domid, seg.paddr, bytes)
+            .map_err(Error::xc(step))?;
         let bss = seg.memsz - seg.filesz;
         if bss > 0 {
             hv.write_guest(domid, seg.paddr + seg.filesz, &vec![0; bss as usize])
-                .map_err(Error::xc("xc_dom_build_image"))?;
+                .map_err(Error::xc(step))?;
         }
     }
     let mut next = end.next_multiple_of(PAGE_BYTES);
@@ -377,18 +384,14 @@ fn load_images(hv: &dyn Hypervisor, domid: DomId, plan: &HvmLayout, fw: &Firmwar
         let paddr = next;
         next += pages_of_bytes(data.len() as u64) * PAGE_BYTES;
         if next > limit {
-            return Err(Error::Image {
-                step: "xc_dom_build_image",
-                code: libc::ENOMEM,
-                path: (*cmdline).into(),
-                reason: format!(
-                    "Insufficient space to load modules: {} bytes at {paddr:#x} pass {limit:#x}",
-                    data.len()
-                ),
-            });
+            let reason = format!(
+                "Insufficient space to load modules: {} bytes at {paddr:#x} pass {limit:#x}",
+                data.len()
+            );
+            return Err(no_room(cmdline, reason));
         }
         hv.write_guest(domid, paddr, data)
-            .map_err(Error::xc("xc_dom_build_image"))?;
+            .map_err(Error::xc(step))?;
         modules.push(StartModule {
             paddr,
             size: data.len() as u64,
@@ -397,14 +400,11 @@ fn load_images(hv: &dyn Hypervisor, domid: DomId, plan: &HvmLayout, fw: &Firmwar
     }
     let start_info = boot::hvm_start_info(next, &modules);
     if next + start_info.len() as u64 > limit {
-        return Err(Error::Image {
-            step: "xc_dom_build_image",
-            code: libc::ENOMEM,
-            path: "hvm_start_info".into(),
-            reason: format!("Insufficient space for the start info at {next:#x} below {limit:#x}"),
-        });
+        let reason = format!("Insufficient space for the start info at {next:#x} below {limit:#x}");
+        return Err(no_room("hvm_start_info", reason));
     }
-    hv.write_guest(domid, next, &start_info).map_err(step)?;
+    hv.write_guest(domid, next, &start_info)
+        .map_err(Error::xc(step))?;
     Ok(next)
 }
 
