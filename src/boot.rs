@@ -151,20 +151,21 @@ pub struct HvmInfo {
     pub reserved_mem_pgstart: u64,
 }
 
-/// `struct hvm_info_table` as bytes: "HVM INFO", length, checksum (bytes sum to 0),
-/// apic_mode, nr_vcpus, a 128-bit online map, low/reserved/high page bounds.
+/// `struct hvm_info_table` as bytes (Xen's `public/hvm/hvm_info_table.h`): "HVM INFO", length,
+/// checksum (bytes sum to 0), apic_mode, nr_vcpus, low/reserved/high page bounds at 20/24/28,
+/// then the 128-bit online map at 32.
 pub fn hvm_info_table(info: &HvmInfo) -> [u8; HVM_INFO_BYTES] {
     let mut t = [0u8; HVM_INFO_BYTES];
     t[0..8].copy_from_slice(b"HVM INFO");
     t[8..12].copy_from_slice(&(HVM_INFO_BYTES as u32).to_le_bytes());
     t[13] = info.apic_mode;
     t[16..20].copy_from_slice(&info.nr_vcpus.to_le_bytes());
+    t[20..24].copy_from_slice(&((info.lowmem_end / PAGE_BYTES) as u32).to_le_bytes());
+    t[24..28].copy_from_slice(&(info.reserved_mem_pgstart as u32).to_le_bytes());
+    t[28..32].copy_from_slice(&((info.highmem_end / PAGE_BYTES) as u32).to_le_bytes());
     for cpu in 0..info.vcpus_online.min(128) as usize {
-        t[20 + cpu / 8] |= 1 << (cpu % 8);
+        t[32 + cpu / 8] |= 1 << (cpu % 8);
     }
-    t[36..40].copy_from_slice(&((info.lowmem_end / PAGE_BYTES) as u32).to_le_bytes());
-    t[40..44].copy_from_slice(&(info.reserved_mem_pgstart as u32).to_le_bytes());
-    t[44..48].copy_from_slice(&((info.highmem_end / PAGE_BYTES) as u32).to_le_bytes());
     let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
     t[12] = sum.wrapping_neg();
     t
@@ -254,9 +255,10 @@ mod tests {
         });
         assert_eq!(&t[0..8], b"HVM INFO");
         assert_eq!(t.iter().fold(0u8, |s, b| s.wrapping_add(*b)), 0);
-        assert_eq!(t[20], 0b11);
-        assert_eq!(u32::from_le_bytes(t[36..40].try_into().unwrap()), 0xF0000);
-        assert_eq!(u32::from_le_bytes(t[44..48].try_into().unwrap()), 0x110000);
+        assert_eq!(t[32], 0b11);
+        assert_eq!(u32::from_le_bytes(t[20..24].try_into().unwrap()), 0xF0000);
+        assert_eq!(u32::from_le_bytes(t[24..28].try_into().unwrap()), 0xFEFF0);
+        assert_eq!(u32::from_le_bytes(t[28..32].try_into().unwrap()), 0x110000);
         let many = hvm_info_table(&HvmInfo {
             vcpus_online: 500,
             ..HvmInfo {
@@ -269,7 +271,7 @@ mod tests {
             }
         });
         assert_eq!(
-            &many[20..36],
+            &many[32..48],
             &[0xFF; 16],
             "online map is bounded at 128 vCPUs"
         );
