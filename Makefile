@@ -4,12 +4,12 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build: libxen-dev + clang (bindings), OCaml + dune (the OCaml module);
 # run/test: Debian's hvmloader and xenstored (xen-utils-4.17), an iPXE ROM (ipxe-qemu).
-APT_PACKAGES := libxen-dev clang libclang-dev pkg-config ocaml-nox ocaml-dune ocaml-findlib \
+APT_PACKAGES := libxen-dev clang libclang-dev pkg-config ocaml-nox ocaml-dune ocaml-findlib grub-xen-bin \
 	libounit-ocaml-dev libalcotest-ocaml-dev xen-utils-4.17 xenstore-utils ipxe-qemu
 HVMLOADER := /usr/lib/xen-4.17/boot/hvmloader
 XENGUEST := target/release/xenguest
 
-.PHONY: all deps build demo test lint test-rust bench clean
+.PHONY: all deps build demo test lint test-rust test-ocaml bench clean
 
 all: build
 
@@ -40,7 +40,12 @@ lint: deps
 test-rust: deps
 	$(CARGO) test --locked
 
-test: lint test-rust
+# The OCaml module: native, bytecode (.bc with the cdylib) and byte_complete test runs.
+test-ocaml: deps
+	dune build --root . 2>&1
+	dune test --root . --force -j1
+
+test: lint test-rust test-ocaml
 
 # Benchmarks on the simulated host; regenerates the rust-bench section of BENCHMARKS.md.
 bench: deps
@@ -50,3 +55,36 @@ bench: deps
 clean:
 	$(CARGO) clean
 	rm -f demo-report.json
+
+# Fuzzing (docs/ROBUSTNESS.md): every cargo-fuzz target for FUZZ_SECONDS each, then a table of
+# executions. Only the stable toolchain is needed (fuzz/run.sh sets RUSTC_BOOTSTRAP=1 for
+# cargo fuzz's -Z flags). Crashes land in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 5
+.PHONY: fuzz fuzz-ci fuzz-deps
+fuzz-deps: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz: fuzz-deps
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-ci: fuzz-deps
+	fuzz/run.sh $(FUZZ_CI_SECONDS)
+
+# End to end on real Xen (docs in e2e/run.sh): Debian's Xen 4.17 booted under QEMU (TCG) with a
+# dom0 that builds and boots an HVM guest with our xenguest, then times our builds against
+# `xl create -p` and rewrites the real-xen section of BENCHMARKS.md. Downloads and images go to
+# $(E2E_WORK), outside the repository. Exit 2 = QEMU cannot start here.
+E2E_APT_PACKAGES := qemu-system-x86 cpio busybox-static seabios xz-utils
+E2E_WORK ?= /var/tmp/xenguest-e2e
+.PHONY: e2e e2e-deps
+e2e-deps: deps
+	@missing=$$(for p in $(E2E_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make e2e-deps: installing" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+e2e: e2e-deps
+	WORK=$(E2E_WORK) CARGO=$(CARGO) e2e/run.sh

@@ -223,6 +223,74 @@ pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
     seg
 }
 
+/// Room libxenguest keeps in the start info for module list entries and module command
+/// lines: at least [`HVMLOADER_MODULE_MAX_COUNT`], more when more modules are given.
+pub fn start_info_module_slots(nr_modules: usize) -> usize {
+    nr_modules.max(HVMLOADER_MODULE_MAX_COUNT)
+}
+
+/// Bytes of the kernel command line in the PVH start info: the string, its NUL, rounded up
+/// to 8 bytes (`ROUNDUP(strlen + 1, 3)`).
+pub fn start_info_cmdline_bytes(cmdline: &str) -> usize {
+    (cmdline.len() + 1).next_multiple_of(8)
+}
+
+/// Size of the PVH `hvm_start_info` segment built by [`pvh_start_info`].
+pub fn pvh_start_info_bytes(cmdline: &str, nr_modules: usize) -> usize {
+    let slots = start_info_module_slots(nr_modules);
+    START_INFO_BYTES
+        + start_info_cmdline_bytes(cmdline)
+        + slots * (MODLIST_ENTRY_BYTES + MODULE_CMDLINE_BYTES)
+}
+
+/// Bytes of the `hvm_start_info` segment for a PVH guest, laid out as libxenguest's
+/// `bootlate_hvm` does without a device model: the structure, the kernel command line, the
+/// module list, a 1 KiB command-line slot per module, then the (empty) memory map, whose
+/// address is recorded with 0 entries. `rsdp_paddr` points at the ACPI RSDP. Modules of
+/// length 0 are left out of the list, as libxenguest does. libxenguest has room for two
+/// modules only (more overrun its buffer); here the list grows with the modules, so up to
+/// two the bytes are libxenguest's. Module command lines are cut at 1023 bytes (callers
+/// refuse longer ones).
+pub fn pvh_start_info(
+    paddr: u64,
+    cmdline: &str,
+    modules: &[StartModule],
+    rsdp_paddr: u64,
+) -> Vec<u8> {
+    let slots = start_info_module_slots(modules.len());
+    let cmdline_at = START_INFO_BYTES;
+    let modlist_at = cmdline_at + start_info_cmdline_bytes(cmdline);
+    let cmdlines_at = modlist_at + MODLIST_ENTRY_BYTES * slots;
+    let memmap_at = cmdlines_at + MODULE_CMDLINE_BYTES * slots;
+    let mut seg = vec![0u8; pvh_start_info_bytes(cmdline, modules.len())];
+    let put32 =
+        |seg: &mut [u8], at: usize, v: u32| seg[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |seg: &mut [u8], at: usize, v: u64| seg[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut seg, 0, START_INFO_MAGIC);
+    put32(&mut seg, 4, 1);
+    seg[cmdline_at..cmdline_at + cmdline.len()].copy_from_slice(cmdline.as_bytes());
+    put64(&mut seg, 24, paddr + cmdline_at as u64);
+    put64(&mut seg, 32, rsdp_paddr);
+    let mut count = 0;
+    for m in modules.iter().filter(|m| m.size > 0) {
+        let entry = modlist_at + count * MODLIST_ENTRY_BYTES;
+        put64(&mut seg, entry, m.paddr);
+        put64(&mut seg, entry + 8, m.size);
+        let slot = cmdlines_at + count * MODULE_CMDLINE_BYTES;
+        let text = &m.cmdline.as_bytes()[..m.cmdline.len().min(MODULE_CMDLINE_BYTES - 1)];
+        seg[slot..slot + text.len()].copy_from_slice(text);
+        put64(&mut seg, entry + 16, paddr + slot as u64);
+        count += 1;
+    }
+    put32(&mut seg, 12, count as u32);
+    if count > 0 {
+        put64(&mut seg, 16, paddr + modlist_at as u64);
+    }
+    put64(&mut seg, 40, paddr + memmap_at as u64);
+    seg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +367,39 @@ mod tests {
         let cmdline_paddr = u64::from_le_bytes(seg[56 + 16..56 + 24].try_into().unwrap());
         let at = (cmdline_paddr - 0x135000) as usize;
         assert_eq!(&seg[at..at + 5], b"ipxe\0");
+    }
+
+    #[test]
+    fn pvh_start_info_has_cmdline_modules_and_rsdp() {
+        let modules: Vec<StartModule> = (0..3)
+            .map(|i| StartModule {
+                paddr: 0x200_0000 + i * 0x1000,
+                size: if i == 1 { 0 } else { 100 + i },
+                cmdline: format!("mod{i}"),
+            })
+            .collect();
+        let paddr = 0x300_0000;
+        let seg = pvh_start_info(paddr, "console=hvc0", &modules, 0xFFFC0);
+        let u32_at = |at: usize| u32::from_le_bytes(seg[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(seg[at..at + 8].try_into().unwrap());
+        assert_eq!((u32_at(0), u32_at(4)), (START_INFO_MAGIC, 1));
+        assert_eq!(u32_at(12), 2, "the empty module is left out");
+        assert_eq!(u64_at(24), paddr + 56);
+        assert_eq!(&seg[56..69], b"console=hvc0\0");
+        assert_eq!(u64_at(32), 0xFFFC0);
+        let modlist = (u64_at(16) - paddr) as usize;
+        assert_eq!(modlist, 56 + 16, "after the cmdline rounded to 8");
+        let entry = |i: usize| &seg[modlist + 32 * i..modlist + 32 * (i + 1)];
+        let field = |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().unwrap());
+        assert_eq!((field(entry(0), 0), field(entry(0), 8)), (0x200_0000, 100));
+        assert_eq!((field(entry(1), 0), field(entry(1), 8)), (0x200_2000, 102));
+        let cmdline = (field(entry(1), 16) - paddr) as usize;
+        assert_eq!(&seg[cmdline..cmdline + 5], b"mod2\0");
+        // Three slots (one per module), then the empty memory map.
+        assert_eq!(u64_at(40), paddr + (56 + 16 + 3 * 32 + 3 * 1024) as u64);
+        assert_eq!(seg.len(), pvh_start_info_bytes("console=hvc0", 3));
+        assert_eq!(u32_at(48), 0);
+        // Up to two modules, libxenguest's sizes.
+        assert_eq!(pvh_start_info_bytes("", 0), 56 + 8 + 2 * (32 + 1024));
     }
 }

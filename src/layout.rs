@@ -29,6 +29,9 @@ pub const VRAM_RESERVED_BYTES: u64 = 0x0100_0000;
 pub const E820_MAX_ENTRIES: usize = 128;
 /// RMRR entries stop two short of `E820MAX`, leaving room for high RAM and VRAM.
 pub const MAX_RMRR_E820_INDEX: usize = E820_MAX_ENTRIES - 2;
+/// One past the highest frame of a 52-bit physical address space (x86's architectural
+/// maximum): RMRRs must end below it.
+pub const MAX_PFN: u64 = 1 << (52 - PAGE_SHIFT);
 
 /// What the layout depends on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,9 +89,10 @@ impl HvmLayout {
 /// The hole before RMRRs: default or `platform/mmio_hole_size`, grown for vGPU, BARs, MxGPU.
 fn provisional_hole(input: &HvmLayoutInput) -> u64 {
     let mut size = DEFAULT_MMIO_HOLE_BYTES.max(input.min_mmio_hole_bytes);
-    let mut needed = DEFAULT_MMIO_HOLE_BYTES + input.passthrough_bar_bytes;
+    // Saturating: BAR sizes come from sysfs text, and any sum past 2 GiB asks for the most.
+    let mut needed = DEFAULT_MMIO_HOLE_BYTES.saturating_add(input.passthrough_bar_bytes);
     if input.vgpu {
-        needed += VGPU_EXTRA_MMIO_BYTES;
+        needed = needed.saturating_add(VGPU_EXTRA_MMIO_BYTES);
         size = size.max(VGPU_MIN_MMIO_HOLE_BYTES);
     }
     while size < needed && size < MAX_MMIO_HOLE_BYTES {
@@ -153,6 +157,15 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
             return Err(Error::Layout(
                 "Error: too many E820 reserved entries for domain".into(),
             ));
+        }
+        // Xen reports frames below 2^40 (52-bit physical addresses); anything else would
+        // wrap the byte addresses below.
+        let end_pfn = rmrr.start_pfn.checked_add(rmrr.nr_pages);
+        if end_pfn.map_or(true, |end| end > MAX_PFN) {
+            return Err(Error::Layout(format!(
+                "Error: RMRR at pfn {:#x} of {:#x} pages is beyond the physical address space",
+                rmrr.start_pfn, rmrr.nr_pages
+            )));
         }
         let addr = rmrr.start_pfn << PAGE_SHIFT;
         let size = rmrr.nr_pages << PAGE_SHIFT;
@@ -412,6 +425,56 @@ mod tests {
         })
         .unwrap();
         assert_eq!(l.vram_reserved_addr, Some(0xFA00_0000));
+    }
+
+    /// Found by `cargo fuzz run layout` / `sysfs_resource`: a sysfs `resource` with a huge
+    /// BAR overflowed the hole arithmetic (a panic in debug builds, a wrapped sum, so the
+    /// default hole, in release).
+    #[test]
+    fn huge_bars_ask_for_the_largest_hole_without_overflow() {
+        for vgpu in [false, true] {
+            let l = plan_hvm(&HvmLayoutInput {
+                mem_max_mib: 4096,
+                passthrough_bar_bytes: u64::MAX,
+                vgpu,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(l.mmio_size, MAX_MMIO_HOLE_BYTES);
+        }
+    }
+
+    /// Found by `cargo fuzz run layout`: an RMRR whose byte range wraps 64 bits made the
+    /// VRAM placement overflow (`E820Entry::end`).
+    #[test]
+    fn rmrrs_beyond_the_physical_address_space_are_refused() {
+        for (start_pfn, nr_pages) in [(u64::MAX >> 4, 16), (MAX_PFN - 1, 2), (1, u64::MAX)] {
+            let e = plan_hvm(&HvmLayoutInput {
+                mem_max_mib: 1024,
+                vgpu: true,
+                rmrrs: vec![ReservedRange {
+                    start_pfn,
+                    nr_pages,
+                }],
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("beyond the physical address space"),
+                "{e}"
+            );
+        }
+        let last = ReservedRange {
+            start_pfn: MAX_PFN - 1,
+            nr_pages: 1,
+        };
+        assert!(plan_hvm(&HvmLayoutInput {
+            mem_max_mib: 1024,
+            vgpu: true,
+            rmrrs: vec![last],
+            ..Default::default()
+        })
+        .is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! simulated host) and [`store::Store`] (xenstore; a real xenstored and an in-memory tree).
 //! The faces (the `xenguest` binary and the OCaml module) call the core, never the reverse.
 
+pub mod acpi;
 pub mod boot;
 pub mod build;
 pub mod cpuid;
@@ -14,6 +15,7 @@ pub mod image;
 pub mod layout;
 pub mod memory;
 pub mod platform;
+pub mod pv_layout;
 pub mod report;
 pub mod store;
 pub mod types;

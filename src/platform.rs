@@ -8,6 +8,8 @@ use serde::Serialize;
 
 /// Most vCPUs an HVM guest's `hvm_info` table can describe (`HVM_MAX_VCPUS`).
 pub const HVM_MAX_VCPUS: u32 = 128;
+/// Most vCPUs a PV guest can have (Xen's `MAX_VIRT_CPUS` on x86).
+pub const PV_MAX_VCPUS: u32 = 8192;
 
 /// A value as the C `xenstore_get_value` reads it: `true`/`false` in any case, else
 /// `strtoull(s, NULL, 0)`: leading white space, an optional sign (a minus wraps), `0x` hex,
@@ -249,9 +251,16 @@ pub fn read_platform(
             reason: "an HVM guest needs at least one vCPU".into(),
         });
     }
-    if hvm && f.vcpus > HVM_MAX_VCPUS {
+    // Bounded for PV too: a vCPU count is a loop over xenstore reads (the affinity keys),
+    // and 2^32 - 1 of them hangs the builder while its memory grows.
+    let (max_vcpus, kind) = if hvm {
+        (HVM_MAX_VCPUS, "an HVM")
+    } else {
+        (PV_MAX_VCPUS, "a PV")
+    };
+    if f.vcpus > max_vcpus {
         let value = f.vcpus.to_string();
-        let reason = format!("an HVM guest has at most {HVM_MAX_VCPUS} vCPUs");
+        let reason = format!("{kind} guest has at most {max_vcpus} vCPUs");
         return Err(Error::Platform {
             path: r.path("platform/vcpu/number"),
             value,
@@ -544,6 +553,22 @@ mod tests {
                 .tsc_mode,
             0
         );
+    }
+
+    /// Found by `cargo fuzz run platform`: a PV guest's `platform/vcpu/number` was only
+    /// bounded by u32, and the affinity loop then read 2^32 - 1 keys (a hang, memory
+    /// growing without bound).
+    #[test]
+    fn a_pv_vcpu_count_is_bounded_too() {
+        let s = store_with(&[("platform/vcpu/number", "4294967295")]);
+        let e = read_platform(&s, DomId(7), false, false).unwrap_err();
+        assert!(
+            e.to_string().contains("a PV guest has at most 8192 vCPUs"),
+            "{e}"
+        );
+        let s = store_with(&[("platform/vcpu/number", "8192")]);
+        let f = read_platform(&s, DomId(7), false, false).unwrap();
+        assert_eq!(f.vcpu_affinity.len(), 8192);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::hypervisor::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, ReservedRange, SchedCredit, XcResult,
+    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcResult,
 };
 use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
@@ -287,6 +287,29 @@ impl Hypervisor for Counting<'_> {
     fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>> {
         self.tick("reserved_device_memory_map")
             .reserved_device_memory_map(sbdf)
+    }
+    fn domain_set_address_size(&self, domid: DomId, bits: u32) -> XcResult<()> {
+        self.tick("domain_set_address_size")
+            .domain_set_address_size(domid, bits)
+    }
+    fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
+        self.tick("get_native_protocol").get_native_protocol(domid)
+    }
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+        self.tick("domain_shared_info_frame")
+            .domain_shared_info_frame(domid)
+    }
+    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        self.tick("mmuext_pin_l4_table")
+            .mmuext_pin_l4_table(domid, mfn)
+    }
+    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        self.tick("hypercall_page_init")
+            .hypercall_page_init(domid, mfn)
+    }
+    fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
+        self.tick("vcpu_setcontext_pv")
+            .vcpu_setcontext_pv(domid, vcpu, ctx)
     }
     fn domain_pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {
         // A query for the report, not part of the build: not counted.

@@ -168,12 +168,12 @@ fn firmware_lands_at_its_physical_addresses_and_boot_structures_are_right() {
         (
             info[13],
             u32::from_le_bytes(info[16..20].try_into().unwrap()),
-            info[20]
+            info[32]
         ),
         (1, 4, 0b11)
     );
     assert_eq!(
-        u32::from_le_bytes(info[36..40].try_into().unwrap()),
+        u32::from_le_bytes(info[20..24].try_into().unwrap()),
         1024 << 8
     );
 

@@ -129,7 +129,7 @@ fn check_request(req: &BuildRequest) -> Result<()> {
 }
 
 /// `hvm_safety_check`: refuse combinations Xen cannot run safely, unless `-force`.
-fn safety_check(req: &BuildRequest, flags: &PlatformFlags, hap: bool) -> Result<()> {
+pub(super) fn safety_check(req: &BuildRequest, flags: &PlatformFlags, hap: bool) -> Result<()> {
     if req.force {
         log::info!("--force in effect - skipping safety checks");
         return Ok(());
@@ -517,7 +517,7 @@ pub fn viridian_mask(flags: &PlatformFlags) -> u64 {
 }
 
 /// `hvm_build_set_params`: viridian, HPET, triple fault, x87 FIP width, time offset.
-fn set_params(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags) -> Result<()> {
+pub(super) fn set_params(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags) -> Result<()> {
     let step = "hvm_build_params";
     if flags.viridian.enabled {
         let mask = viridian_mask(flags);

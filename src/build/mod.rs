@@ -3,6 +3,8 @@
 
 pub mod hvm;
 pub mod passthrough;
+pub mod pv;
+pub mod pvh;
 
 use crate::hypervisor::{Hypervisor, PciSbdf};
 use crate::report::{BuildReport, BuildResult};
@@ -204,13 +206,7 @@ fn build_mode(
 ) -> crate::Result<BuildOutput> {
     match mode {
         BuildMode::Hvm => hvm::build(env, req),
-        BuildMode::Pvh | BuildMode::Pv => Err(crate::Error::NotImplemented {
-            step: if mode == BuildMode::Pvh {
-                "pvh_build"
-            } else {
-                "linux_build"
-            },
-            what: format!("the {} mode is not built yet", mode.name()),
-        }),
+        BuildMode::Pvh => pvh::build(env, req),
+        BuildMode::Pv => pv::build(env, req),
     }
 }

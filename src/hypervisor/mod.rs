@@ -3,6 +3,8 @@
 //! does for each call. Builders are written once, against this trait.
 
 pub mod sim;
+#[cfg(feature = "xen")]
+pub mod xenctrl;
 
 use crate::types::{DomId, E820Entry, Gfn};
 use serde::Serialize;
@@ -175,6 +177,61 @@ pub struct HvmBootVcpu {
     pub mtrr_write_back: bool,
 }
 
+/// `VGCF_in_kernel`: the vCPU starts in kernel mode.
+pub const VGCF_IN_KERNEL: u64 = 1 << 2;
+/// `VGCF_online`: the vCPU is brought up.
+pub const VGCF_ONLINE: u64 = 1 << 5;
+/// `FLAT_KERNEL_CS64`: the 64-bit PV kernel code selector.
+pub const FLAT_KERNEL_CS64: u16 = 0xe033;
+/// `FLAT_KERNEL_SS64`: the 64-bit PV kernel stack selector.
+pub const FLAT_KERNEL_SS64: u16 = 0xe02b;
+/// `FLAT_KERNEL_DS64`: the 64-bit PV kernel data selector (the NULL selector).
+pub const FLAT_KERNEL_DS64: u16 = 0;
+/// `X86_DR6_DEFAULT`.
+pub const X86_DR6_DEFAULT: u64 = 0xffff_0ff0;
+/// `X86_DR7_DEFAULT`.
+pub const X86_DR7_DEFAULT: u64 = 0x0000_0400;
+
+/// The boot vCPU of a 64-bit PV guest: the fields of `vcpu_guest_context_x86_64_t` that
+/// libxenguest's `vcpu_x86_64` sets; every other field is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PvVcpuContext {
+    /// `VGCF_*` flags.
+    pub flags: u64,
+    /// Entry point (virtual).
+    pub rip: u64,
+    /// Top of the boot stack (virtual).
+    pub rsp: u64,
+    /// Virtual address of the `start_info` page.
+    pub rsi: u64,
+    /// `rflags` (IF set).
+    pub rflags: u64,
+    /// Code selector.
+    pub cs: u16,
+    /// Stack selector.
+    pub ss: u16,
+    /// Data selectors.
+    pub ds: u16,
+    /// `es`.
+    pub es: u16,
+    /// `fs`.
+    pub fs: u16,
+    /// `gs`.
+    pub gs: u16,
+    /// Kernel stack selector for ring transitions.
+    pub kernel_ss: u64,
+    /// Kernel stack pointer for ring transitions.
+    pub kernel_sp: u64,
+    /// `ctrlreg[3]`: the L4 table's machine address (`mfn << 12`).
+    pub cr3: u64,
+    /// `debugreg[6]`.
+    pub dr6: u64,
+    /// `debugreg[7]`.
+    pub dr7: u64,
+    /// `vm_assist` bits.
+    pub vm_assist: u64,
+}
+
 /// A reserved device memory range (RMRR) from `xc_reserved_device_memory_map`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReservedRange {
@@ -243,11 +300,15 @@ pub trait Hypervisor: Send + Sync {
         flags: MemFlags,
         extents: &mut [u64],
     ) -> XcResult<usize>;
-    /// `xc_clear_domain_pages`.
+    /// `xc_clear_domain_pages`. Frames are numbered as `xc_map_foreign_range` numbers them:
+    /// gfns for a translated (HVM/PVH) domain, machine frames (MFNs) for a PV domain.
     fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()>;
-    /// Copy `data` to guest-physical `paddr` (foreign map + memcpy + unmap).
+    /// Copy `data` to the domain's memory at `paddr` (foreign map + memcpy + unmap). For a
+    /// translated domain `paddr` is guest-physical; for a PV domain it is a machine address
+    /// (`mfn << 12`), since PV frames are mapped by MFN: the PV builder translates through
+    /// the p2m it keeps and writes each MFN-contiguous run with one call.
     fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()>;
-    /// Copy guest-physical memory at `paddr` into `buf`.
+    /// Copy the domain's memory at `paddr` into `buf` (addresses as for `write_guest`).
     fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()>;
     /// `xc_hvm_param_set`.
     fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()>;
@@ -275,9 +336,43 @@ pub trait Hypervisor: Send + Sync {
     fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()>;
     /// `xc_reserved_device_memory_map` for one PCI device (its RMRRs).
     fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>>;
+    /// `XEN_DOMCTL_set_address_size` (libxenguest's `x86_compat`): 64 or 32 bits (PV).
+    fn domain_set_address_size(&self, _domid: DomId, _bits: u32) -> XcResult<()> {
+        Err(not_in_backend("XEN_DOMCTL_set_address_size"))
+    }
+    /// `xc_domain_get_native_protocol`: the guest's I/O ABI, `x86_64-abi` or `x86_32-abi`.
+    fn get_native_protocol(&self, _domid: DomId) -> XcResult<String> {
+        Err(not_in_backend("xc_domain_get_native_protocol"))
+    }
+    /// `xc_domain_getinfo`'s `shared_info_frame`: the MFN of the domain's shared info page.
+    fn domain_shared_info_frame(&self, _domid: DomId) -> XcResult<u64> {
+        Err(not_in_backend("xc_domain_getinfo"))
+    }
+    /// `xc_mmuext_op(MMUEXT_PIN_L4_TABLE)` on the L4 page table at machine frame `mfn`:
+    /// Xen validates the whole tree and takes a type reference on it.
+    fn mmuext_pin_l4_table(&self, _domid: DomId, _mfn: u64) -> XcResult<()> {
+        Err(not_in_backend("xc_mmuext_op"))
+    }
+    /// `XEN_DOMCTL_hypercall_init`: Xen writes the hypercall page into machine frame `mfn`.
+    fn hypercall_page_init(&self, _domid: DomId, _mfn: u64) -> XcResult<()> {
+        Err(not_in_backend("XEN_DOMCTL_hypercall_init"))
+    }
+    /// `xc_vcpu_setcontext` with a 64-bit PV context (`vcpu_x86_64`).
+    fn vcpu_setcontext_pv(&self, _domid: DomId, _vcpu: u32, _ctx: &PvVcpuContext) -> XcResult<()> {
+        Err(not_in_backend("xc_vcpu_setcontext"))
+    }
     /// Pages the domain owns on each NUMA node. Xen 4.17 has no such query (XenServer's
     /// `XEN_DOMCTL_NUMA_OP_GET_NODE_PAGES` patch adds one), so the default says ENOSYS.
     fn domain_pages_by_node(&self, _domid: DomId) -> XcResult<Vec<u64>> {
         Err(XcError::errno("xc_domain_get_node_pages", libc::ENOSYS))
     }
+}
+
+/// The error of a primitive a backend does not provide (yet).
+fn not_in_backend(function: &'static str) -> XcError {
+    XcError::errno_with(
+        function,
+        libc::ENOSYS,
+        "not provided by this hypervisor backend",
+    )
 }

@@ -1,7 +1,10 @@
 //! Image loading. Images are untrusted input (PV kernels come from guest disks): every
 //! offset and size is checked, nothing panics, and errors say what was wrong.
 
+pub mod bzimage;
+pub mod decompress;
 pub mod elf;
+pub mod xen_notes;
 
 use crate::error::Error;
 use std::path::Path;

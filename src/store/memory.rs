@@ -16,6 +16,10 @@ struct Inner {
     nodes: BTreeMap<String, String>,
     writes: Vec<(String, String)>,
     fail_next: Vec<(&'static str, i32)>,
+    /// Armed "fail the nth op" faults: (op or any, ops still to count, errno).
+    fail_nth: Vec<(Option<&'static str>, u64, i32)>,
+    /// Operations attempted so far, per kind (failed ones included).
+    ops: BTreeMap<&'static str, u64>,
 }
 
 impl MemoryStore {
@@ -39,6 +43,31 @@ impl MemoryStore {
         self.lock().fail_next.push((op, errno));
     }
 
+    /// Make the `nth` operation from now (1-based; 0 acts as 1) fail with `errno`: the nth
+    /// `op` (`read`, `write`, `directory`, `rm`), or with `None` the nth operation of any
+    /// kind. Several faults may be armed; each fires once, and an operation that one fault
+    /// fails still counts for the others.
+    pub fn fail_nth(&self, op: Option<&'static str>, nth: u64, errno: i32) {
+        self.lock().fail_nth.push((op, nth.max(1), errno));
+    }
+
+    /// Operations attempted so far (failed ones included), per kind.
+    pub fn op_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().ops.clone()
+    }
+
+    /// Operations attempted so far, all kinds.
+    pub fn ops(&self) -> u64 {
+        self.lock().ops.values().sum()
+    }
+
+    /// Disarm every injected failure (`fail_next` and `fail_nth`).
+    pub fn clear_faults(&self) {
+        let mut inner = self.lock();
+        inner.fail_next.clear();
+        inner.fail_nth.clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent (every mutation
         // is a single insert or retain), so a poisoned lock is still usable.
@@ -48,16 +77,32 @@ impl MemoryStore {
 
 impl Inner {
     fn injected(&mut self, op: &'static str, path: &str) -> StoreResult<()> {
-        if let Some(i) = self.fail_next.iter().position(|(o, _)| *o == op) {
-            let (_, code) = self.fail_next.remove(i);
-            return Err(StoreError {
+        *self.ops.entry(op).or_insert(0) += 1;
+        let mut fired = None;
+        for (i, (o, left, _)) in self.fail_nth.iter_mut().enumerate() {
+            if o.is_none() || *o == Some(op) {
+                *left = left.saturating_sub(1);
+                if *left == 0 && fired.is_none() {
+                    fired = Some(i);
+                }
+            }
+        }
+        // One fault per operation; another one that is due fires on its next operation.
+        let mut code = fired.map(|i| self.fail_nth.remove(i).2);
+        if code.is_none() {
+            if let Some(i) = self.fail_next.iter().position(|(o, _)| *o == op) {
+                code = Some(self.fail_next.remove(i).1);
+            }
+        }
+        match code {
+            Some(code) => Err(StoreError {
                 op,
                 path: path.to_string(),
                 code,
                 message: crate::hypervisor::strerror(code),
-            });
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -154,5 +199,28 @@ mod tests {
         let e = s.write("/a", "1").unwrap_err();
         assert_eq!((e.op, e.code), ("write", libc::EACCES));
         s.write("/a", "1").unwrap();
+    }
+
+    #[test]
+    fn fail_nth_counts_ops_and_fires_once() {
+        let s = MemoryStore::new();
+        s.fail_nth(None, 3, libc::EIO);
+        s.fail_nth(Some("read"), 2, libc::EACCES);
+        s.write("/a", "1").unwrap(); // any: 1
+        assert_eq!(s.read("/a").unwrap().as_deref(), Some("1")); // any: 2, read: 1
+        let e = s.read("/a").unwrap_err(); // any: 3 fires first; read: 2 is due too
+        assert_eq!((e.op, e.code, e.path.as_str()), ("read", libc::EIO, "/a"));
+        s.directory("/").unwrap(); // the read fault is due, but this is no read
+        let e = s.read("/a").unwrap_err(); // ... so it fires on the next one
+        assert_eq!((e.op, e.code), ("read", libc::EACCES));
+        s.rm("/a").unwrap();
+        assert_eq!(s.ops(), 6);
+        assert_eq!(s.op_counts()["read"], 3);
+        assert!(s.read("/a").unwrap().is_none());
+        s.fail_nth(Some("rm"), 1, libc::EPERM);
+        s.fail_next("write", libc::EPERM);
+        s.clear_faults();
+        s.rm("/a").unwrap();
+        s.write("/a", "2").unwrap();
     }
 }

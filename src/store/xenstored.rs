@@ -44,13 +44,31 @@ fn to_store_error(op: &'static str, path: &str, e: &io::Error) -> StoreError {
         io::ErrorKind::PermissionDenied => libc::EACCES,
         io::ErrorKind::WouldBlock => libc::EAGAIN,
         io::ErrorKind::InvalidInput => libc::EINVAL,
+        io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
         _ => libc::EIO,
     });
+    let text = match e.raw_os_error() {
+        Some(errno) => crate::hypervisor::strerror(errno),
+        None => e.to_string(),
+    };
+    // A dead or restarted daemon shows up as EOF, EPIPE or a reset: say so plainly.
+    let lost = matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    );
     StoreError {
         op,
         path: path.to_string(),
         code,
-        message: e.to_string(),
+        message: if lost {
+            format!("xenstored closed the connection ({text})")
+        } else {
+            text
+        },
     }
 }
 
@@ -80,5 +98,34 @@ impl Store for XenstoredStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             r => r,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_says_so() {
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "failed to fill whole buffer");
+        let e = to_store_error("read", "/local/domain/1/platform/acpi", &eof);
+        assert_eq!(e.code, libc::ECONNRESET);
+        assert_eq!(
+            e.to_string(),
+            "xenstore read /local/domain/1/platform/acpi: [104] \
+             xenstored closed the connection (failed to fill whole buffer)"
+        );
+        let epipe = io::Error::from_raw_os_error(libc::EPIPE);
+        let e = to_store_error("write", "/a", &epipe);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (libc::EPIPE, "xenstored closed the connection (Broken pipe)")
+        );
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        let e = to_store_error("write", "/a", &eacces);
+        assert_eq!(
+            e.message, "Permission denied",
+            "no Rust '(os error N)' suffix"
+        );
     }
 }

@@ -119,3 +119,98 @@ impl Fixture {
 pub fn request(domid: DomId, mem_max_mib: u64, mem_start_mib: u64) -> BuildRequest {
     BuildRequest::new(domid, mem_max_mib, mem_start_mib, HVMLOADER)
 }
+
+impl Fixture {
+    /// Build in `mode` (PVH, PV) rather than HVM.
+    pub fn build_mode(&self, mode: BuildMode, req: &BuildRequest) -> xenguest::Result<BuildOutput> {
+        build::build(
+            BuildEnv {
+                hv: &self.host,
+                store: &self.store,
+                paths: &self.paths,
+            },
+            mode,
+            req,
+        )
+    }
+
+    /// Write `bytes` to a file in the fixture's folder; its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// One ELF note (4-byte aligned name and descriptor).
+pub fn elf_note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+    v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    v.extend_from_slice(&kind.to_le_bytes());
+    v.extend_from_slice(name);
+    v.push(0);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v.extend_from_slice(desc);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v
+}
+
+/// A synthetic PVH kernel: an ELF64 (x86-64) or ELF32 (i386) executable with one PT_LOAD of
+/// `code` at physical `paddr` followed by `bss` zero bytes, and a PT_NOTE holding `notes`
+/// (e.g. a Xen `PHYS32_ENTRY` note from [`elf_note`]).
+pub fn pvh_kernel(elf64: bool, paddr: u64, code: &[u8], bss: u64, notes: &[u8]) -> Vec<u8> {
+    let (ehsize, phentsize) = if elf64 { (64u64, 56u64) } else { (52, 32) };
+    let data_at = ehsize + 2 * phentsize;
+    let note_at = data_at + code.len() as u64;
+    let mut v = vec![0u8; ehsize as usize];
+    v[..4].copy_from_slice(b"\x7fELF");
+    v[4] = if elf64 { 2 } else { 1 };
+    v[5] = 1;
+    v[6] = 1;
+    v[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    v[18..20].copy_from_slice(&(if elf64 { 62u16 } else { 3 }).to_le_bytes());
+    v[20..24].copy_from_slice(&1u32.to_le_bytes());
+    let code_len = code.len() as u64;
+    let loads = [
+        (1u32, 7u32, data_at, paddr, code_len, code_len + bss),
+        (4, 4, note_at, 0, notes.len() as u64, notes.len() as u64),
+    ];
+    if elf64 {
+        v[24..32].copy_from_slice(&paddr.to_le_bytes()); // e_entry (unused by PVH)
+        v[32..40].copy_from_slice(&ehsize.to_le_bytes());
+        v[52..54].copy_from_slice(&(ehsize as u16).to_le_bytes());
+        v[54..56].copy_from_slice(&(phentsize as u16).to_le_bytes());
+        v[56..58].copy_from_slice(&2u16.to_le_bytes());
+        for (ty, fl, off, addr, filesz, memsz) in loads {
+            v.extend_from_slice(&ty.to_le_bytes());
+            v.extend_from_slice(&fl.to_le_bytes());
+            for x in [off, addr, addr, filesz, memsz, 8] {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    } else {
+        v[24..28].copy_from_slice(&(paddr as u32).to_le_bytes());
+        v[28..32].copy_from_slice(&(ehsize as u32).to_le_bytes());
+        v[40..42].copy_from_slice(&(ehsize as u16).to_le_bytes());
+        v[42..44].copy_from_slice(&(phentsize as u16).to_le_bytes());
+        v[44..46].copy_from_slice(&2u16.to_le_bytes());
+        for (ty, fl, off, addr, filesz, memsz) in loads {
+            for x in [
+                ty,
+                off as u32,
+                addr as u32,
+                addr as u32,
+                filesz as u32,
+                memsz as u32,
+                fl,
+                4,
+            ] {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    v.extend_from_slice(code);
+    v.extend_from_slice(notes);
+    v
+}

@@ -1,1 +1,449 @@
-//! OCaml stubs (to be written).
+//! OCaml stubs for the xenguest core: a face, like the binary. Each stub converts its OCaml
+//! arguments to Rust values, releases the OCaml runtime lock for the work, catches any panic,
+//! and returns an OCaml `result`; the OCaml wrapper (`ocaml/xenguest.ml`) raises the
+//! registered exception. No process-wide mutable state: a handle owns its backend.
+
+use ocaml_interop::*;
+use std::borrow::Borrow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use xenguest::build::{self, BuildEnv, BuildMode, BuildRequest, HostPaths, Module};
+use xenguest::hypervisor::sim::{DomainConfig, SimHost};
+use xenguest::hypervisor::PciSbdf;
+use xenguest::report::BuildReport;
+use xenguest::store::{domain_path, MemoryStore, Store};
+use xenguest::types::DomId;
+
+/// `(step, code, message)`: what the OCaml exception carries; `message` is the binary's
+/// `error:` text.
+type Failure = (String, i64, String);
+
+fn failure(e: &xenguest::Error) -> Failure {
+    (
+        e.step().to_string(),
+        e.code().into(),
+        e.wire_text().trim_end().to_string(),
+    )
+}
+
+fn invalid(step: &str, message: String) -> Failure {
+    (
+        step.to_string(),
+        libc_einval(),
+        format!("xenguest: {step}: [{}] {message}", libc_einval()),
+    )
+}
+
+const fn libc_einval() -> i64 {
+    22
+}
+
+/// Run `f`, turning a panic into a failure so it never crosses into OCaml.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err((
+            "panic".into(),
+            0,
+            format!("xenguest: internal error (Rust panic): {what}"),
+        ))
+    })
+}
+
+/// A simulated host with its xenstore.
+struct Sim {
+    host: SimHost,
+    store: MemoryStore,
+    paths: HostPaths,
+}
+
+enum Backend {
+    Sim(Sim),
+}
+
+/// What an OCaml handle holds: the backend until `close`, or why opening failed.
+pub struct Handle {
+    state: Mutex<Result<Option<Arc<Backend>>, Failure>>,
+}
+
+impl Handle {
+    fn backend(&self) -> Result<Arc<Backend>, Failure> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            Ok(Some(b)) => Ok(b.clone()),
+            Ok(None) => Err(invalid("handle", "the handle is closed".into())),
+            Err(f) => Err(f.clone()),
+        }
+    }
+
+    fn sim(&self) -> Result<Arc<Backend>, Failure> {
+        let b = self.backend()?;
+        match &*b {
+            Backend::Sim(_) => Ok(b),
+        }
+    }
+}
+
+fn open(kind: &str) -> Result<Option<Arc<Backend>>, Failure> {
+    guarded(|| {
+        match kind.strip_prefix("sim:") {
+        Some(spec) => {
+            let host = SimHost::from_spec(spec).map_err(|e| invalid("sim", e.to_string()))?;
+            Ok(Some(Arc::new(Backend::Sim(Sim { host, store: MemoryStore::new(), paths: HostPaths::from_env() }))))
+        }
+        None => Err((
+            "xc_interface_open".into(),
+            38,
+            "xenguest: xc_interface_open: [38] not implemented: the libxenctrl backend is not built into the OCaml module yet".into(),
+        )),
+    }
+    })
+}
+
+/// The arguments of a build, as xenopsd passes them to the binary.
+struct BuildArgs {
+    domid: i64,
+    mem_max_mib: i64,
+    mem_start_mib: i64,
+    image: String,
+    cmdline: String,
+    ramdisk: String,
+    modules: Vec<(String, String)>,
+    features: String,
+    flags: i64,
+    ports: (i64, i64, i64, i64),
+    vgpu: bool,
+    pci_passthrough: String,
+    mem_pnode: i64,
+    force: bool,
+}
+
+fn non_negative(name: &str, v: i64) -> Result<u32, Failure> {
+    u32::try_from(v).map_err(|_| invalid("stub_xc_build", format!("{name} {v} is out of range")))
+}
+
+fn parse_pci(list: &str) -> Result<Vec<PciSbdf>, Failure> {
+    let mut devices = Vec::new();
+    for token in list.split(',').filter(|t| !t.is_empty()) {
+        let bad = || {
+            invalid(
+                "stub_xc_build",
+                format!("bad PCI address '{token}' (want SSSS:BB:DD.F)"),
+            )
+        };
+        let (seg, rest) = token.split_once(':').ok_or_else(bad)?;
+        let (bus, rest) = rest.split_once(':').ok_or_else(bad)?;
+        let (dev, func) = rest.split_once('.').ok_or_else(bad)?;
+        let hex = |s: &str| u32::from_str_radix(s, 16).map_err(|_| bad());
+        let (seg, bus, dev, func) = (hex(seg)?, hex(bus)?, hex(dev)?, hex(func)?);
+        if seg > 0xffff || bus > 0xff || dev > 0x1f || func > 7 {
+            return Err(bad());
+        }
+        devices.push(PciSbdf {
+            seg: seg as u16,
+            bus: bus as u8,
+            dev: dev as u8,
+            func: func as u8,
+        });
+    }
+    Ok(devices)
+}
+
+impl BuildArgs {
+    fn request(&self) -> Result<BuildRequest, Failure> {
+        Ok(BuildRequest {
+            domid: DomId(non_negative("domid", self.domid)?),
+            mem_max_mib: non_negative("mem_max_mib", self.mem_max_mib)?.into(),
+            mem_start_mib: non_negative("mem_start_mib", self.mem_start_mib)?.into(),
+            image: PathBuf::from(&self.image),
+            cmdline: self.cmdline.clone(),
+            ramdisk: (!self.ramdisk.is_empty()).then(|| PathBuf::from(&self.ramdisk)),
+            modules: self
+                .modules
+                .iter()
+                .map(|(p, c)| Module {
+                    path: p.into(),
+                    cmdline: c.clone(),
+                })
+                .collect(),
+            features: self.features.clone(),
+            flags: self.flags as u32,
+            store_port: non_negative("store_port", self.ports.0)?,
+            store_domid: DomId(non_negative("store_domid", self.ports.1)?),
+            console_port: non_negative("console_port", self.ports.2)?,
+            console_domid: DomId(non_negative("console_domid", self.ports.3)?),
+            vgpu: self.vgpu,
+            pci_passthrough: parse_pci(&self.pci_passthrough)?,
+            mem_pnode: (self.mem_pnode >= 0)
+                .then(|| non_negative("mem_pnode", self.mem_pnode))
+                .transpose()?,
+            force: self.force,
+        })
+    }
+}
+
+/// `((store_mfn, console_mfn, protocol), (pages by order, pages by node, calls, xenstore
+/// writes, elapsed_us, populate calls))`.
+type Outcome = ((i64, i64, Option<String>), ReportTuple);
+type ReportTuple = (
+    Vec<(i64, i64)>,
+    Option<Vec<i64>>,
+    Vec<(String, i64)>,
+    Vec<(String, String)>,
+    i64,
+    i64,
+);
+
+fn report_tuple(r: &BuildReport) -> ReportTuple {
+    (
+        r.memory
+            .ram
+            .pages_by_order
+            .iter()
+            .map(|(o, p)| (i64::from(*o), *p as i64))
+            .collect(),
+        r.memory
+            .pages_by_node
+            .as_ref()
+            .map(|v| v.iter().map(|p| *p as i64).collect()),
+        r.hypercalls
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n as i64))
+            .collect(),
+        r.xenstore_writes.clone(),
+        r.elapsed_us as i64,
+        r.hypercalls
+            .get("domain_populate_physmap")
+            .copied()
+            .unwrap_or(0) as i64,
+    )
+}
+
+fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Outcome, Failure> {
+    guarded(|| {
+        let req = args.request()?;
+        let Backend::Sim(sim) = backend;
+        let env = BuildEnv {
+            hv: &sim.host,
+            store: &sim.store,
+            paths: &sim.paths,
+        };
+        let out = build::build(env, mode, &req).map_err(|e| failure(&e))?;
+        let r = &out.result;
+        Ok((
+            (r.store_mfn as i64, r.console_mfn as i64, r.protocol.clone()),
+            report_tuple(&out.report),
+        ))
+    })
+}
+
+/// The OCaml type of a build's outcome.
+type OcamlOutcome = Result<
+    (
+        (OCamlInt, OCamlInt, Option<String>),
+        (
+            OCamlList<(OCamlInt, OCamlInt)>,
+            Option<OCamlList<OCamlInt>>,
+            OCamlList<(String, OCamlInt)>,
+            OCamlList<(String, String)>,
+            OCamlInt,
+            OCamlInt,
+        ),
+    ),
+    (String, OCamlInt, String),
+>;
+
+macro_rules! build_stub {
+    ($native:ident, $bytecode:ident, $mode:expr) => {
+        ocaml_export! {
+            fn $native|$bytecode(
+                cr,
+                handle: OCamlRef<DynBox<Handle>>,
+                domid: OCamlRef<OCamlInt>,
+                mem_max_mib: OCamlRef<OCamlInt>,
+                mem_start_mib: OCamlRef<OCamlInt>,
+                image: OCamlRef<String>,
+                cmdline: OCamlRef<String>,
+                ramdisk: OCamlRef<String>,
+                modules: OCamlRef<OCamlList<(String, String)>>,
+                features: OCamlRef<String>,
+                flags: OCamlRef<OCamlInt>,
+                ports: OCamlRef<(OCamlInt, OCamlInt, OCamlInt, OCamlInt)>,
+                vgpu: OCamlRef<bool>,
+                pci_passthrough: OCamlRef<String>,
+                mem_pnode: OCamlRef<OCamlInt>,
+                force: OCamlRef<bool>,
+            ) -> OCaml<OcamlOutcome> {
+                let backend = {
+                    let h = cr.get(handle);
+                    let h: &Handle = h.borrow();
+                    h.backend()
+                };
+                let args = BuildArgs {
+                    domid: domid.to_rust(cr),
+                    mem_max_mib: mem_max_mib.to_rust(cr),
+                    mem_start_mib: mem_start_mib.to_rust(cr),
+                    image: image.to_rust(cr),
+                    cmdline: cmdline.to_rust(cr),
+                    ramdisk: ramdisk.to_rust(cr),
+                    modules: modules.to_rust(cr),
+                    features: features.to_rust(cr),
+                    flags: flags.to_rust(cr),
+                    ports: ports.to_rust(cr),
+                    vgpu: vgpu.to_rust(cr),
+                    pci_passthrough: pci_passthrough.to_rust(cr),
+                    mem_pnode: mem_pnode.to_rust(cr),
+                    force: force.to_rust(cr),
+                };
+                let outcome = match backend {
+                    Ok(b) => cr.releasing_runtime(|| run_build(&b, $mode, &args)),
+                    Err(f) => Err(f),
+                };
+                outcome.to_ocaml(cr)
+            }
+        }
+    };
+}
+
+build_stub!(
+    stub_xc_hvm_build,
+    stub_xc_hvm_build_bytecode,
+    BuildMode::Hvm
+);
+build_stub!(
+    stub_xc_pvh_build,
+    stub_xc_pvh_build_bytecode,
+    BuildMode::Pvh
+);
+build_stub!(stub_xc_pv_build, stub_xc_pv_build_bytecode, BuildMode::Pv);
+
+/// A simulated host's view of one domain: `(tot_pages, max_pages, pages by order, pages by
+/// node, pod entries, repopulated pages)`.
+type DomainTuple = (i64, i64, Vec<(i64, i64)>, Vec<i64>, i64, i64);
+
+fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result<T, Failure> {
+    let b = h.sim()?;
+    let Backend::Sim(sim) = &*b;
+    guarded(|| f(sim))
+}
+
+ocaml_export! {
+    fn stub_xenguest_open(cr, kind: OCamlRef<String>) -> OCaml<DynBox<Handle>> {
+        let kind: String = kind.to_rust(cr);
+        let state = cr.releasing_runtime(|| open(&kind));
+        OCaml::box_value(cr, Handle { state: Mutex::new(state) })
+    }
+
+    fn stub_xenguest_open_error(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Option<(String, OCamlInt, String)>> {
+        let h = cr.get(handle);
+        let h: &Handle = h.borrow();
+        let err = match &*h.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            Err(f) => Some(f.clone()),
+            Ok(_) => None,
+        };
+        err.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_close(cr, handle: OCamlRef<DynBox<Handle>>) {
+        let h = cr.get(handle);
+        let h: &Handle = h.borrow();
+        let mut state = h.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(backend) = &mut *state {
+            *backend = None;
+        }
+        OCaml::unit()
+    }
+
+    fn stub_xenguest_sim_create_domain(
+        cr,
+        handle: OCamlRef<DynBox<Handle>>,
+        hvm: OCamlRef<bool>,
+        max_mem_kib: OCamlRef<OCamlInt>,
+        vcpus: OCamlRef<OCamlInt>,
+    ) -> OCaml<Result<OCamlInt, (String, OCamlInt, String)>> {
+        let (hvm, max_mem_kib, vcpus): (bool, i64, i64) = (hvm.to_rust(cr), max_mem_kib.to_rust(cr), vcpus.to_rust(cr));
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
+                let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
+                let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
+                let domid = sim.host.create_domain(&cfg).map_err(|e| failure(&xenguest::Error::Xc { step: "create_domain", source: e }))?;
+                Ok(i64::from(domid.0))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), (String, OCamlInt, String)>> {
+        let domid: i64 = domid.to_rust(cr);
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let d = DomId(non_negative("domid", domid)?);
+                sim.host.destroy_domain(d).map_err(|e| failure(&xenguest::Error::Xc { step: "destroy_domain", source: e }))?;
+                sim.store.rm(&domain_path(d)).map_err(|e| failure(&xenguest::Error::Store { step: "destroy_domain", source: e }))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), (String, OCamlInt, String)>> {
+        let (path, value): (String, String) = (path.to_rust(cr), value.to_rust(cr));
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| failure(&xenguest::Error::Store { step: "write", source: e })))
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, (String, OCamlInt, String)>> {
+        let path: String = path.to_rust(cr);
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| sim.store.read(&path).map_err(|e| failure(&xenguest::Error::Store { step: "read", source: e })))
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(OCamlInt, OCamlInt, OCamlList<(OCamlInt, OCamlInt)>, OCamlList<OCamlInt>, OCamlInt, OCamlInt), (String, OCamlInt, String)>> {
+        let domid: i64 = domid.to_rust(cr);
+        let r: Result<DomainTuple, Failure> = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let d = DomId(non_negative("domid", domid)?);
+                let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
+                Ok((
+                    s.tot_pages as i64,
+                    s.max_pages as i64,
+                    s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), *p as i64)).collect(),
+                    s.pages_by_node.iter().map(|p| *p as i64).collect(),
+                    s.pod_entries as i64,
+                    s.repopulated_pages as i64,
+                ))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<(OCamlInt, OCamlInt, Option<String>), (String, OCamlInt, String)>> {
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let check = sim.host.check_accounting().err();
+                Ok((sim.host.free_pages() as i64, sim.host.outstanding_claims() as i64, check))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+}

@@ -113,12 +113,7 @@ fn run(opts: &Options) -> Result<BuildOutput, Error> {
     let paths = HostPaths::from_env();
     let output = match &opts.sim {
         Some(spec) => build_on_sim(spec, opts, mode, &req, &paths)?,
-        None => {
-            return Err(Error::NotImplemented {
-                step: "xc_interface_open",
-                what: "the libxenctrl backend is not built yet; use -sim <host spec> to build on a simulated host".into(),
-            })
-        }
+        None => build_on_xen(mode, &req, &paths)?,
     };
     if let Some(path) = &opts.report {
         let json = serde_json::to_string_pretty(&output.report).unwrap_or_default();
@@ -131,6 +126,52 @@ fn run(opts: &Options) -> Result<BuildOutput, Error> {
         print!("{}", output.report.summary());
     }
     Ok(output)
+}
+
+/// Build on the real host: a libxenctrl handle and a xenstored connection opened for this build
+/// (C: `xc_interface_open` then `xs_open`, each failure with the C text).
+#[cfg(feature = "xen")]
+fn build_on_xen(
+    mode: BuildMode,
+    req: &BuildRequest,
+    paths: &HostPaths,
+) -> Result<BuildOutput, Error> {
+    let hv = xenguest::hypervisor::xenctrl::XenCtrl::open().map_err(|e| Error::Xc {
+        step: "xc_interface_open",
+        source: xenguest::hypervisor::XcError {
+            message: format!("Failed to open xc interface: {}", e.message),
+            ..e
+        },
+    })?;
+    let store = xenguest::store::XenstoredStore::open().map_err(|e| Error::Store {
+        step: "xs_open",
+        source: xenguest::store::StoreError {
+            op: "open",
+            path: std::env::var("XENSTORED_PATH")
+                .unwrap_or_else(|_| "/run/xenstored/socket".into()),
+            code: e.raw_os_error().unwrap_or(libc::EIO),
+            message: format!("Failed to open xenstore interface: {e}"),
+        },
+    })?;
+    build::build(
+        BuildEnv {
+            hv: &hv,
+            store: &store,
+            paths,
+        },
+        mode,
+        req,
+    )
+}
+
+/// Without the `xen` feature the binary has only the simulated host.
+#[cfg(not(feature = "xen"))]
+fn build_on_xen(_: BuildMode, _: &BuildRequest, _: &HostPaths) -> Result<BuildOutput, Error> {
+    Err(Error::NotImplemented {
+        step: "xc_interface_open",
+        what: "built without the `xen` feature; use -sim <host spec> to build on a simulated host"
+            .into(),
+    })
 }
 
 /// The typed request from the command line (the C globals).

@@ -1,7 +1,7 @@
 //! Per-domain state of the simulated host: page accounting, the p2m, the PoD cache and
 //! everything the builder sets through the trait.
 
-use crate::hypervisor::{CpuidPolicy, HvmBootVcpu, SchedCredit};
+use crate::hypervisor::{CpuidPolicy, HvmBootVcpu, PvVcpuContext, SchedCredit};
 use crate::types::{DomId, E820Entry, Gfn, PAGE_BYTES};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -153,6 +153,16 @@ pub struct DomainSnapshot {
     pub boot_vcpu: Option<HvmBootVcpu>,
     /// Guest pages with stored (written, non-cleared) contents.
     pub written_pages: u64,
+    /// Guest address size, bits (`XEN_DOMCTL_set_address_size`; 64 until set).
+    pub address_size: u32,
+    /// Machine frame of the shared info page (outside the heap; Xen's own page).
+    pub shared_info_mfn: u64,
+    /// PV: the pinned L4 page table, if any.
+    pub pinned_l4_mfn: Option<u64>,
+    /// PV: vCPU 0's context, if set.
+    pub pv_vcpu: Option<PvVcpuContext>,
+    /// PV: the frame Xen wrote the hypercall page into, if any.
+    pub hypercall_page_mfn: Option<u64>,
 }
 
 /// One p2m entry: `len` frames from its key; RAM from `mfn` or PoD.
@@ -201,6 +211,13 @@ pub(super) struct Domain {
     /// Contents of written pages, by machine frame (so a re-pointed gfn reads its new,
     /// zeroed page).
     pub memory: HashMap<u64, Page>,
+    /// PV: every block of machine frames ever assigned, `mfn -> pages` (for access by MFN).
+    pub pv_frames: BTreeMap<u64, u64>,
+    pub address_size: u32,
+    pub shared_info_mfn: u64,
+    pub pinned_l4: Option<u64>,
+    pub pv_vcpu: Option<PvVcpuContext>,
+    pub hypercall_page: Option<u64>,
 }
 
 impl Domain {
@@ -236,7 +253,24 @@ impl Domain {
             grants: None,
             boot_vcpu: None,
             memory: HashMap::new(),
+            pv_frames: BTreeMap::new(),
+            address_size: 64,
+            shared_info_mfn: 0,
+            pinned_l4: None,
+            pv_vcpu: None,
+            hypercall_page: None,
         }
+    }
+
+    /// PV: whether machine frame `mfn` may be mapped by the toolstack for this domain (one
+    /// of its pages, or its shared info page).
+    pub fn pv_owns(&self, mfn: u64) -> bool {
+        mfn == self.shared_info_mfn
+            || self
+                .pv_frames
+                .range(..=mfn)
+                .next_back()
+                .is_some_and(|(&start, &len)| mfn < start + len)
     }
 
     /// Pages in the PoD cache (`p2m->pod.count`).

@@ -33,6 +33,12 @@ pub const KINDS: &[(&str, &str)] = &[
         "xc_reserved_device_memory_map",
     ),
     ("domain_pages_by_node", "xc_domain_get_node_pages"),
+    ("domain_set_address_size", "XEN_DOMCTL_set_address_size"),
+    ("get_native_protocol", "xc_domain_get_native_protocol"),
+    ("domain_shared_info_frame", "xc_domain_getinfo"),
+    ("mmuext_pin_l4_table", "xc_mmuext_op"),
+    ("hypercall_page_init", "XEN_DOMCTL_hypercall_init"),
+    ("vcpu_setcontext_pv", "xc_vcpu_setcontext"),
 ];
 
 /// The libxenctrl function behind a call kind.

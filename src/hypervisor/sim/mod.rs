@@ -55,7 +55,7 @@ pub use trace::TraceEntry;
 
 use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, ReservedRange, SchedCredit, XcError, XcResult,
+    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
 use crate::types::{DomId, E820Entry, Gfn};
 use domain::Domain;
@@ -387,6 +387,11 @@ impl HostState {
             grants: d.grants,
             boot_vcpu: d.boot_vcpu,
             written_pages: d.memory.len() as u64,
+            address_size: d.address_size,
+            shared_info_mfn: d.shared_info_mfn,
+            pinned_l4_mfn: d.pinned_l4,
+            pv_vcpu: d.pv_vcpu,
+            hypercall_page_mfn: d.hypercall_page,
         }
     }
 
@@ -765,6 +770,70 @@ impl Hypervisor for SimHost {
             args,
             |st, _| Ok(st.rmrr.get(&sbdf).cloned().unwrap_or_default()),
             |r| format!("ranges={}", r.len()),
+        )
+    }
+
+    fn domain_set_address_size(&self, domid: DomId, bits: u32) -> XcResult<()> {
+        self.call(
+            "domain_set_address_size",
+            Some(domid),
+            format!("bits={bits}"),
+            |st, _| st.set_address_size(domid, bits),
+            show_unit,
+        )
+    }
+
+    fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
+        self.call(
+            "get_native_protocol",
+            Some(domid),
+            String::new(),
+            |st, _| st.native_protocol(domid),
+            |p| format!("-> {p}"),
+        )
+    }
+
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+        self.call(
+            "domain_shared_info_frame",
+            Some(domid),
+            String::new(),
+            |st, _| st.shared_info_frame(domid),
+            |m| format!("-> {m:#x}"),
+        )
+    }
+
+    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        self.call(
+            "mmuext_pin_l4_table",
+            Some(domid),
+            format!("mfn={mfn:#x}"),
+            |st, _| st.pin_l4(domid, mfn),
+            show_unit,
+        )
+    }
+
+    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        self.call(
+            "hypercall_page_init",
+            Some(domid),
+            format!("mfn={mfn:#x}"),
+            |st, _| st.hypercall_init(domid, mfn),
+            show_unit,
+        )
+    }
+
+    fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
+        let args = format!(
+            "vcpu={vcpu} rip={:#x} rsp={:#x} rsi={:#x} cr3={:#x}",
+            ctx.rip, ctx.rsp, ctx.rsi, ctx.cr3
+        );
+        self.call(
+            "vcpu_setcontext_pv",
+            Some(domid),
+            args,
+            |st, _| st.set_pv_vcpu(domid, vcpu, *ctx),
+            show_unit,
         )
     }
 

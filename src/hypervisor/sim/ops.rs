@@ -8,8 +8,8 @@ use super::heap::Heap;
 use super::spec::{Scheduler, MAX_NODES};
 use super::HostState;
 use crate::hypervisor::{
-    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo, SchedCredit,
-    XcError, XcResult,
+    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo,
+    PvVcpuContext, SchedCredit, XcError, XcResult,
 };
 use crate::types::{DomId, E820Entry, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT};
 use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
@@ -252,8 +252,11 @@ impl HostState {
             _ => self.free_domid().ok_or_else(|| XcError::errno(F, ENOSPC))?,
         };
         let max_pages = (cfg.max_mem_kib / 4).min(u64::from(u32::MAX));
-        self.domains
-            .insert(id, Domain::new(id, cfg, max_pages, affinity));
+        let mut dom = Domain::new(id, cfg, max_pages, affinity);
+        // Xen's shared info page is its own, outside the domain heap: give each domain a
+        // frame past the host's memory.
+        dom.shared_info_mfn = self.heap.total_pages() + u64::from(id.0);
+        self.domains.insert(id, dom);
         self.update_node_affinity(id);
         Ok(id)
     }
@@ -587,6 +590,7 @@ impl HostState {
                 }
                 dom.map_ram(gfn, order, mfn);
                 if !dom.hvm {
+                    dom.pv_frames.insert(mfn, pages);
                     *slot = mfn;
                 }
             }
@@ -604,6 +608,14 @@ impl HostState {
         let end = first
             .checked_add(nr)
             .ok_or_else(|| XcError::errno_with(F, EINVAL, "range wraps"))?;
+        if !dom.hvm {
+            // PV frames are machine frames.
+            check_pv_frames(F, dom, first, end)?;
+            for mfn in first..end {
+                dom.memory.remove(&mfn);
+            }
+            return Ok(());
+        }
         if let Some(hole) = dom.first_hole(first, end) {
             return Err(XcError::errno_with(
                 F,
@@ -622,7 +634,9 @@ impl HostState {
         const F: &str = "xc_map_foreign_range";
         let dom = self.dom_mut(domid, F)?;
         let (g0, g1) = frames(F, paddr, data.len())?;
-        if let Some(hole) = dom.first_hole(g0, g1) {
+        if !dom.hvm {
+            check_pv_frames(F, dom, g0, g1)?;
+        } else if let Some(hole) = dom.first_hole(g0, g1) {
             return Err(XcError::errno_with(
                 F,
                 EFAULT,
@@ -635,7 +649,11 @@ impl HostState {
             let gfn = addr >> PAGE_SHIFT;
             let off = (addr % PAGE_BYTES) as usize;
             let n = (PAGE_BYTES as usize - off).min(data.len() - done);
-            let mfn = dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?;
+            let mfn = if dom.hvm {
+                dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
+            } else {
+                gfn
+            };
             dom.page_mut(mfn)[off..off + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
@@ -646,7 +664,9 @@ impl HostState {
         const F: &str = "xc_map_foreign_range";
         let dom = self.dom_mut(domid, F)?;
         let (g0, g1) = frames(F, paddr, buf.len())?;
-        if let Some(hole) = dom.first_hole(g0, g1) {
+        if !dom.hvm {
+            check_pv_frames(F, dom, g0, g1)?;
+        } else if let Some(hole) = dom.first_hole(g0, g1) {
             return Err(XcError::errno_with(
                 F,
                 EFAULT,
@@ -659,7 +679,11 @@ impl HostState {
             let gfn = addr >> PAGE_SHIFT;
             let off = (addr % PAGE_BYTES) as usize;
             let n = (PAGE_BYTES as usize - off).min(buf.len() - done);
-            let mfn = dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?;
+            let mfn = if dom.hvm {
+                dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
+            } else {
+                gfn
+            };
             match dom.page(mfn) {
                 Some(page) => buf[done..done + n].copy_from_slice(&page[off..off + n]),
                 None => buf[done..done + n].fill(0),
@@ -786,6 +810,215 @@ impl HostState {
             }
         }
         Ok(out)
+    }
+}
+
+/// PV: every machine frame in `[first, end)` must be the domain's (a foreign map of
+/// another domain's frame fails in Xen).
+fn check_pv_frames(function: &'static str, dom: &Domain, first: u64, end: u64) -> XcResult<()> {
+    match (first..end).find(|&m| !dom.pv_owns(m)) {
+        Some(m) => Err(XcError::errno_with(
+            function,
+            EFAULT,
+            format!("mfn {m:#x} does not belong to d{}", dom.id),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `_PAGE_PRESENT`, `_PAGE_RW`, `_PAGE_PSE`.
+const PTE_PRESENT: u64 = 1;
+const PTE_RW: u64 = 2;
+const PTE_PSE: u64 = 0x80;
+/// Address bits of a PTE (52-bit physical addresses).
+const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+/// L4 slots Xen reserves for itself in a 64-bit PV guest (`0xffff800000000000` up to
+/// `0xffff880000000000`).
+const XEN_L4_SLOTS: std::ops::Range<usize> = 256..272;
+
+/// The 512 entries of a page-table page (zeros if never written).
+fn table_entries(dom: &Domain, mfn: u64) -> [u64; 512] {
+    let mut out = [0u64; 512];
+    if let Some(page) = dom.page(mfn) {
+        for (i, e) in out.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&page[i * 8..i * 8 + 8]);
+            *e = u64::from_le_bytes(b);
+        }
+    }
+    out
+}
+
+/// What Xen checks when it pins (or loads into CR3) an L4 of a 64-bit PV guest: every
+/// table reached is the domain's, no superpages, nothing in Xen's slots, and no L1 entry
+/// maps a page-table frame writable (Xen's page types forbid it).
+fn validate_l4(dom: &Domain, l4: u64) -> Result<(), String> {
+    let mut tables = std::collections::BTreeSet::from([l4]);
+    let mut level_tables = vec![l4];
+    for level in (2..=4).rev() {
+        let mut next = Vec::new();
+        for &t in &level_tables {
+            for (i, e) in table_entries(dom, t).into_iter().enumerate() {
+                if e & PTE_PRESENT == 0 {
+                    continue;
+                }
+                if level == 4 && XEN_L4_SLOTS.contains(&i) {
+                    return Err(format!("L4 slot {i} is Xen's"));
+                }
+                if e & PTE_PSE != 0 {
+                    return Err(format!("L{level} table {t:#x} entry {i} is a superpage"));
+                }
+                let target = (e & PTE_ADDR) >> 12;
+                if !dom.pv_owns(target) || target == dom.shared_info_mfn {
+                    return Err(format!(
+                        "L{level} table {t:#x} entry {i} points at mfn {target:#x}, not the domain's"
+                    ));
+                }
+                if tables.insert(target) {
+                    next.push(target);
+                }
+            }
+        }
+        level_tables = next;
+    }
+    for &t in &level_tables {
+        for (i, e) in table_entries(dom, t).into_iter().enumerate() {
+            if e & PTE_PRESENT == 0 {
+                continue;
+            }
+            let target = (e & PTE_ADDR) >> 12;
+            if !dom.pv_owns(target) {
+                return Err(format!(
+                    "L1 table {t:#x} entry {i} maps mfn {target:#x}, not the domain's"
+                ));
+            }
+            if e & PTE_RW != 0 && tables.contains(&target) {
+                return Err(format!(
+                    "L1 table {t:#x} entry {i} maps page-table frame {target:#x} writable"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl HostState {
+    fn pv_dom_mut(&mut self, domid: DomId, function: &'static str) -> XcResult<&mut Domain> {
+        let dom = self.dom_mut(domid, function)?;
+        if dom.hvm {
+            return Err(XcError::errno_with(function, EINVAL, "not a PV domain"));
+        }
+        Ok(dom)
+    }
+
+    /// `XEN_DOMCTL_set_address_size`: 64 is native; 32-bit PV is not offered by this host
+    /// (Xen 4.17 built without `CONFIG_PV32` answers the same).
+    pub(super) fn set_address_size(&mut self, domid: DomId, bits: u32) -> XcResult<()> {
+        const F: &str = "XEN_DOMCTL_set_address_size";
+        let dom = self.dom_mut(domid, F)?;
+        if dom.hvm {
+            return Err(XcError::errno_with(F, EOPNOTSUPP, "HVM domain"));
+        }
+        match bits {
+            64 => {
+                dom.address_size = 64;
+                Ok(())
+            }
+            32 => Err(XcError::errno_with(F, EOPNOTSUPP, "no 32-bit PV support")),
+            _ => Err(XcError::errno_with(F, EINVAL, format!("{bits}-bit guest"))),
+        }
+    }
+
+    /// `XEN_DOMCTL_get_address_size` turned into the protocol name.
+    pub(super) fn native_protocol(&self, domid: DomId) -> XcResult<String> {
+        let dom = self.dom(domid, "xc_domain_get_native_protocol")?;
+        Ok(if dom.address_size == 32 {
+            "x86_32-abi"
+        } else {
+            "x86_64-abi"
+        }
+        .into())
+    }
+
+    pub(super) fn shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+        Ok(self.dom(domid, "xc_domain_getinfo")?.shared_info_mfn)
+    }
+
+    /// `MMUEXT_PIN_L4_TABLE`: validate the tree, then pin. Pinning twice is EINVAL.
+    pub(super) fn pin_l4(&mut self, domid: DomId, mfn: u64) -> XcResult<()> {
+        const F: &str = "xc_mmuext_op";
+        let dom = self.pv_dom_mut(domid, F)?;
+        if !dom.pv_owns(mfn) || mfn == dom.shared_info_mfn {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("mfn {mfn:#x} does not belong to d{domid}"),
+            ));
+        }
+        if dom.pinned_l4.is_some() {
+            return Err(XcError::errno_with(F, EINVAL, "an L4 is already pinned"));
+        }
+        validate_l4(dom, mfn).map_err(|why| XcError::errno_with(F, EINVAL, why))?;
+        dom.pinned_l4 = Some(mfn);
+        Ok(())
+    }
+
+    /// `XEN_DOMCTL_hypercall_init`: Xen writes a 64-bit PV hypercall page (one 32-byte stub
+    /// per hypercall: `push %rcx; push %r11; mov $nr, %eax; syscall; pop %r11; pop %rcx;
+    /// ret`).
+    pub(super) fn hypercall_init(&mut self, domid: DomId, mfn: u64) -> XcResult<()> {
+        const F: &str = "XEN_DOMCTL_hypercall_init";
+        let dom = self.pv_dom_mut(domid, F)?;
+        if !dom.pv_owns(mfn) || mfn == dom.shared_info_mfn {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("mfn {mfn:#x} does not belong to d{domid}"),
+            ));
+        }
+        let page = dom.page_mut(mfn);
+        page.fill(0xcc);
+        for (nr, stub) in page.chunks_mut(32).enumerate() {
+            let nr = (nr as u32).to_le_bytes();
+            let code = [
+                0x51, 0x41, 0x53, 0xb8, nr[0], nr[1], nr[2], nr[3], 0x0f, 0x05, 0x41, 0x5b, 0x59,
+                0xc3,
+            ];
+            stub[..code.len()].copy_from_slice(&code);
+        }
+        dom.hypercall_page = Some(mfn);
+        Ok(())
+    }
+
+    /// `XEN_DOMCTL_setvcpucontext` for a 64-bit PV vCPU: the CR3 frame must be a valid L4.
+    pub(super) fn set_pv_vcpu(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        ctx: PvVcpuContext,
+    ) -> XcResult<()> {
+        const F: &str = "xc_vcpu_setcontext";
+        let dom = self.pv_dom_mut(domid, F)?;
+        if vcpu >= dom.max_vcpus {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("vcpu {vcpu} >= max_vcpus {}", dom.max_vcpus),
+            ));
+        }
+        let l4 = ctx.cr3 >> 12;
+        if ctx.cr3 & 0xfff != 0 || !dom.pv_owns(l4) || l4 == dom.shared_info_mfn {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("cr3 {:#x} is not one of d{domid}'s frames", ctx.cr3),
+            ));
+        }
+        if dom.pinned_l4 != Some(l4) {
+            validate_l4(dom, l4).map_err(|why| XcError::errno_with(F, EINVAL, why))?;
+        }
+        dom.pv_vcpu = Some(ctx);
+        Ok(())
     }
 }
 

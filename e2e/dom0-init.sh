@@ -1,0 +1,135 @@
+#!/bin/sh
+# /init of the e2e dom0 (busybox + Xen 4.17 userspace + our xenguest and test toolstack).
+# Runs the HVM boot test, then the build benchmark (our xenguest against `xl create -p`), prints
+# machine-readable `@@` lines for e2e/run.sh, and leaves QEMU through isa-debug-exit (port 0xf4):
+# QEMU exits 1 when every check passed, 3 otherwise.
+# dom0 command line knobs: e2e_sizes=128,2048 (MiB), e2e_reps=3, e2e_boot_timeout=240 (s).
+export PATH=/usr/lib/xen-4.17/bin:/bin:/sbin:/usr/bin:/usr/sbin
+export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /run /tmp
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+
+up() { cut -d' ' -f1 /proc/uptime; }
+mark() { echo "@@MARK $* t=$(up)"; }
+FAILS=0
+fail() { echo "@@FAIL $*"; FAILS=$((FAILS+1)); }
+finish() {
+    echo "@@OVERALL $([ $FAILS = 0 ] && echo PASS || echo "FAIL ($FAILS)")"
+    v=$([ $FAILS = 0 ] && echo 0 || echo 1)
+    printf "\\00$v" | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
+    sleep 2
+    poweroff -f
+}
+mark dom0-init
+
+SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240
+for a in $(cat /proc/cmdline); do
+    case "$a" in
+        e2e_sizes=*) SIZES=${a#e2e_sizes=} ;;
+        e2e_reps=*) REPS=${a#e2e_reps=} ;;
+        e2e_boot_timeout=*) BOOT_TIMEOUT=${a#e2e_boot_timeout=} ;;
+    esac
+done
+
+for m in xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs; do
+    insmod /lib/modules/$m.ko || fail "insmod $m"
+done
+mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen
+echo "@@HYPERVISOR $(cat /sys/hypervisor/type) $(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)$(cat /sys/hypervisor/version/extra)"
+
+mkdir -p /run/xen /run/xenstored /var/lib/xen /var/lib/xenstored /var/log/xen/console /var/lock /var/log
+syslogd -O /var/log/messages          # xenguest logs to syslog, as the C one does
+export XENSTORED_ROOTDIR=/run/xenstored
+xenstored --pid-file /run/xenstore.pid || fail "xenstored rc=$?"
+i=0
+until xenstore-read / >/dev/null 2>&1; do
+    i=$((i+1)); [ $i -gt 60 ] && { fail "xenstored did not come up"; break; }
+    sleep 0.5
+done
+xen-init-dom0 >/dev/null || fail "xen-init-dom0"
+xenconsoled --log=none --pid-file=/run/xenconsoled.pid || fail "xenconsoled"
+xl info | grep -E '^(xen_version|virt_caps|total_memory|free_memory|nr_cpus)'
+mark dom0-ready
+
+# ------------------------------------------------------------------ 1. the HVM guest boots
+# hvmloader (Debian's, as xenopsd passes it) with the marker firmware as its `firmware` module
+# (hvmloader/bios = ovmf, the UEFI path): the guest prints the marker on Xen's debug console.
+mark hvm-boot-begin
+out=$(xg-e2e hvm --name hvm-boot --mem-mib 128 --xenguest /usr/bin/xenguest \
+      --image /usr/lib/xen-4.17/boot/hvmloader --firmware /guest/marker.fd \
+      --ipxe /guest/ipxe.rom --boot --timeout-s "$BOOT_TIMEOUT" 2>&1)
+rc=$?
+echo "$out"
+mark hvm-boot-end
+line=$(echo "$out" | grep '^E2E name=')
+domid=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+echo "----- guest console (Xen debug port, xl dmesg) -----"
+xl dmesg | grep "(d$domid)" | tail -40
+echo "----- end guest console -----"
+if [ $rc = 0 ] && xl dmesg | grep -q "(d$domid) .*XENGUEST-E2E-HVM-OK" \
+   && echo "$line" | grep -q 'shutdown=poweroff'; then
+    echo "@@BOOT hvm PASS $line"
+else
+    fail "hvm boot (rc=$rc): $line"
+    echo "@@BOOT hvm FAIL $line"
+fi
+echo "----- xenguest's syslog -----"
+grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -30
+echo "----- end syslog -----"
+
+# ------------------------------------------------------------------ 2. build benchmark
+# The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`
+# (libxl with the C libxenguest); populate calls counted by the same LD_PRELOAD shim on both.
+mark bench-begin
+for size in $(echo "$SIZES" | tr ',' ' '); do
+    cat > /etc/xen/bench-$size.cfg <<EOF
+name = "xl-bench-$size"
+type = "hvm"
+memory = $size
+maxmem = $size
+vcpus = 1
+vga = "none"
+vnc = 0
+sdl = 0
+serial = "none"
+on_crash = "destroy"
+EOF
+    r=1
+    while [ $r -le "$REPS" ]; do
+        pl=/tmp/pop-ours-$size-$r.log
+        xg-e2e settle
+        out=$(xg-e2e hvm --name bench-$size-$r --mem-mib $size --xenguest /usr/bin/xenguest \
+              --image /usr/lib/xen-4.17/boot/hvmloader --firmware /guest/marker.fd \
+              --ipxe /guest/ipxe.rom --preload /usr/lib/libpopcount.so --poplog $pl 2>&1)
+        line=$(echo "$out" | grep '^E2E name=')
+        if [ -z "$line" ]; then fail "our build $size MiB rep $r"; echo "$out" | tail -5; fi
+        d=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+        pc=$(xg-e2e count $pl "$d" | grep 'comm=xenguest')
+        # the core's own account: "hvm_build done: ... in N populate calls, M hypercalls, T us"
+        core=$(grep "xenguest-$d-build.*hvm_build done" /var/log/messages | tail -1 |
+               sed -n 's/.* \([0-9]*\) us$/core_us=\1/p')
+        echo "@@BENCH ours size=$size rep=$r $line $pc $core"
+
+        pl=/tmp/pop-xl-$size-$r.log; tl=/tmp/xl-$size-$r.log
+        rm -f $pl
+        xg-e2e settle
+        t=$(XG_POPULATE_LOG=$pl LD_PRELOAD=/usr/lib/libpopcount.so \
+            timeout 180 xg-e2e timed $tl -- xl -vvv create -p -e /etc/xen/bench-$size.cfg)
+        xrc=$?
+        d=$(xl domid xl-bench-$size 2>/dev/null)
+        if [ $xrc != 0 ] || [ -z "$d" ]; then fail "xl create $size MiB rep $r"; tail -20 $tl; fi
+        ph=$(xg-e2e xl-phase $tl)
+        pc=$(xg-e2e count $pl "${d:-0}" | grep 'comm=xl ')
+        echo "@@BENCH xl size=$size rep=$r domid=$d $t $ph $pc"
+        xl destroy xl-bench-$size 2>/dev/null
+        r=$((r+1))
+    done
+done
+mark bench-end
+finish

@@ -1,0 +1,66 @@
+#!/bin/bash
+# Build the e2e dom0 initramfs ($WORK/dom0.cpio): busybox, Xen 4.17's userspace from the host
+# (xen-utils-4.17, xenstore-utils, the libxen* libraries: the packages `make deps` installs), the
+# Xen kernel modules of the downloaded dom0 kernel, Debian's hvmloader, SeaBIOS and qemu-system-xen
+# (for `xl create`), the iPXE ROM, and ours: xenguest, the xg-e2e toolstack, the popcount shim
+# and the marker firmware.
+# Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT     (after fetch.sh)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${WORK:-/var/tmp/xenguest-e2e}
+XENGUEST=$1 XG_E2E=$2 POPCOUNT=$3
+R=$WORK/root
+KVER=$(ls "$R/lib/modules" | head -1)
+D=$WORK/dom0-rootfs
+rm -rf "$D"
+mkdir -p "$D"/{bin,sbin,usr/bin,usr/sbin,usr/lib,proc,sys,dev,run,tmp,var/lib/xen,var/log/xen,etc/xen,lib/modules,guest}
+mkdir -p "$D/usr/lib/xen-4.17/bin" "$D/usr/lib/xen-4.17/boot" "$D/usr/lib/x86_64-linux-gnu" \
+    "$D/lib/x86_64-linux-gnu" "$D/lib64" "$D/usr/libexec" "$D/usr/share/qemu" "$D/usr/share/seabios"
+ln -s ../run "$D/var/run"
+
+BB=$(command -v busybox)
+cp "$BB" "$D/bin/busybox"
+for a in $("$BB" --list); do [ -e "$D/bin/$a" ] || ln -s busybox "$D/bin/$a"; done
+
+XBIN=/usr/lib/xen-4.17/bin
+for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper; do cp -a "$XBIN/$b" "$D$XBIN/"; done
+cp /usr/bin/xenstore "$D/usr/bin/xenstore"
+for c in read write ls list rm exists chmod; do ln -sf xenstore "$D/usr/bin/xenstore-$c"; done
+cp /usr/lib/xen-4.17/boot/hvmloader "$D/usr/lib/xen-4.17/boot/"
+cp /usr/share/seabios/bios-256k.bin "$D/usr/share/seabios/"
+cp "$R/usr/libexec/xen-qemu-system-i386" "$D/usr/libexec/"
+cp -r /usr/share/qemu/keymaps "$D/usr/share/qemu/"   # qemu-xen aborts without keymaps/en-us
+
+install -m755 "$XENGUEST" "$D/usr/bin/xenguest"
+install -m755 "$XG_E2E" "$D/usr/bin/xg-e2e"
+install -m755 "$POPCOUNT" "$D/usr/lib/libpopcount.so"
+"$XG_E2E" firmware "$D/guest/marker.fd"
+IPXE=${XENGUEST_IPXE:-/usr/lib/ipxe/qemu/pxe-rtl8139.rom}
+cp "$IPXE" "$D/guest/ipxe.rom"
+
+# Shared libraries of everything above, resolved on the host (same Debian release as dom0's).
+{
+    for f in "$D$XBIN"/* "$D/usr/bin/xenstore" "$D/usr/bin/xenguest" "$D/usr/bin/xg-e2e" \
+             "$D/usr/lib/libpopcount.so" "$D/usr/libexec/xen-qemu-system-i386"; do
+        LD_LIBRARY_PATH=$R/usr/lib/x86_64-linux-gnu ldd "$f" 2>/dev/null |
+            awk '/=> \//{print $3} /^\t\/lib64/{print $1}'
+    done
+    echo /lib/x86_64-linux-gnu/libgcc_s.so.1   # glibc dlopen()s it for pthread_cancel (xl)
+} | sort -u | while read -r lib; do
+    case "$lib" in
+        /lib64/*) cp -L "$lib" "$D/lib64/" ;;
+        *) cp -nL "$lib" "$D/lib/x86_64-linux-gnu/" ;;
+    esac
+done
+missing=$(LD_LIBRARY_PATH=$D/lib/x86_64-linux-gnu ldd "$D/usr/bin/xenguest" | grep 'not found' || true)
+[ -z "$missing" ] || { echo "e2e/mkinitramfs: xenguest misses libraries: $missing" >&2; exit 1; }
+
+for m in drivers/xen/xen-evtchn drivers/xen/xen-privcmd drivers/xen/xen-gntdev \
+         drivers/xen/xen-gntalloc drivers/xen/xenfs/xenfs; do
+    cp "$R/lib/modules/$KVER/kernel/$m.ko" "$D/lib/modules/"
+done
+echo '# empty' > "$D/etc/xen/xl.conf"
+install -m755 "$HERE/dom0-init.sh" "$D/init"
+(cd "$D/dev" && mknod -m 600 console c 5 1 && mknod -m 666 null c 1 3)
+(cd "$D" && find . | cpio -o -H newc --quiet) > "$WORK/dom0.cpio"
+echo "e2e/mkinitramfs: $WORK/dom0.cpio $(du -h "$WORK/dom0.cpio" | cut -f1)"

@@ -1,0 +1,611 @@
+//! `xg-e2e`: the e2e test toolstack, run in dom0 of a real Xen. It does what xenopsd does around
+//! `xenguest` (create the empty domain, allocate the event channels, write the platform keys, run
+//! the binary with xenopsd's argv, write the store and console keys, introduce the domain to
+//! xenstored, unpause it) and the measuring the e2e run needs.
+//!
+//! ```text
+//! xg-e2e hvm --name N --mem-mib M --xenguest PATH --image HVMLOADER [--firmware F] [--ipxe R]
+//!            [--vcpus V] [--boot] [--timeout-s S] [--preload SO --poplog FILE]
+//! xg-e2e firmware OUT                 write the marker firmware
+//! xg-e2e settle                       wait until Xen has scrubbed the pages of dead domains
+//! xg-e2e count LOG DOMID              populate calls per process from the popcount shim's log
+//! xg-e2e xl-phase LOG                 libxenguest's build time and page counts in a timed xl log
+//! xg-e2e timed LOG -- CMD ARGS...     run CMD, its output stamped with ms since start into LOG
+//! xg-e2e report SERIAL_LOG QEMU_S     the BENCHMARKS.md section from an e2e serial log
+//! ```
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::FromRawFd;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use xen_sys as sys;
+use xenguest::hypervisor::xenctrl::XenCtrl;
+use xenguest::hypervisor::XcError;
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("hvm") => hvm(&args[1..]),
+        Some("firmware") if args.len() == 2 => std::fs::write(
+            &args[1],
+            xg_e2e::marker_firmware("guest firmware reached; domain built by the Rust xenguest"),
+        )
+        .map_err(|e| format!("{}: {e}", args[1])),
+        Some("count") if args.len() == 3 => count(&args[1], &args[2]),
+        Some("settle") => settle(),
+        Some("xl-phase") if args.len() == 2 => xl_phase(&args[1]),
+        Some("timed") if args.len() > 3 && args[2] == "--" => timed(&args[1], &args[3..]),
+        Some("report") if args.len() == 3 => std::fs::read(&args[1])
+            .map(|b| {
+                print!(
+                    "{}",
+                    xg_e2e::bench_report(
+                        &String::from_utf8_lossy(&b),
+                        args[2].parse().unwrap_or(0)
+                    )
+                )
+            })
+            .map_err(|e| format!("{}: {e}", args[1])),
+        _ => Err("usage: xg-e2e hvm|firmware|count|xl-phase|timed ... (see the source)".into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xg-e2e: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Wait (at most 120 s) until Xen has no free pages left to scrub, so that every timed build
+/// starts from the same heap: pages of destroyed domains are scrubbed in the background, and a
+/// populate that meets dirty pages scrubs them itself, which would charge one builder for the
+/// other's guest.
+fn settle() -> Res<()> {
+    let xc = XenCtrl::open().map_err(xc_err)?;
+    let start = Instant::now();
+    loop {
+        let mut info = sys::xc_physinfo_t::default();
+        xc.call("xc_physinfo", |xch| {
+            // SAFETY: `info` is a writable xc_physinfo_t.
+            unsafe { sys::xc_physinfo(xch, &mut info) }
+        })
+        .map_err(xc_err)?;
+        if info.scrub_pages == 0 || start.elapsed() > Duration::from_secs(120) {
+            println!(
+                "SETTLE waited_ms={} scrub_pages={} free_pages={}",
+                start.elapsed().as_millis(),
+                info.scrub_pages,
+                info.free_pages
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn count(path: &str, domid: &str) -> Res<()> {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let domid: u32 = domid.parse().map_err(|_| format!("bad domid {domid}"))?;
+    for (comm, c) in xg_e2e::count_populates(&log, domid) {
+        println!(
+            "POPCOUNT comm={comm} domid={domid} calls={} populate_us={} extents={} pages={} {}",
+            c.calls,
+            c.us,
+            c.extents,
+            c.pages(),
+            c.extents_text()
+        );
+    }
+    Ok(())
+}
+
+fn xl_phase(path: &str) -> Res<()> {
+    let log = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    println!(
+        "XLPHASE libxenguest_build_ms={} allocation=\"{}\"",
+        xg_e2e::libxenguest_build_ms(&log)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into()),
+        xg_e2e::libxenguest_allocation(&log).unwrap_or_else(|| "?".into())
+    );
+    Ok(())
+}
+
+/// Run `cmd` with stdout and stderr into one pipe; each line goes to `log` as `[<ms>] line`.
+fn timed(log: &str, cmd: &[String]) -> Res<()> {
+    let mut out = std::fs::File::create(log).map_err(|e| format!("{log}: {e}"))?;
+    let (r, w) = pipe()?;
+    let w2 = w.try_clone().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::from(w2))
+        .spawn()
+        .map_err(|e| format!("{}: {e}", cmd[0]))?;
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let line = line.unwrap_or_default();
+            let _ = writeln!(out, "[{:6}] {line}", start.elapsed().as_millis());
+        }
+    });
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let ms = start.elapsed().as_millis();
+    let _ = reader.join();
+    println!("TIMED wall_ms={ms} rc={}", status.code().unwrap_or(-1));
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} exited with {status}", cmd[0]))
+    }
+}
+
+/// A pipe whose ends are close-on-exec (children get only what they are handed explicitly:
+/// a leaked write end would keep a reader from ever seeing EOF).
+fn pipe() -> Res<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of two ints, as pipe2(2) wants.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe(2) returned two fresh descriptors that nothing else owns.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Options of `xg-e2e hvm`.
+struct HvmOpts {
+    name: String,
+    mem_mib: u64,
+    vcpus: u32,
+    xenguest: String,
+    image: String,
+    firmware: Option<String>,
+    ipxe: Option<String>,
+    boot: bool,
+    timeout: Duration,
+    preload: Option<(String, String)>,
+}
+
+fn parse_hvm(args: &[String]) -> Res<HvmOpts> {
+    let mut o = HvmOpts {
+        name: "hvm".into(),
+        mem_mib: 128,
+        vcpus: 1,
+        xenguest: "/usr/bin/xenguest".into(),
+        image: "/usr/lib/xen-4.17/boot/hvmloader".into(),
+        firmware: None,
+        ipxe: None,
+        boot: false,
+        timeout: Duration::from_secs(120),
+        preload: None,
+    };
+    let mut it = args.iter();
+    let mut poplog = None;
+    let mut preload = None;
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--name" => o.name = val()?,
+            "--mem-mib" => o.mem_mib = val()?.parse().map_err(|_| "bad --mem-mib")?,
+            "--vcpus" => o.vcpus = val()?.parse().map_err(|_| "bad --vcpus")?,
+            "--xenguest" => o.xenguest = val()?,
+            "--image" => o.image = val()?,
+            "--firmware" => o.firmware = Some(val()?),
+            "--ipxe" => o.ipxe = Some(val()?),
+            "--boot" => o.boot = true,
+            "--timeout-s" => {
+                o.timeout = Duration::from_secs(val()?.parse().map_err(|_| "bad --timeout-s")?)
+            }
+            "--preload" => preload = Some(val()?),
+            "--poplog" => poplog = Some(val()?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    o.preload = preload.zip(poplog);
+    Ok(o)
+}
+
+fn xc_err(e: XcError) -> String {
+    e.to_string()
+}
+
+/// A libxenstore connection (`xs_open(0)`), closed on drop.
+struct Xs(*mut sys::xs_handle);
+
+impl Xs {
+    fn open() -> Res<Self> {
+        // SAFETY: plain libxenstore call; NULL on failure.
+        let h = unsafe { sys::xs_open(0) };
+        if h.is_null() {
+            return Err(format!("xs_open: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Xs(h))
+    }
+
+    fn cstr(s: &str) -> Res<CString> {
+        CString::new(s).map_err(|_| format!("NUL in {s:?}"))
+    }
+
+    fn write(&self, path: &str, value: &str) -> Res<()> {
+        let p = Self::cstr(path)?;
+        // SAFETY: open handle, NUL-terminated path, `value` readable for its length.
+        let ok = unsafe {
+            sys::xs_write(
+                self.0,
+                0,
+                p.as_ptr(),
+                value.as_ptr().cast(),
+                value.len() as u32,
+            )
+        };
+        ok.then_some(())
+            .ok_or_else(|| format!("xs_write {path}: {}", std::io::Error::last_os_error()))
+    }
+
+    fn mkdir(&self, path: &str) -> Res<()> {
+        let p = Self::cstr(path)?;
+        // SAFETY: open handle, NUL-terminated path.
+        let ok = unsafe { sys::xs_mkdir(self.0, 0, p.as_ptr()) };
+        ok.then_some(())
+            .ok_or_else(|| format!("xs_mkdir {path}: {}", std::io::Error::last_os_error()))
+    }
+
+    /// Owner `owner` (full access), and `reader` may read.
+    fn set_perms(&self, path: &str, owner: u32, reader: Option<u32>) -> Res<()> {
+        let p = Self::cstr(path)?;
+        let mut perms = vec![sys::xs_permissions {
+            id: owner,
+            perms: sys::XS_PERM_NONE,
+        }];
+        if let Some(r) = reader {
+            perms.push(sys::xs_permissions {
+                id: r,
+                perms: sys::XS_PERM_READ,
+            });
+        }
+        // SAFETY: open handle, NUL-terminated path, `perms` holds the count passed.
+        let ok = unsafe {
+            sys::xs_set_permissions(
+                self.0,
+                0,
+                p.as_ptr(),
+                perms.as_mut_ptr(),
+                perms.len() as u32,
+            )
+        };
+        ok.then_some(()).ok_or_else(|| {
+            format!(
+                "xs_set_permissions {path}: {}",
+                std::io::Error::last_os_error()
+            )
+        })
+    }
+
+    fn rm(&self, path: &str) {
+        if let Ok(p) = Self::cstr(path) {
+            // SAFETY: open handle, NUL-terminated path.
+            unsafe { sys::xs_rm(self.0, 0, p.as_ptr()) };
+        }
+    }
+
+    fn introduce(&self, domid: u32, store_mfn: u64, port: u32) -> Res<()> {
+        // SAFETY: open handle, scalar arguments.
+        let ok = unsafe { sys::xs_introduce_domain(self.0, domid, store_mfn, port) };
+        ok.then_some(()).ok_or_else(|| {
+            format!(
+                "xs_introduce_domain {domid}: {}",
+                std::io::Error::last_os_error()
+            )
+        })
+    }
+
+    fn release(&self, domid: u32) {
+        // SAFETY: open handle, scalar argument.
+        unsafe { sys::xs_release_domain(self.0, domid) };
+    }
+}
+
+impl Drop for Xs {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from xs_open and is closed once.
+        unsafe { sys::xs_close(self.0) };
+    }
+}
+
+/// `XEN_DOMCTL_GRANT_version(1)`.
+const GRANT_VERSION_1: u32 = 1;
+
+/// xenopsd's `VM.create` for an HVM guest: createdomain (HVM, HAP, every emulated device but
+/// vPCI, as libxl/xenopsd), max vCPUs, max memory with slack, the HAP pool, two unbound event
+/// channels. Returns (domid, store port, console port).
+fn create_hvm(xc: &XenCtrl, o: &HvmOpts) -> Res<(u32, u32, u32)> {
+    let mut cfg = sys::xen_domctl_createdomain {
+        flags: sys::XEN_DOMCTL_CDF_hvm | sys::XEN_DOMCTL_CDF_hap,
+        max_vcpus: o.vcpus,
+        max_evtchn_port: 1023,
+        max_grant_frames: 64,
+        max_maptrack_frames: 1024,
+        grant_opts: GRANT_VERSION_1,
+        arch: sys::xen_arch_domainconfig {
+            emulation_flags: sys::XEN_X86_EMU_ALL & !sys::XEN_X86_EMU_VPCI,
+            misc_flags: 0,
+        },
+        ..Default::default()
+    };
+    let mut domid = 0u32;
+    xc.call("xc_domain_create", |xch| {
+        // SAFETY: `domid` and `cfg` are valid for the call; domid 0 lets Xen choose.
+        unsafe { sys::xc_domain_create(xch, &mut domid, &mut cfg) }
+    })
+    .map_err(xc_err)?;
+    let rest = || -> Res<(u32, u32)> {
+        xc.call("xc_domain_max_vcpus", |xch| {
+            // SAFETY: scalar arguments.
+            unsafe { sys::xc_domain_max_vcpus(xch, domid, o.vcpus) }
+        })
+        .map_err(xc_err)?;
+        // xenopsd/libxl: guest maximum plus 1 MiB slack (LIBXL_MAXMEM_CONSTANT) for the
+        // special pages, plus what hvmloader populates for the firmware in the MMIO hole.
+        let fw_kib = o
+            .firmware
+            .as_ref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len().div_ceil(1024))
+            .unwrap_or(0);
+        let maxmem_kib = (o.mem_mib << 10) + 1024 + fw_kib;
+        xc.call("xc_domain_setmaxmem", |xch| {
+            // SAFETY: scalar arguments.
+            unsafe { sys::xc_domain_setmaxmem(xch, domid, maxmem_kib) }
+        })
+        .map_err(xc_err)?;
+        let pool = xg_e2e::required_shadow_kib(o.mem_mib << 10, o.vcpus) << 10;
+        xc.call("xc_set_paging_mempool_size", |xch| {
+            // SAFETY: scalar arguments.
+            unsafe { sys::xc_set_paging_mempool_size(xch, domid, pool) }
+        })
+        .map_err(xc_err)?;
+        let port = || {
+            xc.call("xc_evtchn_alloc_unbound", |xch| {
+                // SAFETY: scalar arguments; the remote end is dom0.
+                unsafe { sys::xc_evtchn_alloc_unbound(xch, domid, 0) }
+            })
+            .map(|p| p as u32)
+            .map_err(xc_err)
+        };
+        let store = port()?;
+        let console = port()?;
+        Ok((store, console))
+    };
+    match rest() {
+        Ok((s, c)) => Ok((domid, s, c)),
+        Err(e) => {
+            destroy(xc, domid);
+            Err(e)
+        }
+    }
+}
+
+fn destroy(xc: &XenCtrl, domid: u32) {
+    let _ = xc.call("xc_domain_destroy", |xch| {
+        // SAFETY: scalar arguments.
+        unsafe { sys::xc_domain_destroy(xch, domid) }
+    });
+}
+
+/// The keys xenopsd writes before the build: the domain's directory (dom0 owns it, the guest
+/// reads it), its name, the platform map, and for UEFI-style firmware `hvmloader/bios`.
+fn write_pre_build_keys(xs: &Xs, domid: u32, o: &HvmOpts) -> Res<String> {
+    let base = format!("/local/domain/{domid}");
+    xs.mkdir(&base)?;
+    xs.set_perms(&base, 0, Some(domid))?;
+    let vcpus = o.vcpus.to_string();
+    let mut keys = vec![
+        ("name", o.name.as_str()),
+        ("domid", ""),
+        ("platform/acpi", "1"),
+        ("platform/apic", "true"),
+        ("platform/pae", "true"),
+        ("platform/nx", "true"),
+        ("platform/viridian", "false"),
+        ("platform/acpi_s3", "0"),
+        ("platform/acpi_s4", "0"),
+        ("platform/vcpu/number", vcpus.as_str()),
+        ("platform/vcpu/current", vcpus.as_str()),
+    ];
+    let domid_s = domid.to_string();
+    keys[1].1 = domid_s.as_str();
+    if o.firmware.is_some() {
+        keys.push(("hvmloader/bios", "ovmf"));
+    }
+    for (k, v) in keys {
+        xs.write(&format!("{base}/{k}"), v)?;
+    }
+    // Places the guest may write (hvmloader records e.g. its ACPI generation id there).
+    for dir in ["data", "hvmloader"] {
+        xs.mkdir(&format!("{base}/{dir}"))?;
+        xs.set_perms(&format!("{base}/{dir}"), domid, None)?;
+    }
+    Ok(base)
+}
+
+/// Run xenguest as xenopsd does (control pipes prepended, stdio to /dev/null but stderr),
+/// returning the control line and the wall time of the process.
+fn run_xenguest(o: &HvmOpts, domid: u32, store: u32, console: u32) -> Res<(String, Duration)> {
+    let (out_r, out_w) = pipe()?;
+    let (in_r, in_w) = pipe()?;
+    // The child's ends are inherited across exec, as forkexecd hands them to xenguest.
+    for f in [&out_w, &in_r] {
+        // SAFETY: F_SETFD on a descriptor we own; clearing FD_CLOEXEC only.
+        if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_SETFD, 0) } != 0 {
+            return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let fd = |f: &std::fs::File| std::os::fd::AsRawFd::as_raw_fd(f).to_string();
+    let mem = o.mem_mib.to_string();
+    let argv: Vec<String> = [
+        "-controloutfd",
+        &fd(&out_w),
+        "-controlinfd",
+        &fd(&in_r),
+        "-mode",
+        "hvm_build",
+        "-image",
+        &o.image,
+        "-domid",
+        &domid.to_string(),
+        "-store_port",
+        &store.to_string(),
+        "-store_domid",
+        "0",
+        "-console_port",
+        &console.to_string(),
+        "-console_domid",
+        "0",
+        "-mem_max_mib",
+        &mem,
+        "-mem_start_mib",
+        &mem,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut cmd = Command::new(&o.xenguest);
+    cmd.args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(fw) = &o.firmware {
+        cmd.env("XENGUEST_OVMF", fw);
+    }
+    if let Some(rom) = &o.ipxe {
+        cmd.env("XENGUEST_IPXE", rom);
+    }
+    if let Some((so, log)) = &o.preload {
+        cmd.env("LD_PRELOAD", so).env("XG_POPULATE_LOG", log);
+    }
+    println!("E2E exec {} {}", o.xenguest, argv.join(" "));
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", o.xenguest))?;
+    drop(out_w);
+    drop(in_r);
+    let mut line = String::new();
+    let mut out_r = out_r;
+    out_r
+        .read_to_string(&mut line)
+        .map_err(|e| format!("control fd: {e}"))?;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    drop(in_w);
+    let line = line.trim_end().to_string();
+    if !status.success() || !line.starts_with("result:") {
+        return Err(format!("xenguest failed ({status}): {line}"));
+    }
+    Ok((line, took))
+}
+
+/// Poll until the domain shuts down; its shutdown reason.
+fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static str> {
+    let start = Instant::now();
+    loop {
+        let mut info = sys::xc_dominfo_t::default();
+        let n = xc
+            .call("xc_domain_getinfo", |xch| {
+                // SAFETY: `info` is a writable array of one entry.
+                unsafe { sys::xc_domain_getinfo(xch, domid, 1, &mut info) }
+            })
+            .map_err(xc_err)?;
+        if n != 1 || info.domid != domid {
+            return Ok("gone");
+        }
+        if info.crashed() != 0 {
+            return Ok("crashed");
+        }
+        if info.shutdown() != 0 {
+            return Ok(match info.shutdown_reason {
+                0 => "poweroff",
+                1 => "reboot",
+                2 => "suspend",
+                3 => "crash",
+                4 => "watchdog",
+                _ => "other",
+            });
+        }
+        if start.elapsed() > timeout {
+            return Ok("timeout");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hvm(args: &[String]) -> Res<()> {
+    let o = parse_hvm(args)?;
+    let xc = XenCtrl::open().map_err(xc_err)?;
+    let xs = Xs::open()?;
+    let t0 = Instant::now();
+    let (domid, store_port, console_port) = create_hvm(&xc, &o)?;
+    let outcome = (|| -> Res<String> {
+        let base = write_pre_build_keys(&xs, domid, &o)?;
+        let create = t0.elapsed();
+        let (line, build) = run_xenguest(&o, domid, store_port, console_port)?;
+        let t1 = Instant::now();
+        let nums: Vec<u64> = line
+            .trim_start_matches("result:")
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let [store_mfn, console_mfn] = nums[..] else {
+            return Err(format!("unexpected control line {line:?}"));
+        };
+        // xenopsd's build_post: store and console keys, then introduce.
+        for (k, v) in [
+            ("store/port", store_port.to_string()),
+            ("store/ring-ref", store_mfn.to_string()),
+            ("console/port", console_port.to_string()),
+            ("console/ring-ref", console_mfn.to_string()),
+            ("console/limit", "1048576".to_string()),
+            ("console/type", "xenconsoled".to_string()),
+            ("console/output", "pty".to_string()),
+        ] {
+            xs.write(&format!("{base}/{k}"), &v)?;
+        }
+        xs.introduce(domid, store_mfn, store_port)?;
+        let post = t1.elapsed();
+        let mut summary = format!(
+            "name={} domid={domid} mem_mib={} result=\"{}\" create_ms={:.1} build_ms={:.1} post_ms={:.1}",
+            o.name,
+            o.mem_mib,
+            line.trim_start_matches("result:"),
+            create.as_secs_f64() * 1e3,
+            build.as_secs_f64() * 1e3,
+            post.as_secs_f64() * 1e3
+        );
+        if o.boot {
+            let t2 = Instant::now();
+            xc.call("xc_domain_unpause", |xch| {
+                // SAFETY: scalar arguments.
+                unsafe { sys::xc_domain_unpause(xch, domid) }
+            })
+            .map_err(xc_err)?;
+            println!("E2E unpaused domain {domid}");
+            let why = wait_shutdown(&xc, domid, o.timeout)?;
+            summary += &format!(" shutdown={why} run_ms={}", t2.elapsed().as_millis());
+        }
+        Ok(summary)
+    })();
+    xs.release(domid);
+    xs.rm(&format!("/local/domain/{domid}"));
+    destroy(&xc, domid);
+    let summary = outcome?;
+    println!("E2E {summary}");
+    Ok(())
+}

@@ -1,0 +1,162 @@
+type domid = int
+
+exception Error of { step : string; code : int; message : string }
+
+let () = Callback.register_exception "Xenguest.Error" (Error { step = ""; code = 0; message = "" })
+
+type handle
+
+type failure = string * int * string
+
+let raise_failure (step, code, message) = raise (Error { step; code; message })
+let ok = function Ok v -> v | Error f -> raise_failure f
+
+external open_ : string -> handle = "stub_xenguest_open"
+external open_error : handle -> failure option = "stub_xenguest_open_error"
+external close : handle -> unit = "stub_xenguest_close"
+
+let checked_open kind =
+  let h = open_ kind in
+  match open_error h with Some f -> raise_failure f | None -> h
+
+let interface_open () = checked_open "real"
+
+type result = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
+
+type report = {
+  pages_by_order : (int * int) list;
+  pages_by_node : int list option;
+  hypercalls : (string * int) list;
+  populate_calls : int;
+  xenstore_writes : (string * string) list;
+  elapsed_us : int;
+}
+
+type build_args = {
+  domid : domid;
+  mem_max_mib : int;
+  mem_start_mib : int;
+  image : string;
+  cmdline : string;
+  ramdisk : string option;
+  modules : (string * string) list;
+  features : string;
+  flags : int;
+  store_port : int;
+  store_domid : domid;
+  console_port : int;
+  console_domid : domid;
+  vgpu : bool;
+  pci_passthrough : string list;
+  mem_pnode : int option;
+  force : bool;
+}
+
+let args ~domid ~mem_max_mib ~mem_start_mib ~image ~store_port ~console_port =
+  {
+    domid; mem_max_mib; mem_start_mib; image; cmdline = ""; ramdisk = None; modules = [];
+    features = ""; flags = 0; store_port; store_domid = 0; console_port; console_domid = 0;
+    vgpu = false; pci_passthrough = []; mem_pnode = None; force = false;
+  }
+
+type raw_outcome =
+  ( (int * int * string option)
+    * ((int * int) list * int list option * (string * int) list * (string * string) list * int * int),
+    failure )
+  Stdlib.result
+
+type build_stub =
+  handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
+  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+
+(* Externals must spell out their arrows; the three share [build_stub]'s shape. *)
+external hvm_stub :
+  handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
+  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  = "stub_xc_hvm_build_bytecode" "stub_xc_hvm_build"
+
+external pvh_stub :
+  handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
+  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  = "stub_xc_pvh_build_bytecode" "stub_xc_pvh_build"
+
+external pv_stub :
+  handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
+  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  = "stub_xc_pv_build_bytecode" "stub_xc_pv_build"
+
+let run (stub : build_stub) h a =
+  let ((store, console, protocol), (by_order, by_node, calls, writes, elapsed, populate)) =
+    ok
+      (stub h a.domid a.mem_max_mib a.mem_start_mib a.image a.cmdline
+         (Option.value a.ramdisk ~default:"")
+         a.modules a.features a.flags
+         (a.store_port, a.store_domid, a.console_port, a.console_domid)
+         a.vgpu
+         (String.concat "," a.pci_passthrough)
+         (Option.value a.mem_pnode ~default:(-1))
+         a.force)
+  in
+  ( { store_mfn = Nativeint.of_int store; console_mfn = Nativeint.of_int console; protocol },
+    {
+      pages_by_order = by_order; pages_by_node = by_node; hypercalls = calls;
+      populate_calls = populate; xenstore_writes = writes; elapsed_us = elapsed;
+    } )
+
+let hvm_build h a = run hvm_stub h a
+let pvh_build h a = run pvh_stub h a
+let pv_build h a = run pv_stub h a
+
+module Sim = struct
+  type t = handle
+
+  let create ~spec = checked_open ("sim:" ^ spec)
+  let handle t = t
+
+  external create_domain_ : handle -> bool -> int -> int -> (int, failure) Stdlib.result
+    = "stub_xenguest_sim_create_domain"
+
+  external destroy_domain_ : handle -> int -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_destroy_domain"
+
+  external write_ : handle -> string -> string -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_write"
+
+  external read_ : handle -> string -> (string option, failure) Stdlib.result
+    = "stub_xenguest_sim_read"
+
+  external domain_ :
+    handle -> int -> (int * int * (int * int) list * int list * int * int, failure) Stdlib.result
+    = "stub_xenguest_sim_domain"
+
+  external host_ : handle -> (int * int * string option, failure) Stdlib.result
+    = "stub_xenguest_sim_host"
+
+  let create_domain t ?(hvm = true) ?(vcpus = 1) ~max_mem_kib () =
+    ok (create_domain_ t hvm max_mem_kib vcpus)
+
+  let destroy_domain t domid = ok (destroy_domain_ t domid)
+  let write t path value = ok (write_ t path value)
+  let read t path = ok (read_ t path)
+
+  type domain = {
+    tot_pages : int;
+    max_pages : int;
+    pages_by_order : (int * int) list;
+    pages_by_node : int list;
+    pod_entries : int;
+    repopulated_pages : int;
+  }
+
+  let domain t domid =
+    let tot_pages, max_pages, pages_by_order, pages_by_node, pod_entries, repopulated_pages =
+      ok (domain_ t domid)
+    in
+    { tot_pages; max_pages; pages_by_order; pages_by_node; pod_entries; repopulated_pages }
+
+  let free_pages t = let free, _, _ = ok (host_ t) in free
+  let outstanding_claims t = let _, claims, _ = ok (host_ t) in claims
+
+  let check_accounting t =
+    match ok (host_ t) with _, _, None -> Ok () | _, _, Some why -> Error why
+end

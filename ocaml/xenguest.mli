@@ -1,0 +1,124 @@
+(** In-process domain builds for xenopsd.
+
+    The same builds as the [xenguest] binary (the Rust core behind it), called from OCaml
+    without fork/exec. A build releases the OCaml runtime lock for its whole duration, so
+    other OCaml threads run, and builds of different domains proceed in parallel. Errors
+    raise {!Error}; a Rust panic is caught and raised as {!Error} with step ["panic"];
+    nothing aborts or exits the process. *)
+
+type domid = int
+
+(** Why a build (or another call) failed. [message] is exactly the text the binary writes
+    after [error:] on its control fd, e.g.
+    ["xenguest: hvm_build_setup_mem: [12] Could not allocate memory for guest: ..."];
+    [code] is the errno or xc error code (0 for the C texts that carry none). *)
+exception Error of { step : string; code : int; message : string }
+
+(** A connection to a hypervisor and its xenstore: the real host or a simulated one. It is
+    a custom block: the garbage collector closes it; {!close} is idempotent. *)
+type handle
+
+val interface_open : unit -> handle
+(** The real Xen host (libxenctrl and xenstored).
+    @raise Error until the libxenctrl backend is built into this module. *)
+
+val close : handle -> unit
+(** Release the backend now. Closing twice is harmless; using a closed handle raises
+    {!Error}. *)
+
+(** What a build returns: the xenstore and console rings (guest frame numbers for HVM and
+    PVH, machine frames for PV) and, for PV, the guest ABI. *)
+type result = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
+
+(** What a build did. *)
+type report = {
+  pages_by_order : (int * int) list;  (** extent order (0, 9, 18) and 4 KiB pages populated *)
+  pages_by_node : int list option;  (** pages owned per NUMA node, when the host can tell *)
+  hypercalls : (string * int) list;  (** calls made, per kind *)
+  populate_calls : int;  (** [populate_physmap] calls among them *)
+  xenstore_writes : (string * string) list;  (** in order *)
+  elapsed_us : int;  (** wall time of the build *)
+}
+
+(** The arguments xenopsd passes to the binary. [modules] pairs each PVH module with its
+    command line. [pci_passthrough] is ["SSSS:BB:DD.F,..."]. *)
+type build_args = {
+  domid : domid;
+  mem_max_mib : int;
+  mem_start_mib : int;
+  image : string;
+  cmdline : string;
+  ramdisk : string option;
+  modules : (string * string) list;
+  features : string;
+  flags : int;
+  store_port : int;
+  store_domid : domid;
+  console_port : int;
+  console_domid : domid;
+  vgpu : bool;
+  pci_passthrough : string list;
+  mem_pnode : int option;
+  force : bool;
+}
+
+val args :
+  domid:domid -> mem_max_mib:int -> mem_start_mib:int -> image:string -> store_port:int ->
+  console_port:int -> build_args
+(** [build_args] with xenopsd's values for everything else (store and console domid 0,
+    no cmdline, modules, ramdisk, vGPU, passthrough or node; not forced). *)
+
+val hvm_build : handle -> build_args -> result * report
+(** [-mode hvm_build]: hvmloader as [image]. *)
+
+val pvh_build : handle -> build_args -> result * report
+(** [-mode pvh_build]: a PVH kernel or the xen-shim as [image]. *)
+
+val pv_build : handle -> build_args -> result * report
+(** [-mode linux_build]: a PV kernel as [image]. *)
+
+(** A simulated Xen host, for tests without Xen: the same builds run against a model of
+    the hypervisor (NUMA nodes, buddy allocator, claims, PoD) and an in-memory xenstore. *)
+module Sim : sig
+  type t
+
+  val create : spec:string -> t
+  (** A host from a spec such as ["nodes=2,node_mib=65536,no_1g=1"] (see the README).
+      @raise Error naming the bad key. *)
+
+  val handle : t -> handle
+  (** The handle to build with. *)
+
+  val create_domain : t -> ?hvm:bool -> ?vcpus:int -> max_mem_kib:int -> unit -> domid
+  (** The toolstack's part: an empty domain (HVM container by default) with [max_pages]
+      from [max_mem_kib]. *)
+
+  val destroy_domain : t -> domid -> unit
+  (** Return every page of the domain to the host and drop its xenstore keys. *)
+
+  val write : t -> string -> string -> unit
+  (** Write a xenstore key (absolute path). *)
+
+  val read : t -> string -> string option
+  (** Read a xenstore key (absolute path). *)
+
+  (** What the host holds for one domain. *)
+  type domain = {
+    tot_pages : int;
+    max_pages : int;
+    pages_by_order : (int * int) list;
+    pages_by_node : int list;
+    pod_entries : int;
+    repopulated_pages : int;  (** gfns populated twice: 0 for a correct build *)
+  }
+
+  val domain : t -> domid -> domain
+
+  val free_pages : t -> int
+  (** Free pages on the host. *)
+
+  val outstanding_claims : t -> int
+
+  val check_accounting : t -> (unit, string) Stdlib.result
+  (** Every page is free or owned by exactly one domain, and the counters agree. *)
+end

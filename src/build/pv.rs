@@ -1,0 +1,857 @@
+//! The PV build (`linux_build`), step for step as the C xenguest's `stub_xc_linux_build`
+//! with libxenguest underneath: platform data, vCPUs, kernel and ramdisk (ELF with Xen notes,
+//! or a bzImage with a compressed ELF inside), `meminit_pv`, the virtual layout, the p2m
+//! list, start_info, the initial page tables, the hypercall page, L4 pinning, shared info,
+//! the boot vCPU, grant seeding and CPUID.
+//!
+//! PV memory through the seam: a PV domain is not translated, so its frames are addressed by
+//! MFN. `meminit_pv` gets the MFNs back from `populate_physmap` and keeps the p2m
+//! (`pfn -> mfn`); every write into the guest goes through [`PvMemory`], which translates
+//! frames through that p2m and hands `write_guest`/`clear_domain_pages` machine addresses,
+//! one call per MFN-contiguous run. The result line carries the MFNs of the xenstore and
+//! console rings.
+//!
+//! Only 64-bit kernels are built. 32-bit PAE kernels (`xen-3.0-x86_32p`) are refused with a
+//! clear error: XenServer no longer runs 32-bit PV guests, and Xen 4.17 may be built without
+//! them (`CONFIG_PV32`).
+
+use super::{BuildEnv, BuildOutput, BuildRequest};
+use crate::cpuid;
+use crate::error::{Error, Result};
+use crate::hypervisor::{
+    Hypervisor, MemFlags, PvVcpuContext, XcError, FLAT_KERNEL_CS64, FLAT_KERNEL_DS64,
+    FLAT_KERNEL_SS64, VGCF_IN_KERNEL, VGCF_ONLINE, X86_DR6_DEFAULT, X86_DR7_DEFAULT,
+};
+use crate::image::decompress::{self, DecompressError};
+use crate::image::elf::{Class, Elf, Segment, EM_X86_64};
+use crate::image::xen_notes::{self, XenNotes};
+use crate::image::{self, bzimage, DEFAULT_MAX_IMAGE_BYTES};
+use crate::memory::{PopulateStats, MAX_EXTENTS_PER_CALL};
+use crate::platform;
+use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
+use crate::report::{BuildReport, BuildResult, Counting, MemoryReport, Recording};
+use crate::store::Store;
+use crate::types::{pages_of_mib, DomId, Gfn, ORDER_2M, PAGE_BYTES};
+use crate::vcpu;
+use std::time::Instant;
+
+/// Kernel size limit key (absolute path), decompressed bytes.
+pub const KERNEL_MAX_KEY: &str = "/mh/limits/pv-kernel-max_size";
+/// Ramdisk size limit key (absolute path).
+pub const RAMDISK_MAX_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
+/// The guest type a 64-bit PV kernel boots as (start_info magic).
+pub const GUEST_TYPE_X86_64: &str = "xen-3.0-x86_64";
+/// `SIF_MOD_START_PFN`: `mod_start` is a frame number.
+pub const SIF_MOD_START_PFN: u32 = 1 << 3;
+/// `MAX_GUEST_CMDLINE`.
+pub const MAX_GUEST_CMDLINE: usize = 1024;
+/// `XENFEAT_auto_translated_physmap`.
+const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
+/// `XEN_LEGACY_MAX_VCPUS` vcpu_info slots in shared info, 64 bytes each.
+const LEGACY_VCPUS: usize = 32;
+/// Xen's part of a 64-bit PV address space, which a guest cannot map.
+const XEN_AREA: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8800_0000_0000);
+
+/// Build a PV guest.
+pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
+    let started = Instant::now();
+    let hv = Counting::new(env.hv);
+    let store = Recording::new(env.store);
+    let domid = req.domid;
+    if req.mem_start_mib == 0 {
+        return Err(Error::InvalidRequest {
+            step: "linux_build",
+            reason: "mem_start_mib must be positive".into(),
+        });
+    }
+    log::info!(
+        "domid = {domid}; linux_build: mem_start_mib {} (mem_max_mib {} unused for PV)",
+        req.mem_start_mib,
+        req.mem_max_mib
+    );
+
+    let info = hv
+        .domain_getinfo(domid)
+        .map_err(Error::xc("xc_domain_getinfo"))?;
+    if info.hvm {
+        return Err(Error::InvalidRequest {
+            step: "xc_dom_boot_xen_init",
+            reason: format!("domain {domid} is an HVM container, not PV"),
+        });
+    }
+    let flags = platform::read_platform(&store, domid, false, req.vgpu)?;
+    let limits = Limits::read(&store)?;
+    vcpu::configure_vcpus(&hv, domid, &flags)?;
+    vcpu::configure_tsc(&hv, domid, flags.tsc_mode)?;
+
+    let kernel = load_kernel(req, &limits)?;
+    let ramdisk = load_ramdisk(req, &limits)?;
+    let total_pages = pages_of_mib(req.mem_start_mib); // xc_dom_mem_init
+    let (p2m, ram) = meminit_pv(&hv, domid, total_pages, req.mem_pnode)?;
+    let mem = PvMemory {
+        hv: &hv,
+        domid,
+        p2m,
+    };
+    let layout = build_image(&mem, req, &kernel, ramdisk.as_deref())?;
+    boot_image(&mem, req, &kernel, &layout)?;
+
+    let store_mfn = mem.mfn(layout.xenstore_pfn)?;
+    let console_mfn = mem.mfn(layout.console_pfn)?;
+    hv.gnttab_seed(
+        domid,
+        Gfn(console_mfn),
+        Gfn(store_mfn),
+        req.console_domid,
+        req.store_domid,
+    )
+    .map_err(Error::xc("xc_dom_gnttab_init"))?;
+    cpuid::construct_cpuid_policy(&hv, domid, &flags, false)?;
+    let protocol = hv
+        .get_native_protocol(domid)
+        .map_err(Error::xc("xc_domain_get_native_protocol"))?;
+
+    let result = BuildResult {
+        store_mfn,
+        console_mfn,
+        protocol: Some(protocol),
+    };
+    let report = BuildReport {
+        mode: "linux_build",
+        domid,
+        layout: None,
+        memory: MemoryReport {
+            pod_target_pages: None,
+            exact_node: req.mem_pnode,
+            ram,
+            pages_by_node: env.hv.domain_pages_by_node(domid).ok(),
+        },
+        hypercalls: hv.counts(),
+        xenstore_writes: store.writes(),
+        result: Some(result.clone()),
+        elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    log::info!(
+        "domid = {domid}; linux_build done: {} pages in {} populate calls, {} hypercalls, {} us",
+        report.memory.ram.pages(),
+        report.memory.ram.calls(),
+        report.total_hypercalls(),
+        report.elapsed_us
+    );
+    Ok(BuildOutput { result, report })
+}
+
+/// `get_image_max_size`: decompressed size limits for the kernel and the ramdisk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Kernel, bytes.
+    pub kernel: u64,
+    /// Ramdisk, bytes.
+    pub ramdisk: u64,
+}
+
+impl Limits {
+    /// From `/mh/limits/pv-kernel-max_size` and `/mh/limits/pv-ramdisk-max_size`; absent,
+    /// zero or unparsable means the default of 1 GiB (`XC_DOM_DECOMPRESS_MAX`).
+    pub fn read(store: &dyn Store) -> Result<Self> {
+        let get = |key: &str| -> Result<u64> {
+            let v = store
+                .read(key)
+                .map_err(Error::store("get_image_max_size"))?;
+            Ok(v.and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(DEFAULT_MAX_IMAGE_BYTES))
+        };
+        Ok(Limits {
+            kernel: get(KERNEL_MAX_KEY)?,
+            ramdisk: get(RAMDISK_MAX_KEY)?,
+        })
+    }
+}
+
+/// A parsed PV kernel: the ELF image (decompressed) and what its notes say, with the
+/// addresses `elf_xen_addr_calc_check` derives.
+#[derive(Debug, Clone)]
+pub struct PvKernel {
+    /// The ELF image.
+    pub elf: Vec<u8>,
+    /// Its loadable segments.
+    pub segments: Vec<Segment>,
+    /// Lowest physical address of the segments (`pstart`).
+    pub pstart: u64,
+    /// Xen notes.
+    pub notes: XenNotes,
+    /// `VIRT_BASE` (0 when absent).
+    pub virt_base: u64,
+    /// Kernel image in virtual memory: `[virt_kstart, virt_kend)`.
+    pub virt_kstart: u64,
+    /// End of the image.
+    pub virt_kend: u64,
+    /// Entry point.
+    pub virt_entry: u64,
+    /// The compression the image came in, if any (`gzip` for a gzipped file).
+    pub compression: Option<decompress::Format>,
+}
+
+/// `xc_dom_kernel_file` + `xc_dom_parse_image`.
+fn load_kernel(req: &BuildRequest, limits: &Limits) -> Result<PvKernel> {
+    let raw = image::read_file("xc_dom_kernel_file", &req.image, limits.kernel)?;
+    let path = req.image.display().to_string();
+    let bad = |step: &'static str, code: i32, reason: String| Error::Image {
+        step,
+        code,
+        path: path.clone(),
+        reason,
+    };
+    let too_large = |e: &DecompressError| match e {
+        DecompressError::TooLarge { .. } => libc::EFBIG,
+        DecompressError::Corrupt { .. } => libc::EINVAL,
+    };
+    let (data, compression) = if decompress::is_gzip(&raw) {
+        let data = decompress::gunzip(&raw, limits.kernel)
+            .map_err(|e| bad("xc_dom_kernel_file", too_large(&e), e.to_string()))?;
+        (data, Some(decompress::Format::Gzip))
+    } else {
+        (raw, None)
+    };
+    parse_kernel(data, compression, limits.kernel, &req.features)
+        .map_err(|(code, reason)| bad("xc_dom_parse_image", code, reason))
+}
+
+/// Parse a kernel image (bzImage or ELF) as `xc_dom_parse_image` does for a PV container.
+/// Errors are `(errno, reason)`.
+pub fn parse_kernel(
+    data: Vec<u8>,
+    compression: Option<decompress::Format>,
+    limit: u64,
+    requested_features: &str,
+) -> std::result::Result<PvKernel, (i32, String)> {
+    let einval = |reason: String| (libc::EINVAL, reason);
+    let (elf_bytes, compression) = if bzimage::is_bzimage(&data) {
+        match bzimage::unpack(&data, limit) {
+            Ok((elf, format)) => (elf, Some(format)),
+            Err(bzimage::BzImageError::Decompress(DecompressError::TooLarge { format, limit })) => {
+                return Err((
+                    libc::EFBIG,
+                    format!("kernel image too large: the {format} payload decompresses past the limit of {limit} bytes"),
+                ))
+            }
+            Err(e) => return Err(einval(e.to_string())),
+        }
+    } else {
+        (data, compression)
+    };
+    let elf = Elf::parse(&elf_bytes).map_err(|e| {
+        einval(format!(
+            "kernel is neither a bzImage nor a usable ELF image: {e}"
+        ))
+    })?;
+    let notes = XenNotes::from_elf(&elf).map_err(|e| einval(e.to_string()))?;
+    if notes.count == 0 {
+        return Err(einval(
+            "Not a Xen-ELF image: No ELF notes or '__xen_guest' section found".into(),
+        ));
+    }
+    let starts = |v: &Option<String>, p: &str| v.as_deref().is_some_and(|s| s.starts_with(p));
+    if !starts(&notes.loader, "generic") && !starts(&notes.guest_os, "linux") {
+        return Err(einval(format!(
+            "Will only load images built for the generic loader or Linux images (Not '{}' and '{}')",
+            notes.loader.as_deref().unwrap_or(""),
+            notes.guest_os.as_deref().unwrap_or("")
+        )));
+    }
+    if !starts(&notes.xen_version, "xen-3.0") {
+        return Err(einval(format!(
+            "Xen will only load images built for Xen v3.0 (Not '{}')",
+            notes.xen_version.as_deref().unwrap_or("")
+        )));
+    }
+    if elf.machine != EM_X86_64 || elf.class != Class::Elf64 {
+        return Err((
+            libc::EOPNOTSUPP,
+            "32-bit PV kernels (xen-3.0-x86_32p) are not supported: only 64-bit PV guests are built".into(),
+        ));
+    }
+    // elf_xen_addr_calc_check
+    if notes.paddr_offset.is_some() && notes.virt_base.is_none() {
+        return Err(einval("ELF_PADDR_OFFSET set, VIRT_BASE unset".into()));
+    }
+    let virt_base = notes.virt_base.unwrap_or(0);
+    let paddr_offset = notes.paddr_offset.unwrap_or(0);
+    let virt_offset = virt_base.wrapping_sub(paddr_offset);
+    let (pstart, pend) = elf.paddr_bounds();
+    let virt_kstart = pstart.wrapping_add(virt_offset);
+    let virt_kend = pend.wrapping_add(virt_offset);
+    let virt_entry = notes.entry.unwrap_or(elf.entry);
+    if virt_kstart > virt_kend
+        || virt_entry < virt_kstart
+        || virt_entry > virt_kend
+        || virt_base > virt_kstart
+    {
+        return Err(einval(format!(
+            "ELF start or entries are out of bounds (base {virt_base:#x}, image [{virt_kstart:#x}, {virt_kend:#x}), entry {virt_entry:#x})"
+        )));
+    }
+    if let Some(p2m) = notes.init_p2m {
+        if (virt_kstart..virt_kend).contains(&p2m) {
+            return Err(einval(format!("P->M table base {p2m:#x} is out of bounds")));
+        }
+    }
+    check_guest_range("kernel image", virt_base, virt_kend).map_err(einval)?;
+    if notes.requires(xen_notes::XENFEAT_DOM0) {
+        return Err(einval(
+            "Kernel does not support unprivileged (DomU) operation".into(),
+        ));
+    }
+    let active = requested_feature_bits(requested_features) | notes.required_features;
+    if active & !notes.supported_features != 0 {
+        return Err(einval(format!(
+            "unsupported feature requested (active {active:#x}, kernel supports {:#x})",
+            notes.supported_features
+        )));
+    }
+    if active & (1 << XENFEAT_AUTO_TRANSLATED_PHYSMAP) != 0 {
+        return Err((
+            libc::EOPNOTSUPP,
+            "PV Autotranslate guests no longer supported".into(),
+        ));
+    }
+    let segments = elf.segments.clone();
+    Ok(PvKernel {
+        elf: elf_bytes,
+        segments,
+        pstart,
+        notes,
+        virt_base,
+        virt_kstart,
+        virt_kend,
+        virt_entry,
+        compression,
+    })
+}
+
+/// The features `-features` asks for (`elf_xen_parse_features` without a required map:
+/// every known name counts, `!` or not; unknown names are ignored).
+fn requested_feature_bits(features: &str) -> u32 {
+    features
+        .split('|')
+        .map(|t| t.trim_start_matches('!'))
+        .filter_map(|name| {
+            xen_notes::FEATURE_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, bit)| 1 << bit)
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// A virtual range `[from, to)` a 64-bit PV guest can map: canonical, in one half, clear of
+/// Xen's area.
+fn check_guest_range(what: &str, from: u64, to: u64) -> std::result::Result<(), String> {
+    let last = to.saturating_sub(1).max(from);
+    let low_half = last < (1 << 47);
+    let high_half = from >= 0xffff_8000_0000_0000;
+    let clear_of_xen = last < XEN_AREA.0 || from >= XEN_AREA.1;
+    if (low_half || high_half) && clear_of_xen {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} [{from:#x}, {to:#x}) is not in a guest-mappable part of the address space"
+        ))
+    }
+}
+
+/// `xc_dom_module_file` + the gunzip of `xc_dom_build_module`: a gzipped ramdisk is
+/// decompressed when it fits the limit, else handed over as it is (as libxenguest does).
+fn load_ramdisk(req: &BuildRequest, limits: &Limits) -> Result<Option<Vec<u8>>> {
+    let Some(path) = req.ramdisk.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let raw = image::read_file("xc_dom_module_file", path, limits.ramdisk)?;
+    if !decompress::is_gzip(&raw) {
+        return Ok(Some(raw));
+    }
+    match decompress::gunzip(&raw, limits.ramdisk) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) => {
+            log::info!(
+                "ramdisk {}: {e}; handing it over compressed",
+                path.display()
+            );
+            Ok(Some(raw))
+        }
+    }
+}
+
+/// `meminit_pv`: 64-bit address size, then RAM as 2 MiB extents in as few calls as the ABI
+/// allows, the rest (and whatever the host could not give as 2 MiB) as 4 KiB pages. Xen
+/// writes each extent's MFN back; the p2m is built from them. Any claim is cancelled.
+fn meminit_pv(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    total_pages: u64,
+    pnode: Option<u32>,
+) -> Result<(Vec<u64>, PopulateStats)> {
+    let step = "xc_dom_boot_mem_init";
+    hv.domain_set_address_size(domid, 64)
+        .map_err(Error::xc(step))?;
+    let result = populate_pv(hv, domid, total_pages, pnode);
+    let cancel = hv.domain_claim_pages(domid, 0).map_err(Error::xc(step));
+    let out = result?;
+    cancel?;
+    Ok(out)
+}
+
+fn populate_pv(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    total_pages: u64,
+    pnode: Option<u32>,
+) -> Result<(Vec<u64>, PopulateStats)> {
+    let step = "xc_dom_boot_mem_init";
+    let flags = pnode.map(MemFlags::exact).unwrap_or_default();
+    let total = usize::try_from(total_pages).map_err(|_| Error::InvalidRequest {
+        step,
+        reason: format!("{total_pages} pages"),
+    })?;
+    let mut p2m: Vec<u64> = (0..total_pages).collect();
+    let mut stats = PopulateStats::default();
+    let sp = 1usize << ORDER_2M;
+    let super_pages = total / sp;
+    let mut cursor = 0usize; // first pfn not yet populated
+    let mut left = super_pages;
+    while left > 0 {
+        let count = left.min(MAX_EXTENTS_PER_CALL);
+        let mut extents: Vec<u64> = (0..count).map(|j| (cursor + j * sp) as u64).collect();
+        let done = hv
+            .domain_populate_physmap(domid, ORDER_2M, flags, &mut extents)
+            .map_err(Error::xc(step))?
+            .min(count);
+        *stats.calls_by_order.entry(ORDER_2M).or_insert(0) += 1;
+        *stats.pages_by_order.entry(ORDER_2M).or_insert(0) += (done * sp) as u64;
+        for (j, &mfn) in extents.iter().take(done).enumerate() {
+            for k in 0..sp {
+                p2m[cursor + j * sp + k] = mfn + k as u64;
+            }
+        }
+        cursor += done * sp;
+        left -= done;
+        if done < count {
+            log::debug!(
+                "domid = {domid}; {} of {count} 2 MiB extents; the rest falls back to 4 KiB",
+                done
+            );
+            *stats.fallback_extents_by_order.entry(ORDER_2M).or_insert(0) += left as u64;
+            break;
+        }
+    }
+    while cursor < total {
+        let n = (total - cursor).min(MAX_EXTENTS_PER_CALL);
+        let chunk = &mut p2m[cursor..cursor + n];
+        let done = hv
+            .domain_populate_physmap(domid, 0, flags, chunk)
+            .map_err(Error::xc(step))?
+            .min(n);
+        *stats.calls_by_order.entry(0).or_insert(0) += 1;
+        *stats.pages_by_order.entry(0).or_insert(0) += done as u64;
+        if done < n {
+            let populated = stats.pages();
+            let node = match pnode {
+                Some(n) => format!(" on node {n} (exact)"),
+                None => String::new(),
+            };
+            return Err(Error::Xc {
+                step,
+                source: XcError {
+                    function: "xc_domain_populate_physmap",
+                    code: libc::ENOMEM,
+                    message: format!(
+                        "failed to allocate {total_pages:#x} pages{node}: {populated} populated, short by {}",
+                        total_pages - populated
+                    ),
+                },
+            });
+        }
+        cursor += n;
+    }
+    log::info!(
+        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x}",
+        stats.pages_by_order.get(&0).unwrap_or(&0),
+        stats.pages_by_order.get(&ORDER_2M).unwrap_or(&0) >> ORDER_2M
+    );
+    Ok((p2m, stats))
+}
+
+/// Guest memory of a PV domain, by frame number, through the p2m.
+pub struct PvMemory<'a> {
+    hv: &'a dyn Hypervisor,
+    domid: DomId,
+    p2m: Vec<u64>,
+}
+
+impl PvMemory<'_> {
+    /// The MFN of guest frame `pfn`.
+    pub fn mfn(&self, pfn: u64) -> Result<u64> {
+        usize::try_from(pfn)
+            .ok()
+            .and_then(|i| self.p2m.get(i).copied())
+            .ok_or_else(|| Error::InvalidRequest {
+                step: "xc_dom_p2m",
+                reason: format!("pfn {pfn:#x} is beyond the p2m ({} frames)", self.p2m.len()),
+            })
+    }
+
+    /// `[pfn, pfn + pages)` as runs of consecutive MFNs: `(first pfn, first mfn, pages)`.
+    fn runs(&self, pfn: u64, pages: u64) -> Result<Vec<(u64, u64, u64)>> {
+        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+        for p in pfn..pfn + pages {
+            let m = self.mfn(p)?;
+            match runs.last_mut() {
+                Some((_, m0, n)) if *m0 + *n == m => *n += 1,
+                _ => runs.push((p, m, 1)),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Write `data` to the frames from `pfn`, page by page (one call per MFN run).
+    pub fn write(&self, step: &'static str, pfn: u64, data: &[u8]) -> Result<()> {
+        let pages = (data.len() as u64).div_ceil(PAGE_BYTES);
+        for (p, m, n) in self.runs(pfn, pages)? {
+            let from = ((p - pfn) * PAGE_BYTES) as usize;
+            let to = (from + (n * PAGE_BYTES) as usize).min(data.len());
+            self.hv
+                .write_guest(self.domid, m * PAGE_BYTES, &data[from..to])
+                .map_err(Error::xc(step))?;
+        }
+        Ok(())
+    }
+
+    /// Clear `pages` frames from `pfn` (`xc_clear_domain_pages` on their MFNs).
+    pub fn clear(&self, step: &'static str, pfn: u64, pages: u64) -> Result<()> {
+        for (_, m, n) in self.runs(pfn, pages)? {
+            self.hv
+                .clear_domain_pages(self.domid, Gfn(m), n)
+                .map_err(Error::xc(step))?;
+        }
+        Ok(())
+    }
+}
+
+/// `xc_dom_build_image`: plan the layout, load the kernel and the ramdisk, clear the rings.
+fn build_image(
+    mem: &PvMemory<'_>,
+    req: &BuildRequest,
+    kernel: &PvKernel,
+    ramdisk: Option<&[u8]>,
+) -> Result<PvLayout> {
+    let step = "xc_dom_build_image";
+    let layout_error = |e: LayoutError| {
+        let code = match e {
+            LayoutError::NoRoom(_) => libc::ENOMEM,
+            LayoutError::BadAddress(_) => libc::EINVAL,
+        };
+        Error::Image {
+            step,
+            code,
+            path: req.image.display().to_string(),
+            reason: e.to_string(),
+        }
+    };
+    let layout = pv_layout::plan(&PvLayoutInput {
+        total_pages: mem.p2m.len() as u64,
+        virt_base: kernel.virt_base,
+        kernel_vstart: kernel.virt_kstart,
+        kernel_vend: kernel.virt_kend,
+        ramdisk_bytes: ramdisk.map(|r| r.len() as u64),
+        unmapped_initrd: kernel.notes.mod_start_pfn,
+        p2m_base: kernel.notes.init_p2m,
+    })
+    .map_err(layout_error)?;
+    let bad_range = |reason: String| layout_error(LayoutError::BadAddress(reason));
+    check_guest_range("initial mapping", layout.virt_base, layout.virt_pgtab_end)
+        .map_err(bad_range)?;
+    if layout.p2m_at_base {
+        let end = layout.p2m.vstart + layout.p2m_list_pages * PAGE_BYTES;
+        check_guest_range("p2m list", layout.p2m.vstart, end).map_err(bad_range)?;
+    }
+    for seg in [Some(&layout.kernel), layout.ramdisk.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        log::debug!(
+            "segment [{:#x}, {:#x}) at pfn {:#x} + {:#x} pages",
+            seg.vstart,
+            seg.vend,
+            seg.pfn,
+            seg.pages
+        );
+    }
+
+    // The kernel: each loadable segment at its physical offset from pstart, the rest zero.
+    let mut image = vec![0u8; (layout.kernel.pages * PAGE_BYTES) as usize];
+    for seg in &kernel.segments {
+        let at = (seg.paddr - kernel.pstart) as usize;
+        // In bounds: offsets checked by the ELF parser, paddr within [pstart, pend).
+        let bytes = &kernel.elf[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+        image[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    mem.write(step, layout.kernel.pfn, &image)?;
+    drop(image);
+    if let (Some(seg), Some(data)) = (layout.ramdisk, ramdisk) {
+        let mut padded = data.to_vec();
+        padded.resize((seg.pages * PAGE_BYTES) as usize, 0);
+        mem.write(step, seg.pfn, &padded)?;
+    }
+    // alloc_magic_pages_pv clears the two rings.
+    mem.clear(step, layout.xenstore_pfn, 1)?;
+    mem.clear(step, layout.console_pfn, 1)?;
+    Ok(layout)
+}
+
+/// `xc_dom_boot_image` for x86_64 PV: p2m list and page tables, start_info, hypercall page,
+/// L4 pin, shared info, the boot vCPU.
+fn boot_image(
+    mem: &PvMemory<'_>,
+    req: &BuildRequest,
+    kernel: &PvKernel,
+    layout: &PvLayout,
+) -> Result<()> {
+    let step = "xc_dom_boot_image";
+    let hv = mem.hv;
+    let domid = mem.domid;
+    let shared_info_mfn = hv
+        .domain_shared_info_frame(domid)
+        .map_err(Error::xc(step))?;
+
+    // setup_pgtables_x86_64: the p2m list, then every table.
+    let mut list = Vec::with_capacity((layout.p2m_list_pages * PAGE_BYTES) as usize);
+    for &m in &mem.p2m {
+        list.extend_from_slice(&m.to_le_bytes());
+    }
+    list.resize((layout.p2m_list_pages * PAGE_BYTES) as usize, 0);
+    mem.write(step, layout.p2m.pfn, &list)?;
+    drop(list);
+    let tables = layout.page_tables(&mem.p2m).map_err(|e| Error::Image {
+        step,
+        code: libc::EINVAL,
+        path: req.image.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    // Consecutive table frames are written together.
+    let mut i = 0;
+    while i < tables.len() {
+        let mut j = i + 1;
+        while j < tables.len() && tables[j].0 == tables[j - 1].0 + 1 {
+            j += 1;
+        }
+        let mut bytes = Vec::with_capacity((j - i) * PAGE_BYTES as usize);
+        for (_, t) in &tables[i..j] {
+            for e in t.iter() {
+                bytes.extend_from_slice(&e.to_le_bytes());
+            }
+        }
+        mem.write(step, tables[i].0, &bytes)?;
+        i = j;
+    }
+
+    // start_info_x86_64
+    let store_mfn = mem.mfn(layout.xenstore_pfn)?;
+    let console_mfn = mem.mfn(layout.console_pfn)?;
+    let mut flags = req.flags;
+    let (mod_start, mod_len) = match layout.ramdisk {
+        Some(seg) if layout.ramdisk_unmapped => {
+            flags |= SIF_MOD_START_PFN;
+            (seg.pfn, seg.pages * PAGE_BYTES)
+        }
+        Some(seg) => (seg.vstart, seg.vend - seg.vstart),
+        None => (0, 0),
+    };
+    let si = StartInfo {
+        nr_pages: layout.total_pages,
+        shared_info: shared_info_mfn * PAGE_BYTES,
+        flags,
+        store_mfn,
+        store_evtchn: req.store_port,
+        console_mfn,
+        console_evtchn: req.console_port,
+        pt_base: layout.pgtables.vstart,
+        nr_pt_frames: layout.mappings[0].tables,
+        mfn_list: layout.p2m.vstart,
+        mod_start,
+        mod_len,
+        cmdline: req.cmdline.clone(),
+        first_p2m_pfn: if layout.p2m_at_base {
+            layout.p2m.pfn
+        } else {
+            0
+        },
+        nr_p2m_frames: if layout.p2m_at_base {
+            layout.p2m.pages
+        } else {
+            0
+        },
+    };
+    mem.write(step, layout.start_info_pfn, &si.page())?;
+
+    // setup_hypercall_page
+    if let Some(va) = kernel.notes.hypercall_page {
+        let pfn = va.wrapping_sub(kernel.virt_base) >> 12;
+        if !(layout.kernel.pfn..layout.kernel.pfn + layout.kernel.pages).contains(&pfn) {
+            return Err(Error::Image {
+                step,
+                code: libc::EINVAL,
+                path: req.image.display().to_string(),
+                reason: format!("HYPERCALL_PAGE {va:#x} is outside the kernel image"),
+            });
+        }
+        hv.hypercall_page_init(domid, mem.mfn(pfn)?)
+            .map_err(Error::xc(step))?;
+    }
+
+    // bootlate_pv: pin the L4, then shared info with every upcall masked.
+    let l4_mfn = mem.mfn(layout.pgtables.pfn)?;
+    hv.mmuext_pin_l4_table(domid, l4_mfn)
+        .map_err(Error::xc(step))?;
+    hv.write_guest(domid, shared_info_mfn * PAGE_BYTES, &shared_info_page())
+        .map_err(Error::xc(step))?;
+
+    // vcpu_x86_64
+    let rsp = layout.vaddr_of_pfn(layout.bootstack_pfn + 1);
+    let ctx = PvVcpuContext {
+        flags: VGCF_IN_KERNEL | VGCF_ONLINE,
+        rip: kernel.virt_entry,
+        rsp,
+        rsi: layout.vaddr_of_pfn(layout.start_info_pfn),
+        rflags: 1 << 9,
+        cs: FLAT_KERNEL_CS64,
+        ss: FLAT_KERNEL_SS64,
+        ds: FLAT_KERNEL_DS64,
+        es: FLAT_KERNEL_DS64,
+        fs: FLAT_KERNEL_DS64,
+        gs: FLAT_KERNEL_DS64,
+        kernel_ss: u64::from(FLAT_KERNEL_SS64),
+        kernel_sp: rsp,
+        cr3: l4_mfn << 12,
+        dr6: X86_DR6_DEFAULT,
+        dr7: X86_DR7_DEFAULT,
+        vm_assist: 0,
+    };
+    hv.vcpu_setcontext_pv(domid, 0, &ctx)
+        .map_err(Error::xc(step))
+}
+
+/// A page of shared info as `shared_info_x86_64` leaves it: zero, every legacy vCPU's
+/// `evtchn_upcall_mask` set.
+pub fn shared_info_page() -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_BYTES as usize];
+    for v in 0..LEGACY_VCPUS {
+        page[v * 64 + 1] = 1;
+    }
+    page
+}
+
+/// `start_info_t` for x86_64 (1168 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartInfo {
+    /// `nr_pages`.
+    pub nr_pages: u64,
+    /// Machine address of shared info.
+    pub shared_info: u64,
+    /// `SIF_*`.
+    pub flags: u32,
+    /// Xenstore ring MFN.
+    pub store_mfn: u64,
+    /// Xenstore event channel.
+    pub store_evtchn: u32,
+    /// Console ring MFN.
+    pub console_mfn: u64,
+    /// Console event channel.
+    pub console_evtchn: u32,
+    /// Virtual address of the L4.
+    pub pt_base: u64,
+    /// Frames of the initial page tables.
+    pub nr_pt_frames: u64,
+    /// Virtual address of the p2m list.
+    pub mfn_list: u64,
+    /// Ramdisk: virtual address, or frame with `SIF_MOD_START_PFN`.
+    pub mod_start: u64,
+    /// Ramdisk length, bytes.
+    pub mod_len: u64,
+    /// Command line (cut to 1023 bytes).
+    pub cmdline: String,
+    /// First frame of the p2m (with `INIT_P2M`).
+    pub first_p2m_pfn: u64,
+    /// Frames of the p2m and its tables (with `INIT_P2M`).
+    pub nr_p2m_frames: u64,
+}
+
+/// Offsets in `start_info_t` (x86_64).
+pub mod start_info_offsets {
+    /// `magic[32]`.
+    pub const MAGIC: usize = 0;
+    /// `nr_pages`.
+    pub const NR_PAGES: usize = 32;
+    /// `shared_info`.
+    pub const SHARED_INFO: usize = 40;
+    /// `flags`.
+    pub const FLAGS: usize = 48;
+    /// `store_mfn`.
+    pub const STORE_MFN: usize = 56;
+    /// `store_evtchn`.
+    pub const STORE_EVTCHN: usize = 64;
+    /// `console.domU.mfn`.
+    pub const CONSOLE_MFN: usize = 72;
+    /// `console.domU.evtchn`.
+    pub const CONSOLE_EVTCHN: usize = 80;
+    /// `pt_base`.
+    pub const PT_BASE: usize = 88;
+    /// `nr_pt_frames`.
+    pub const NR_PT_FRAMES: usize = 96;
+    /// `mfn_list`.
+    pub const MFN_LIST: usize = 104;
+    /// `mod_start`.
+    pub const MOD_START: usize = 112;
+    /// `mod_len`.
+    pub const MOD_LEN: usize = 120;
+    /// `cmd_line[1024]`.
+    pub const CMD_LINE: usize = 128;
+    /// `first_p2m_pfn`.
+    pub const FIRST_P2M_PFN: usize = 1152;
+    /// `nr_p2m_frames`.
+    pub const NR_P2M_FRAMES: usize = 1160;
+    /// `sizeof(start_info_t)`.
+    pub const SIZE: usize = 1168;
+}
+
+impl StartInfo {
+    /// The start_info page: the structure at offset 0, zeros after it.
+    pub fn page(&self) -> Vec<u8> {
+        use start_info_offsets as o;
+        let mut p = vec![0u8; PAGE_BYTES as usize];
+        let magic = GUEST_TYPE_X86_64.as_bytes();
+        p[o::MAGIC..o::MAGIC + magic.len()].copy_from_slice(magic);
+        let mut put = |at: usize, v: u64| p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put(o::NR_PAGES, self.nr_pages);
+        put(o::SHARED_INFO, self.shared_info);
+        put(o::STORE_MFN, self.store_mfn);
+        put(o::CONSOLE_MFN, self.console_mfn);
+        put(o::PT_BASE, self.pt_base);
+        put(o::NR_PT_FRAMES, self.nr_pt_frames);
+        put(o::MFN_LIST, self.mfn_list);
+        put(o::MOD_START, self.mod_start);
+        put(o::MOD_LEN, self.mod_len);
+        put(o::FIRST_P2M_PFN, self.first_p2m_pfn);
+        put(o::NR_P2M_FRAMES, self.nr_p2m_frames);
+        p[o::FLAGS..o::FLAGS + 4].copy_from_slice(&self.flags.to_le_bytes());
+        p[o::STORE_EVTCHN..o::STORE_EVTCHN + 4].copy_from_slice(&self.store_evtchn.to_le_bytes());
+        p[o::CONSOLE_EVTCHN..o::CONSOLE_EVTCHN + 4]
+            .copy_from_slice(&self.console_evtchn.to_le_bytes());
+        // strncpy + forced NUL: at most 1023 bytes, cut at a NUL.
+        let cmd = self.cmdline.as_bytes();
+        let cmd = &cmd[..cmd.iter().position(|&b| b == 0).unwrap_or(cmd.len())];
+        let n = cmd.len().min(MAX_GUEST_CMDLINE - 1);
+        p[o::CMD_LINE..o::CMD_LINE + n].copy_from_slice(&cmd[..n]);
+        p
+    }
+}

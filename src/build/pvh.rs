@@ -1,0 +1,818 @@
+//! The PVH build (`pvh_build`), step for step as the C xenguest's `stub_xc_hvm_build` with
+//! `is_pvh` and libxenguest underneath: platform data, safety checks, vCPUs, image limits,
+//! kernel (or xen-shim) and modules, `pvh_setup_mem`, `xenguest_dom_load_acpi`,
+//! `pvh_setup_e820`, image and special pages, start info and boot vCPU, params, CPUID.
+//!
+//! No device model: no VGA hole (the first GiB can be one 1 GiB extent), no ioreq-server
+//! pages, no `hvm_info` table; the kernel enters in flat 32-bit protected mode at its
+//! `XEN_ELFNOTE_PHYS32_ENTRY` with `%ebx` pointing at the `hvm_start_info`.
+
+use super::{hvm, BuildEnv, BuildOutput, BuildRequest};
+use crate::acpi::{self, AcpiConfig, PvhAcpi};
+use crate::boot::{self, param, Special, StartModule};
+use crate::cpuid;
+use crate::error::{Error, Result};
+use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags, XcError};
+use crate::image::{
+    self,
+    elf::{Elf, Segment},
+    xen_notes::{self, XenNotes},
+};
+use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
+use crate::memory::{self, PopulateStats};
+use crate::platform::{self, PlatformFlags};
+use crate::report::{BuildReport, BuildResult, Counting, MemoryReport, Recording};
+use crate::store::Store;
+use crate::types::{pages_of_bytes, pages_of_mib, DomId, E820Entry, E820Type, Gfn, PAGE_BYTES};
+use crate::vcpu;
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+/// Most `-module`s (`PVH_MODULE_MAX` in the C xenguest).
+pub const PVH_MODULE_MAX: usize = 10;
+/// xenstore key bounding the kernel size (absolute path), bytes.
+pub const KERNEL_MAX_SIZE_KEY: &str = "/mh/limits/pv-kernel-max_size";
+/// xenstore key bounding each module's size (absolute path), bytes.
+pub const RAMDISK_MAX_SIZE_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
+
+/// Build a PVH guest.
+pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
+    let started = Instant::now();
+    let hv = Counting::new(env.hv);
+    let store = Recording::new(env.store);
+    let domid = req.domid;
+    check_request(req)?;
+    log::info!(
+        "domid = {domid}; pvh_build: mem_max_mib {} mem_start_mib {} modules {}",
+        req.mem_max_mib,
+        req.mem_start_mib,
+        req.modules.len()
+    );
+
+    let info = hv
+        .domain_getinfo(domid)
+        .map_err(Error::xc("xc_domain_getinfo"))?;
+    if !info.hvm {
+        return Err(Error::InvalidRequest {
+            step: "xc_dom_boot_xen_init",
+            reason: format!("domain {domid} is not an HVM container: PVH needs one"),
+        });
+    }
+    let flags = platform::read_platform(&store, domid, true, req.vgpu)?;
+    hvm::safety_check(req, &flags, info.hap)?;
+    vcpu::configure_vcpus(&hv, domid, &flags)?;
+    vcpu::configure_tsc(&hv, domid, flags.tsc_mode)?;
+
+    let limits = image_limits(&store)?;
+    let kernel = load_kernel(&req.image, limits.kernel)?;
+    let modules = load_modules(req, limits.module)?;
+
+    let mut plan = setup_layout(req)?;
+    let ram = setup_memory(&hv, domid, req, &plan)?;
+    let tables = load_acpi(&flags)?;
+    plan.e820 = setup_e820(&hv, domid, &plan, &tables)?;
+
+    let start_info_paddr = build_image(&hv, domid, req, &plan, &kernel, &modules, &tables)?;
+    boot_image(&hv, domid, req, kernel.entry, start_info_paddr)?;
+    hv.gnttab_seed(
+        domid,
+        Special::Console.gfn(),
+        Special::Xenstore.gfn(),
+        req.console_domid,
+        req.store_domid,
+    )
+    .map_err(Error::xc("xc_dom_gnttab_init"))?;
+    hvm::set_params(&hv, domid, &flags)?;
+    // The C code passes `hvm = !is_pvh`: without platform/featureset a PVH guest gets the PV
+    // maximum featureset.
+    cpuid::construct_cpuid_policy(&hv, domid, &flags, false)?;
+
+    let result = BuildResult {
+        store_mfn: Special::Xenstore.gfn().0,
+        console_mfn: Special::Console.gfn().0,
+        protocol: None,
+    };
+    let report = BuildReport {
+        mode: "pvh_build",
+        domid,
+        layout: Some(plan),
+        memory: MemoryReport {
+            pod_target_pages: (req.mem_start_mib < req.mem_max_mib)
+                .then(|| pages_of_mib(req.mem_start_mib)),
+            exact_node: req.mem_pnode,
+            ram,
+            pages_by_node: env.hv.domain_pages_by_node(domid).ok(),
+        },
+        hypercalls: hv.counts(),
+        xenstore_writes: store.writes(),
+        result: Some(result.clone()),
+        elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    log::info!(
+        "domid = {domid}; pvh_build done: 1G {} 2M {} 4K {} pages in {} populate calls, {} hypercalls, {} us",
+        report.memory.ram.pages_by_order.get(&18).unwrap_or(&0),
+        report.memory.ram.pages_by_order.get(&9).unwrap_or(&0),
+        report.memory.ram.pages_by_order.get(&0).unwrap_or(&0),
+        report.memory.ram.calls(),
+        report.total_hypercalls(),
+        report.elapsed_us
+    );
+    Ok(BuildOutput { result, report })
+}
+
+/// Sizes and modules that cannot make a guest are refused before anything is touched.
+fn check_request(req: &BuildRequest) -> Result<()> {
+    let invalid = |reason: String| {
+        Err(Error::InvalidRequest {
+            step: "pvh_build",
+            reason,
+        })
+    };
+    if req.mem_start_mib > req.mem_max_mib {
+        return invalid(format!(
+            "mem_start_mib {} exceeds mem_max_mib {}",
+            req.mem_start_mib, req.mem_max_mib
+        ));
+    }
+    if req.mem_start_mib == 0 {
+        return invalid("mem_start_mib must be positive".into());
+    }
+    if req.mem_max_mib > crate::MAX_GUEST_MIB {
+        return invalid(format!(
+            "mem_max_mib {} exceeds {} MiB",
+            req.mem_max_mib,
+            crate::MAX_GUEST_MIB
+        ));
+    }
+    // The C xenguest writes past its 10-entry module array (and libxenguest past its own
+    // 2-entry one); refuse instead.
+    if req.modules.len() > PVH_MODULE_MAX {
+        return invalid(format!(
+            "{} modules given: a PVH guest takes at most {PVH_MODULE_MAX}",
+            req.modules.len()
+        ));
+    }
+    // libxenguest asserts a module command line fits its 1 KiB slot with the NUL.
+    if let Some(m) = req
+        .modules
+        .iter()
+        .find(|m| m.cmdline.len() >= boot::MODULE_CMDLINE_BYTES)
+    {
+        return invalid(format!(
+            "the command line of module {} is {} bytes: at most {} fit",
+            m.path.display(),
+            m.cmdline.len(),
+            boot::MODULE_CMDLINE_BYTES - 1
+        ));
+    }
+    if req.cmdline.contains('\0') || req.modules.iter().any(|m| m.cmdline.contains('\0')) {
+        return invalid("command lines cannot contain NUL".into());
+    }
+    Ok(())
+}
+
+/// Kernel and module size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    kernel: u64,
+    module: u64,
+}
+
+/// `get_image_max_size`: `/mh/limits/pv-{kernel,ramdisk}-max_size` read as `strtoull(s,
+/// NULL, 0)`; absent, zero or out of range means the default, 1 GiB.
+fn image_limits(store: &dyn Store) -> Result<Limits> {
+    let read = |key: &str| -> Result<u64> {
+        let value = store
+            .read(key)
+            .map_err(Error::store("xc_dom_kernel_max_size"))?;
+        Ok(value
+            .as_deref()
+            .and_then(platform::strtoull)
+            .map(|(v, _)| v)
+            .filter(|v| *v != 0)
+            .unwrap_or(image::DEFAULT_MAX_IMAGE_BYTES))
+    };
+    Ok(Limits {
+        kernel: read(KERNEL_MAX_SIZE_KEY)?,
+        module: read(RAMDISK_MAX_SIZE_KEY)?,
+    })
+}
+
+/// A compression format libxenguest knows, by its magic bytes.
+fn compression(data: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 7] = [
+        (&[0x1F, 0x8B], "gzip"),
+        (&[0xFD, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+        (b"BZh", "bzip2"),
+        (&[0x5D, 0x00, 0x00], "lzma"),
+        (&[0x89, b'L', b'Z', b'O'], "lzo"),
+        (&[0x02, 0x21, 0x4C, 0x18], "lz4"),
+        (&[0x28, 0xB5, 0x2F, 0xFD], "zstd"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(magic, _)| data.starts_with(magic))
+        .map(|(_, name)| *name)
+}
+
+/// Why an inflate stopped.
+#[derive(Debug)]
+enum Inflate {
+    /// More than the limit.
+    TooLarge,
+    /// Not valid gzip.
+    Corrupt(std::io::Error),
+}
+
+/// Inflate gzip `data`, reading at most `limit` bytes of output (one more tells it is past).
+fn gunzip(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, Inflate> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(Inflate::Corrupt)?;
+    if out.len() as u64 > limit {
+        return Err(Inflate::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The kernel (or xen-shim), parsed: `xc_dom_kernel_file` + `xc_dom_parse_image`.
+#[derive(Debug)]
+struct Kernel {
+    data: Vec<u8>,
+    /// Loadable segments (offsets checked against `data`).
+    segments: Vec<Segment>,
+    /// Lowest and highest physical address of the segments.
+    bounds: (u64, u64),
+    /// `XEN_ELFNOTE_PHYS32_ENTRY`.
+    entry: u32,
+}
+
+fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
+    let file = image::read_file("xc_dom_kernel_file", path, limit)?;
+    let fail = |step: &'static str, code: i32, reason: String| Error::Image {
+        step,
+        code,
+        path: path.display().to_string(),
+        reason,
+    };
+    let data = match compression(&file) {
+        Some("gzip") => {
+            let data = gunzip(&file, limit).map_err(|e| match e {
+                Inflate::TooLarge => fail(
+                    "xc_dom_kernel_file",
+                    libc::EFBIG,
+                    format!(
+                        "gzip-compressed kernel inflates past the limit of {limit} bytes \
+                         ({KERNEL_MAX_SIZE_KEY})"
+                    ),
+                ),
+                Inflate::Corrupt(e) => fail(
+                    "xc_dom_kernel_file",
+                    libc::EINVAL,
+                    format!("gzip-compressed kernel does not inflate: {e}"),
+                ),
+            })?;
+            log::info!(
+                "{}: gzip-compressed kernel, {} bytes inflated to {}",
+                path.display(),
+                file.len(),
+                data.len()
+            );
+            data
+        }
+        Some(other) => {
+            return Err(fail(
+                "xc_dom_parse_image",
+                libc::ENOSYS,
+                format!("{other}-compressed kernel: only gzip is decompressed for PVH (yet)"),
+            ))
+        }
+        None => file,
+    };
+    let bad = |reason: String| fail("xc_dom_parse_image", libc::EINVAL, reason);
+    if data.get(0x202..0x206) == Some(b"HdrS") && !data.starts_with(b"\x7fELF") {
+        return Err(fail(
+            "xc_dom_parse_image",
+            libc::ENOSYS,
+            "bzImage kernel: PVH takes the ELF image (vmlinux) only (yet)".into(),
+        ));
+    }
+    let elf = Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
+    let notes = XenNotes::from_elf(&elf).map_err(|e| bad(e.to_string()))?;
+    if notes.count == 0 {
+        return Err(bad(
+            "Not a Xen-ELF image: no Xen ELF notes found (a PVH kernel needs \
+             XEN_ELFNOTE_PHYS32_ENTRY)"
+                .into(),
+        ));
+    }
+    let Some(entry) = notes.phys32_entry else {
+        return Err(bad(
+            "image not capable of booting inside a HVM container: no \
+             XEN_ELFNOTE_PHYS32_ENTRY note"
+                .into(),
+        ));
+    };
+    if notes.requires(xen_notes::XENFEAT_DOM0) {
+        return Err(bad(
+            "Kernel does not support unprivileged (DomU) operation".into()
+        ));
+    }
+    let bounds = elf.paddr_bounds();
+    let entry64 = u64::from(entry);
+    if entry64 < bounds.0 || entry64 > bounds.1 {
+        return Err(bad(format!(
+            "ELF start or entries are out of bounds: PHYS32_ENTRY {entry:#x} outside [{:#x}, {:#x}]",
+            bounds.0, bounds.1
+        )));
+    }
+    if bounds.0 % PAGE_BYTES != 0 {
+        return Err(bad(format!(
+            "segment boundary isn't page aligned: the image starts at {:#x}",
+            bounds.0
+        )));
+    }
+    log::info!(
+        "{}: PVH image at [{:#x}, {:#x}), entry {entry:#x}",
+        path.display(),
+        bounds.0,
+        bounds.1
+    );
+    let segments = elf.segments.clone();
+    Ok(Kernel {
+        data,
+        segments,
+        bounds,
+        entry,
+    })
+}
+
+/// A module's bytes and command line.
+struct ModuleImage {
+    data: Vec<u8>,
+    cmdline: String,
+}
+
+/// `xc_dom_module_file` for each `-module`, then what `xc_dom_build_module` does with the
+/// bytes: a gzip-compressed module that inflates within the limit is handed over inflated,
+/// any other (or one that does not inflate) as it is.
+fn load_modules(req: &BuildRequest, limit: u64) -> Result<Vec<ModuleImage>> {
+    req.modules
+        .iter()
+        .map(|m| {
+            let raw = image::read_file("xc_dom_module_file", &m.path, limit)?;
+            let data = match compression(&raw) {
+                Some("gzip") => match gunzip(&raw, limit) {
+                    Ok(data) => data,
+                    Err(e) => {
+                        log::info!("{}: gzip module kept compressed ({e:?})", m.path.display());
+                        raw
+                    }
+                },
+                _ => raw,
+            };
+            Ok(ModuleImage {
+                data,
+                cmdline: m.cmdline.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `pvh_setup_mem`, the layout half: no passthrough, RAM from 0, a hole of exactly 256 MiB
+/// below 4 GiB, the rest of RAM above 4 GiB. The e820 is filled by [`setup_e820`].
+fn setup_layout(req: &BuildRequest) -> Result<HvmLayout> {
+    if !req.pci_passthrough.is_empty() {
+        log::error!("PCI passthrough not supported under PVH");
+        return Err(Error::InvalidRequest {
+            step: "pvh_setup_mem",
+            reason: "PCI passthrough not supported under PVH".into(),
+        });
+    }
+    let mmio_size = DEFAULT_MMIO_HOLE_BYTES;
+    let mmio_start = FOUR_GIB - mmio_size;
+    let mut lowmem_end = req.mem_max_mib << 20;
+    let mut highmem_end = FOUR_GIB;
+    if lowmem_end > mmio_start {
+        highmem_end = FOUR_GIB + (lowmem_end - mmio_start);
+        lowmem_end = mmio_start;
+    }
+    Ok(HvmLayout {
+        lowmem_end,
+        highmem_end,
+        mmio_start,
+        mmio_size,
+        e820: Vec::new(),
+        vram_reserved_addr: None,
+    })
+}
+
+/// `pvh_setup_mem`, the memory half (`xc_dom_boot_mem_init` → `meminit_hvm` without a
+/// device model): PoD target when start < max, RAM extents, and always the claim cancel.
+fn setup_memory(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    req: &BuildRequest,
+    plan: &HvmLayout,
+) -> Result<PopulateStats> {
+    let step = "xc_dom_boot_mem_init";
+    let result = populate_ram(hv, domid, req, plan);
+    let cancel = hv.domain_claim_pages(domid, 0).map_err(Error::xc(step));
+    // The shared populate code names the HVM step; PVH reports libxenguest's.
+    let stats = result.map_err(|e| match e {
+        Error::Xc { source, .. } => Error::Xc { step, source },
+        Error::OutOfMemory {
+            wanted_pages,
+            populated_pages,
+            node,
+        } => Error::Xc {
+            step,
+            source: XcError {
+                function: "xc_domain_populate_physmap",
+                code: libc::ENOMEM,
+                message: format!(
+                    "Could not allocate memory for guest: {populated_pages} of {wanted_pages} \
+                     pages populated, short by {} pages{}",
+                    wanted_pages - populated_pages,
+                    node.map(|n| format!(" on node {n} (exact)"))
+                        .unwrap_or_default()
+                ),
+            },
+        },
+        other => other,
+    })?;
+    cancel?;
+    Ok(stats)
+}
+
+fn populate_ram(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    req: &BuildRequest,
+    plan: &HvmLayout,
+) -> Result<PopulateStats> {
+    let pod = req.mem_start_mib < req.mem_max_mib;
+    if pod {
+        hv.domain_set_pod_target(domid, pages_of_mib(req.mem_start_mib))
+            .map_err(Error::xc("xc_dom_boot_mem_init"))?;
+    }
+    let mut flags = req.mem_pnode.map(MemFlags::exact).unwrap_or_default();
+    flags.populate_on_demand = pod;
+    let runs = memory::plan_hvm_extents(&plan.ram_ranges_pages(), plan.mmio_hole_pages(), false);
+    let stats = memory::populate(hv, domid, &runs, flags)?;
+    log::info!(
+        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",
+        stats.pages_by_order.get(&0).unwrap_or(&0),
+        stats.pages_by_order.get(&9).unwrap_or(&0) >> 9,
+        stats.pages_by_order.get(&18).unwrap_or(&0) >> 18
+    );
+    Ok(stats)
+}
+
+/// `xenguest_dom_load_acpi`: the tables, from the vCPU count, online vCPUs and APIC mode.
+fn load_acpi(flags: &PlatformFlags) -> Result<PvhAcpi> {
+    let tables = acpi::build_pvh(&AcpiConfig {
+        nr_vcpus: flags.vcpus,
+        vcpus_online: flags.vcpus_current,
+        apic_mode: flags.apic,
+    })
+    .map_err(|e| Error::InvalidRequest {
+        step: "xenguest_dom_load_acpi",
+        reason: e.to_string(),
+    })?;
+    log::debug!("ACPI tables: {tables:?}");
+    Ok(tables)
+}
+
+/// `pvh_setup_e820`: RAM from 0, an ACPI entry per module (page-aligned down, so the RSDP's
+/// overlaps low RAM), RAM above 4 GiB; given to Xen for the guest's `XENMEM_memory_map`.
+fn setup_e820(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    plan: &HvmLayout,
+    tables: &PvhAcpi,
+) -> Result<Vec<E820Entry>> {
+    let e820 = pvh_e820(plan, tables);
+    for e in &e820 {
+        log::debug!("e820 {e}");
+    }
+    hv.domain_set_memory_map(domid, &e820)
+        .map_err(Error::xc("xc_domain_set_memory_map"))?;
+    Ok(e820)
+}
+
+/// The PVH e820, in the C order (not sorted).
+pub fn pvh_e820(plan: &HvmLayout, tables: &PvhAcpi) -> Vec<E820Entry> {
+    let mut e820 = vec![E820Entry {
+        addr: 0,
+        size: plan.lowmem_end,
+        kind: E820Type::Ram,
+    }];
+    for m in tables.modules() {
+        let offset = m.paddr % PAGE_BYTES;
+        e820.push(E820Entry {
+            addr: m.paddr - offset,
+            size: m.data.len() as u64 + offset,
+            kind: E820Type::Acpi,
+        });
+    }
+    if plan.highmem_end > FOUR_GIB {
+        e820.push(E820Entry {
+            addr: FOUR_GIB,
+            size: plan.highmem_end - FOUR_GIB,
+            kind: E820Type::Ram,
+        });
+    }
+    e820
+}
+
+fn no_room(what: &str, reason: String) -> Error {
+    Error::Image {
+        step: "xc_dom_build_image",
+        code: libc::ENOMEM,
+        path: what.into(),
+        reason,
+    }
+}
+
+fn populate_exact(hv: &dyn Hypervisor, domid: DomId, gfns: &mut [u64], what: &str) -> Result<()> {
+    let step = "xc_dom_build_image";
+    let done = hv
+        .domain_populate_physmap(domid, 0, MemFlags::default(), gfns)
+        .map_err(Error::xc(step))?;
+    if done != gfns.len() {
+        return Err(Error::Xc {
+            step,
+            source: XcError {
+                function: "xc_domain_populate_physmap_exact",
+                code: libc::ENOMEM,
+                message: format!("{what}: {done} of {} pages populated", gfns.len()),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// `xc_dom_build_image` for a PVH kernel: its segments at their physical addresses, each
+/// module page by page after it, the ACPI modules at their addresses (pages outside RAM
+/// populated first), the special pages, then room for the start info after the modules.
+/// Returns where the start info goes.
+#[allow(clippy::too_many_arguments)]
+fn build_image(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    req: &BuildRequest,
+    plan: &HvmLayout,
+    kernel: &Kernel,
+    modules: &[ModuleImage],
+    tables: &PvhAcpi,
+) -> Result<u64> {
+    let step = "xc_dom_build_image";
+    let limit = plan.lowmem_end;
+    let (start, end) = kernel.bounds;
+    let rsdp_page = acpi::RSDP_ADDRESS - acpi::RSDP_ADDRESS % PAGE_BYTES;
+    if end > limit {
+        return Err(no_room(
+            "kernel",
+            format!("segments [{start:#x}, {end:#x}) do not fit in low RAM [0, {limit:#x})"),
+        ));
+    }
+    if start < rsdp_page + PAGE_BYTES && end > rsdp_page {
+        return Err(no_room(
+            "kernel",
+            format!("segments [{start:#x}, {end:#x}) overlap the ACPI RSDP page {rsdp_page:#x}"),
+        ));
+    }
+    for seg in &kernel.segments {
+        // In bounds: checked when the image was parsed.
+        let bytes = &kernel.data[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+        hv.write_guest(domid, seg.paddr, bytes)
+            .map_err(Error::xc(step))?;
+        let bss = seg.memsz - seg.filesz;
+        if bss > 0 {
+            hv.write_guest(domid, seg.paddr + seg.filesz, &vec![0; bss as usize])
+                .map_err(Error::xc(step))?;
+        }
+    }
+
+    let mut next = start + pages_of_bytes(end - start) * PAGE_BYTES;
+    let mut placed = Vec::new();
+    for (i, m) in modules.iter().enumerate() {
+        let paddr = next;
+        next += pages_of_bytes(m.data.len() as u64) * PAGE_BYTES;
+        if next > limit {
+            return Err(no_room(
+                &format!("module{i}"),
+                format!(
+                    "{} bytes at {paddr:#x} do not fit in low RAM below {limit:#x}",
+                    m.data.len()
+                ),
+            ));
+        }
+        hv.write_guest(domid, paddr, &m.data)
+            .map_err(Error::xc(step))?;
+        placed.push(StartModule {
+            paddr,
+            size: m.data.len() as u64,
+            cmdline: m.cmdline.clone(),
+        });
+    }
+
+    load_acpi_modules(hv, domid, plan, tables)?;
+    setup_special_pages(hv, domid)?;
+
+    let start_info_paddr = next;
+    let start_info =
+        boot::pvh_start_info(start_info_paddr, &req.cmdline, &placed, tables.rsdp.paddr);
+    if start_info_paddr + start_info.len() as u64 > limit.min(FOUR_GIB) {
+        return Err(no_room(
+            "hvm_start_info",
+            format!(
+                "{} bytes at {start_info_paddr:#x} do not fit below {limit:#x}",
+                start_info.len()
+            ),
+        ));
+    }
+    hv.write_guest(domid, start_info_paddr, &start_info)
+        .map_err(Error::xc(step))?;
+    Ok(start_info_paddr)
+}
+
+/// `xc_dom_load_acpi`: populate the ACPI pages that are not RAM (the info and table pages in
+/// the hole; one call where libxenguest makes one per page) and copy the modules in. The
+/// RSDP page lies in low RAM, already populated: libxenguest populates it again, which
+/// leaks the page it replaces; here it is written in place.
+fn load_acpi_modules(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    plan: &HvmLayout,
+    tables: &PvhAcpi,
+) -> Result<()> {
+    let step = "xc_dom_build_image";
+    let ram = plan.ram_ranges_pages();
+    let in_ram = |gfn: u64| ram.iter().any(|&(s, e)| gfn >= s && gfn < e);
+    let mut gfns: Vec<u64> = tables
+        .modules()
+        .iter()
+        .flat_map(|m| {
+            let (first, end) = m.gfns();
+            first..end
+        })
+        .filter(|gfn| !in_ram(*gfn))
+        .collect();
+    gfns.sort_unstable();
+    gfns.dedup();
+    if !gfns.is_empty() {
+        populate_exact(hv, domid, &mut gfns, "ACPI pages")?;
+    }
+    for m in tables.modules() {
+        hv.write_guest(domid, m.paddr, &m.data)
+            .map_err(Error::xc(step))?;
+    }
+    Ok(())
+}
+
+/// `alloc_magic_pages_hvm` without a device model: the 8 special pages, populated in one
+/// call and cleared, their params, the identity page table. No ioreq-server pages.
+fn setup_special_pages(hv: &dyn Hypervisor, domid: DomId) -> Result<()> {
+    let step = "xc_dom_build_image";
+    let first = Special::Paging.gfn().0;
+    let nr = boot::NR_SPECIAL_PAGES;
+    let mut gfns: Vec<u64> = (first..first + nr).collect();
+    populate_exact(hv, domid, &mut gfns, "special pages")?;
+    hv.clear_domain_pages(domid, Gfn(first), nr)
+        .map_err(Error::xc(step))?;
+    for (p, value) in boot::special_page_params() {
+        hv.hvm_param_set(domid, p, value).map_err(Error::xc(step))?;
+    }
+    hv.write_guest(
+        domid,
+        Special::IdentPt.gfn().paddr(),
+        &boot::ident_page_table(),
+    )
+    .map_err(Error::xc(step))?;
+    hv.hvm_param_set(domid, param::IDENT_PT, Special::IdentPt.gfn().paddr())
+        .map_err(Error::xc(step))
+}
+
+/// `xc_dom_boot_image` (`bootlate_hvm` + `vcpu_hvm`): the event channels, then the BSP in
+/// flat 32-bit protected mode at the physical entry, `%ebx` = start info, MTRRs write-back.
+fn boot_image(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    req: &BuildRequest,
+    entry: u32,
+    start_info_paddr: u64,
+) -> Result<()> {
+    let step = "xc_dom_boot_image";
+    hv.hvm_param_set(domid, param::CONSOLE_EVTCHN, req.console_port.into())
+        .map_err(Error::xc(step))?;
+    hv.hvm_param_set(domid, param::STORE_EVTCHN, req.store_port.into())
+        .map_err(Error::xc(step))?;
+    let start_info_paddr = u32::try_from(start_info_paddr).map_err(|_| Error::InvalidRequest {
+        step,
+        reason: "start info above 4 GiB".into(),
+    })?;
+    hv.domain_hvm_set_boot_vcpu(
+        domid,
+        &HvmBootVcpu {
+            entry,
+            start_info_paddr,
+            mtrr_write_back: true,
+        },
+    )
+    .map_err(Error::xc(step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_is_bounded() {
+        let data = vec![7u8; 10_000];
+        assert_eq!(gunzip(&gz(&data), 10_000).unwrap(), data);
+        assert!(matches!(gunzip(&gz(&data), 9_999), Err(Inflate::TooLarge)));
+        assert!(matches!(
+            gunzip(&[0x1F, 0x8B, 8, 0, 1, 2], 100),
+            Err(Inflate::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn compression_magics() {
+        assert_eq!(compression(&gz(b"x")), Some("gzip"));
+        assert_eq!(compression(b"\xFD7zXZ\0rest"), Some("xz"));
+        assert_eq!(compression(b"BZh91AY"), Some("bzip2"));
+        assert_eq!(compression(b"\x7fELF"), None);
+        assert_eq!(compression(b""), None);
+    }
+
+    #[test]
+    fn layout_has_an_exact_256_mib_hole() {
+        let mut req = BuildRequest::new(DomId(1), 8192, 8192, "/k");
+        let l = setup_layout(&req).unwrap();
+        assert_eq!((l.mmio_start, l.mmio_size), (0xF000_0000, 256 << 20));
+        assert_eq!(
+            (l.lowmem_end, l.highmem_end),
+            (0xF000_0000, FOUR_GIB + (4352 << 20))
+        );
+        req.mem_max_mib = 2048;
+        let l = setup_layout(&req).unwrap();
+        assert_eq!((l.lowmem_end, l.highmem_end), (2 << 30, FOUR_GIB));
+        assert_eq!(l.ram_ranges_pages(), vec![(0, 0x80000)]);
+    }
+
+    #[test]
+    fn e820_is_the_c_one() {
+        let req = BuildRequest::new(DomId(1), 4096, 4096, "/k");
+        let plan = setup_layout(&req).unwrap();
+        let tables = acpi::build_pvh(&AcpiConfig {
+            nr_vcpus: 2,
+            vcpus_online: 2,
+            apic_mode: 1,
+        })
+        .unwrap();
+        let e = pvh_e820(&plan, &tables);
+        let acpi = |addr, size| E820Entry {
+            addr,
+            size,
+            kind: E820Type::Acpi,
+        };
+        assert_eq!(e.len(), 5);
+        assert_eq!(e[0].addr, 0);
+        assert_eq!(e[0].size, 0xF000_0000);
+        assert_eq!(e[1], acpi(0xFF000, 0x1000));
+        assert_eq!(e[2], acpi(0xFC00_0000, 0x1000));
+        assert_eq!(e[3], acpi(0xFC00_1000, tables.tables.data.len() as u64));
+        assert_eq!((e[4].addr, e[4].end()), (FOUR_GIB, 0x1_1000_0000));
+    }
+
+    #[test]
+    fn requests_past_the_limits_are_refused() {
+        let mut req = BuildRequest::new(DomId(1), 1024, 1024, "/k");
+        req.modules = (0..11)
+            .map(|i| super::super::Module {
+                path: format!("/m{i}").into(),
+                cmdline: String::new(),
+            })
+            .collect();
+        let e = check_request(&req).unwrap_err();
+        assert!(e.to_string().contains("11 modules given"), "{e}");
+        req.modules.truncate(1);
+        req.modules[0].cmdline = "x".repeat(1024);
+        assert!(check_request(&req).is_err());
+        req.modules[0].cmdline = "x".repeat(1023);
+        assert!(check_request(&req).is_ok());
+    }
+}

@@ -1,0 +1,877 @@
+//! The real backend: each primitive is one libxenctrl (or libxenguest) call on a real Xen host.
+//!
+//! Bindings: `xenctrl-sys` for `xenctrl.h`, the project's `xen-sys` crate (bindgen at build time
+//! from Debian's `libxen-dev` 4.17 headers) for what that crate lacks: the compat foreign-map API,
+//! `xc_get_cpu_featureset` and `xc_dom_gnttab_seed`.
+//!
+//! Handles: one [`XenCtrl`] owns one `xc_interface` (opened per build, closed on drop). libxc keeps
+//! the last error in the handle, so every call runs under the handle's mutex and its error is read
+//! before the lock is released: a `XenCtrl` can be shared between threads, and nothing is global.
+//!
+//! Errors: as the C xenguest's `failwith_oss_xc`, the xc error (code and message) when libxc
+//! reported one for this call, else errno and its text, always with the failing function's name.
+
+use super::{
+    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
+    PodInfo, ReservedRange, SchedCredit, XcError, XcResult,
+};
+use crate::types::{DomId, E820Entry, Gfn, PAGE_BYTES};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
+use std::sync::{Mutex, MutexGuard};
+use xen_sys as sys;
+
+/// Pages mapped at once when copying to or from guest memory (4 MiB).
+const MAP_CHUNK_PAGES: u64 = 1024;
+
+/// HVM save record type codes (`xen/include/public/arch-x86/hvm/save.h`).
+mod save {
+    /// `HVM_SAVE_CODE(END)`.
+    pub const END: u16 = 0;
+    /// `HVM_SAVE_CODE(HEADER)`.
+    pub const HEADER: u16 = 1;
+    /// `HVM_SAVE_CODE(CPU)`.
+    pub const CPU: u16 = 2;
+    /// `HVM_SAVE_CODE(MTRR)`.
+    pub const MTRR: u16 = 14;
+    /// `struct hvm_save_descriptor`: typecode u16, instance u16, length u32.
+    pub const DESCRIPTOR_BYTES: usize = 8;
+}
+
+/// `X86_CR0_PE | X86_CR0_ET`.
+const CR0_PE_ET: u64 = 0x1 | 0x10;
+/// `X86_DR6_DEFAULT`.
+const DR6_DEFAULT: u64 = 0xffff_0ff0;
+/// `X86_DR7_DEFAULT`.
+const DR7_DEFAULT: u64 = 0x400;
+/// `MTRR_TYPE_WRBACK | MTRR_DEF_TYPE_ENABLE`.
+const MTRR_DEF_WB_ENABLED: u64 = 6 | (1 << 11);
+
+extern "C" {
+    /// glibc's `vsnprintf`, to format libxc's log messages (a `va_list` is a pointer to its
+    /// one-element `__va_list_tag` array on x86-64).
+    fn vsnprintf(
+        buf: *mut c_char,
+        size: usize,
+        format: *const c_char,
+        ap: *mut sys::__va_list_tag,
+    ) -> c_int;
+}
+
+/// The xentoollog logger handed to libxc: messages go to the `log` crate at debug level
+/// (libxc's own stderr logger would write to xenopsd's /dev/null, or into test output).
+unsafe extern "C" fn logger_vmessage(
+    _logger: *mut sys::xentoollog_logger,
+    level: sys::xentoollog_level,
+    _errnoval: c_int,
+    context: *const c_char,
+    format: *const c_char,
+    ap: *mut sys::__va_list_tag,
+) {
+    if format.is_null() || !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let mut buf = [0 as c_char; 1024];
+    // SAFETY: `buf` is writable for its length; `format` and `ap` come from libxc's xtl_logv,
+    // which passes a valid format string and its matching, not yet consumed va_list.
+    unsafe { vsnprintf(buf.as_mut_ptr(), buf.len(), format, ap) };
+    // SAFETY: vsnprintf always NUL-terminates within the buffer's length.
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+    let context = if context.is_null() {
+        "xc".into()
+    } else {
+        // SAFETY: a non-null context is a NUL-terminated string owned by libxc for the call.
+        unsafe { CStr::from_ptr(context) }.to_string_lossy()
+    };
+    log::debug!("{context}: {level:?}: {}", msg.trim_end());
+}
+
+unsafe extern "C" fn logger_progress(
+    _logger: *mut sys::xentoollog_logger,
+    _context: *const c_char,
+    _doing_what: *const c_char,
+    _percent: c_int,
+    _done: c_ulong,
+    _total: c_ulong,
+) {
+}
+
+unsafe extern "C" fn logger_destroy(_logger: *mut sys::xentoollog_logger) {}
+
+/// An open `xc_interface` and the logger it writes to (which must outlive it).
+struct Handle {
+    xch: *mut sys::xc_interface,
+    _logger: Box<sys::xentoollog_logger>,
+}
+
+// SAFETY: the handle is only used under `XenCtrl::handle`'s mutex, so libxc sees one thread at
+// a time; libxc keeps no thread-local state that ties a handle to the thread that opened it.
+unsafe impl Send for Handle {}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: `xch` came from xc_interface_open and is closed exactly once, here; the logger
+        // is dropped only after this (field order), so libxc never logs through a freed logger.
+        unsafe { sys::xc_interface_close(self.xch) };
+    }
+}
+
+/// A libxenctrl handle: the real hypervisor behind the seam.
+pub struct XenCtrl {
+    handle: Mutex<Handle>,
+}
+
+impl std::fmt::Debug for XenCtrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("XenCtrl")
+    }
+}
+
+/// The calling thread's errno.
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+impl XenCtrl {
+    /// `xc_interface_open` with a logger that forwards libxc's messages to `log` at debug level.
+    /// Without Xen (no `/dev/xen/privcmd`) this fails with ENOENT.
+    pub fn open() -> XcResult<Self> {
+        let mut logger = Box::new(sys::xentoollog_logger {
+            vmessage: Some(logger_vmessage),
+            progress: Some(logger_progress),
+            destroy: Some(logger_destroy),
+        });
+        let lg: *mut sys::xentoollog_logger = &mut *logger;
+        // SAFETY: `lg` points to a live logger whose callbacks are valid for the handle's whole
+        // life (the Box is kept in the Handle and dropped after xc_interface_close).
+        let xch = unsafe { sys::xc_interface_open(lg, lg, 0) };
+        if xch.is_null() {
+            return Err(XcError::errno("xc_interface_open", errno()));
+        }
+        Ok(XenCtrl {
+            handle: Mutex::new(Handle {
+                xch,
+                _logger: logger,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Handle> {
+        self.handle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run one libxc call `f` on the raw handle with the handle locked; a negative result is an
+    /// error, described as `failwith_oss_xc` does (xc error if libxc set one, else errno).
+    /// Public so a toolstack (the e2e tests) can make the calls around a build the same way.
+    pub fn call(
+        &self,
+        function: &'static str,
+        f: impl FnOnce(*mut sys::xc_interface) -> c_int,
+    ) -> XcResult<c_int> {
+        let h = self.lock();
+        // SAFETY: `h.xch` is an open handle, used by this thread alone while `h` is held.
+        unsafe { sys::xc_clear_last_error(h.xch) };
+        let rc = f(h.xch);
+        if rc >= 0 {
+            return Ok(rc);
+        }
+        let errno = errno();
+        Err(last_error(h.xch, function, errno))
+    }
+
+    /// As [`XenCtrl::call`] for calls that return a pointer (NULL on failure).
+    fn call_ptr(
+        &self,
+        function: &'static str,
+        f: impl FnOnce(*mut sys::xc_interface) -> *mut c_void,
+    ) -> XcResult<*mut c_void> {
+        let h = self.lock();
+        // SAFETY: as in `call`.
+        unsafe { sys::xc_clear_last_error(h.xch) };
+        let p = f(h.xch);
+        if !p.is_null() {
+            return Ok(p);
+        }
+        let errno = errno();
+        Err(last_error(h.xch, function, errno))
+    }
+
+    /// Map `nr_pages` guest frames from `first` (read/write or read-only) and run `f` on them.
+    fn with_mapping<T>(
+        &self,
+        domid: DomId,
+        first: u64,
+        nr_pages: u64,
+        prot: c_int,
+        f: impl FnOnce(*mut u8, usize) -> T,
+    ) -> XcResult<T> {
+        let bytes = (nr_pages * PAGE_BYTES) as usize;
+        let size = c_int::try_from(bytes).map_err(|_| {
+            XcError::errno_with("xc_map_foreign_range", libc::E2BIG, "mapping too large")
+        })?;
+        let p = self.call_ptr("xc_map_foreign_range", |xch| {
+            // SAFETY: a plain libxc call on a locked, open handle; it returns NULL or a fresh
+            // mapping of `size` bytes that we own and unmap below.
+            unsafe { sys::xc_map_foreign_range(xch, domid.0, size, prot, first as c_ulong) }
+        })?;
+        let out = f(p.cast(), bytes);
+        // SAFETY: `p` is the start of a `bytes`-long mapping made above and not used after this.
+        unsafe { libc::munmap(p, bytes) };
+        Ok(out)
+    }
+
+    /// The domain's HVM context (all save records), `xc_domain_hvm_getcontext` twice: size, data.
+    fn hvm_getcontext(&self, domid: DomId) -> XcResult<Vec<u8>> {
+        let size = self.call("xc_domain_hvm_getcontext", |xch| {
+            // SAFETY: a NULL buffer with size 0 asks for the context's size only.
+            unsafe { sys::xc_domain_hvm_getcontext(xch, domid.0, std::ptr::null_mut(), 0) }
+        })?;
+        if size <= 0 {
+            return Err(XcError::errno_with(
+                "xc_domain_hvm_getcontext",
+                libc::EINVAL,
+                format!("unable to fetch HVM context size (rc={size})"),
+            ));
+        }
+        let mut buf = vec![0u8; size as usize];
+        let len = self.call("xc_domain_hvm_getcontext", |xch| {
+            // SAFETY: `buf` is writable for `size` bytes, the size passed.
+            unsafe { sys::xc_domain_hvm_getcontext(xch, domid.0, buf.as_mut_ptr(), size as u32) }
+        })?;
+        buf.truncate(len as usize);
+        Ok(buf)
+    }
+
+    fn hvm_setcontext(&self, domid: DomId, ctx: &mut [u8]) -> XcResult<()> {
+        self.call("xc_domain_hvm_setcontext", |xch| {
+            // SAFETY: `ctx` is a readable buffer of the length passed; Xen parses it as records.
+            unsafe {
+                sys::xc_domain_hvm_setcontext(xch, domid.0, ctx.as_mut_ptr(), ctx.len() as u32)
+            }
+        })
+        .map(drop)
+    }
+}
+
+/// The failure of `function` on `xch` right after the call: xc's error if it set one, else errno.
+fn last_error(xch: *mut sys::xc_interface, function: &'static str, errno: i32) -> XcError {
+    // SAFETY: `xch` is open and locked by the caller; xc_get_last_error returns a pointer into
+    // the handle, valid until the next libxc call on it, and we copy out of it at once.
+    let err = unsafe { &*sys::xc_get_last_error(xch) };
+    let code = err.code as i32;
+    if code == sys::xc_error_code::XC_ERROR_NONE as i32 {
+        return XcError::errno(function, errno);
+    }
+    // SAFETY: libxc keeps `message` NUL-terminated (vsnprintf into a fixed array).
+    let text = unsafe { CStr::from_ptr(err.message.as_ptr()) }
+        .to_string_lossy()
+        .trim_end()
+        .to_string();
+    let message = match (text.is_empty(), errno) {
+        (true, 0) => "libxc error".to_string(),
+        (true, e) => super::strerror(e),
+        (false, _) => text,
+    };
+    XcError {
+        function,
+        code,
+        message,
+    }
+}
+
+/// A `T` as its bytes (plain C structs from the bindings: no padding that matters to Xen,
+/// which reads exactly `size_of::<T>()` bytes of each record).
+fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `v` is a valid, initialised `T` (a bindgen C struct built from Default, so any
+    // padding is zeroed), readable for size_of::<T>() bytes.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
+}
+
+/// `struct hvm_save_descriptor` bytes.
+fn descriptor(typecode: u16, instance: u16, length: usize) -> [u8; save::DESCRIPTOR_BYTES] {
+    let mut d = [0u8; save::DESCRIPTOR_BYTES];
+    d[0..2].copy_from_slice(&typecode.to_le_bytes());
+    d[2..4].copy_from_slice(&instance.to_le_bytes());
+    d[4..8].copy_from_slice(&(length as u32).to_le_bytes());
+    d
+}
+
+/// The records of an HVM context: (typecode, instance, body).
+fn records(ctx: &[u8]) -> Vec<(u16, u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + save::DESCRIPTOR_BYTES <= ctx.len() {
+        let typecode = u16::from_le_bytes([ctx[off], ctx[off + 1]]);
+        let instance = u16::from_le_bytes([ctx[off + 2], ctx[off + 3]]);
+        let len = u32::from_le_bytes([ctx[off + 4], ctx[off + 5], ctx[off + 6], ctx[off + 7]]);
+        let start = off + save::DESCRIPTOR_BYTES;
+        let Some(body) = ctx.get(start..start + len as usize) else {
+            break;
+        };
+        out.push((typecode, instance, body));
+        if typecode == save::END {
+            break;
+        }
+        off = start + len as usize;
+    }
+    out
+}
+
+/// The boot CPU record `vcpu_hvm` writes: flat 32-bit protected mode at `entry`, `rbx` = start
+/// info.
+fn boot_cpu(vcpu: &HvmBootVcpu) -> sys::hvm_hw_cpu {
+    let mut cpu = sys::hvm_hw_cpu {
+        cs_limit: !0,
+        ds_limit: !0,
+        es_limit: !0,
+        ss_limit: !0,
+        tr_limit: 0x67,
+        cs_arbytes: 0xc9b,
+        ds_arbytes: 0xc93,
+        es_arbytes: 0xc93,
+        ss_arbytes: 0xc93,
+        tr_arbytes: 0x8b,
+        cr0: CR0_PE_ET,
+        rip: vcpu.entry.into(),
+        dr6: DR6_DEFAULT,
+        dr7: DR7_DEFAULT,
+        ..Default::default()
+    };
+    if vcpu.start_info_paddr != 0 {
+        cpu.rbx = vcpu.start_info_paddr.into();
+    }
+    cpu
+}
+
+impl Hypervisor for XenCtrl {
+    fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo> {
+        let mut info = sys::xc_dominfo_t::default();
+        let n = self.call("xc_domain_getinfo", |xch| {
+            // SAFETY: `info` is a writable array of the one entry asked for.
+            unsafe { sys::xc_domain_getinfo(xch, domid.0, 1, &mut info) }
+        })?;
+        if n != 1 || info.domid != domid.0 {
+            return Err(XcError::errno_with(
+                "xc_domain_getinfo",
+                libc::ESRCH,
+                format!("domain {domid} does not exist"),
+            ));
+        }
+        Ok(DomainInfo {
+            hvm: info.hvm() != 0,
+            hap: info.hap() != 0,
+            max_vcpu_id: info.max_vcpu_id,
+            tot_pages: info.nr_pages,
+            max_pages: info.max_memkb >> 2,
+            outstanding_pages: info.nr_outstanding_pages,
+        })
+    }
+
+    fn physinfo(&self) -> XcResult<PhysInfo> {
+        let mut info = sys::xc_physinfo_t::default();
+        self.call("xc_physinfo", |xch| {
+            // SAFETY: `info` is a writable xc_physinfo_t.
+            unsafe { sys::xc_physinfo(xch, &mut info) }
+        })?;
+        Ok(PhysInfo {
+            nr_cpus: info.nr_cpus,
+            nr_nodes: info.nr_nodes,
+            free_pages: info.free_pages,
+            outstanding_pages: info.outstanding_pages,
+        })
+    }
+
+    fn vcpu_setaffinity_hard(&self, domid: DomId, vcpu: u32, hard: &[bool]) -> XcResult<()> {
+        let size = self.call("xc_get_cpumap_size", |xch| {
+            // SAFETY: a plain query on an open handle.
+            unsafe { sys::xc_get_cpumap_size(xch) }
+        })? as usize;
+        let mut map = vec![0u8; size];
+        for (cpu, _) in hard.iter().enumerate().filter(|(_, on)| **on) {
+            if let Some(byte) = map.get_mut(cpu / 8) {
+                *byte |= 1 << (cpu % 8);
+            }
+        }
+        // libxc bounces both maps in and out; the soft one is ignored with FLAG_HARD.
+        let mut soft = map.clone();
+        self.call("xc_vcpu_setaffinity", |xch| {
+            // SAFETY: both maps are writable buffers of xc_get_cpumap_size bytes, as libxc
+            // expects for in/out cpumaps.
+            unsafe {
+                sys::xc_vcpu_setaffinity(
+                    xch,
+                    domid.0,
+                    vcpu as c_int,
+                    map.as_mut_ptr(),
+                    soft.as_mut_ptr(),
+                    sys::XEN_VCPUAFFINITY_HARD,
+                )
+            }
+        })
+        .map(drop)
+    }
+
+    fn sched_credit_domain_get(&self, domid: DomId) -> XcResult<SchedCredit> {
+        let mut p = sys::xen_domctl_sched_credit::default();
+        self.call("xc_sched_credit_domain_get", |xch| {
+            // SAFETY: `p` is a writable xen_domctl_sched_credit.
+            unsafe { sys::xc_sched_credit_domain_get(xch, domid.0, &mut p) }
+        })?;
+        Ok(SchedCredit {
+            weight: p.weight,
+            cap: p.cap,
+        })
+    }
+
+    fn sched_credit_domain_set(&self, domid: DomId, params: SchedCredit) -> XcResult<()> {
+        let mut p = sys::xen_domctl_sched_credit {
+            weight: params.weight,
+            cap: params.cap,
+        };
+        self.call("xc_sched_credit_domain_set", |xch| {
+            // SAFETY: `p` is a valid xen_domctl_sched_credit, read by libxc.
+            unsafe { sys::xc_sched_credit_domain_set(xch, domid.0, &mut p) }
+        })
+        .map(drop)
+    }
+
+    fn domain_set_tsc_info(&self, domid: DomId, tsc_mode: u32) -> XcResult<()> {
+        self.call("xc_domain_set_tsc_info", |xch| {
+            // SAFETY: scalar arguments only.
+            unsafe { sys::xc_domain_set_tsc_info(xch, domid.0, tsc_mode, 0, 0, 0) }
+        })
+        .map(drop)
+    }
+
+    fn domain_claim_pages(&self, domid: DomId, nr_pages: u64) -> XcResult<()> {
+        self.call("xc_domain_claim_pages", |xch| {
+            // SAFETY: scalar arguments only.
+            unsafe { sys::xc_domain_claim_pages(xch, domid.0, nr_pages as c_ulong) }
+        })
+        .map(drop)
+    }
+
+    fn domain_set_pod_target(&self, domid: DomId, target_pages: u64) -> XcResult<PodInfo> {
+        let (mut tot, mut cache, mut entries) = (0u64, 0u64, 0u64);
+        self.call("xc_domain_set_pod_target", |xch| {
+            // SAFETY: the three out-pointers are writable u64s.
+            unsafe {
+                sys::xc_domain_set_pod_target(
+                    xch,
+                    domid.0,
+                    target_pages,
+                    &mut tot,
+                    &mut cache,
+                    &mut entries,
+                )
+            }
+        })?;
+        Ok(PodInfo {
+            tot_pages: tot,
+            pod_cache_pages: cache,
+            pod_entries: entries,
+        })
+    }
+
+    fn domain_populate_physmap(
+        &self,
+        domid: DomId,
+        order: u32,
+        flags: MemFlags,
+        extents: &mut [u64],
+    ) -> XcResult<usize> {
+        if extents.is_empty() {
+            return Ok(0);
+        }
+        let done = self.call("xc_domain_populate_physmap", |xch| {
+            // SAFETY: `extents` is a writable array of `len` xen_pfn_t (u64) entries; Xen reads
+            // each gfn and, for PV guests, writes the MFN back in place.
+            unsafe {
+                sys::xc_domain_populate_physmap(
+                    xch,
+                    domid.0,
+                    extents.len() as c_ulong,
+                    order,
+                    flags.bits(),
+                    extents.as_mut_ptr(),
+                )
+            }
+        })?;
+        Ok(done as usize)
+    }
+
+    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()> {
+        let nr = c_int::try_from(nr_pages).map_err(|_| {
+            XcError::errno_with("xc_clear_domain_pages", libc::E2BIG, "too many pages")
+        })?;
+        self.call("xc_clear_domain_pages", |xch| {
+            // SAFETY: scalar arguments only; libxc maps and clears the frames itself.
+            unsafe { sys::xc_clear_domain_pages(xch, domid.0, first.0 as c_ulong, nr) }
+        })
+        .map(drop)
+    }
+
+    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
+        copy_chunks(paddr, data.len(), |first, pages, skip, range| {
+            self.with_mapping(
+                domid,
+                first,
+                pages,
+                libc::PROT_READ | libc::PROT_WRITE,
+                |p, len| {
+                    let src = &data[range.clone()];
+                    debug_assert!(skip + src.len() <= len);
+                    // SAFETY: the mapping is `len` bytes long and `skip + src.len() <= len` by
+                    // construction of the chunk; guest memory never overlaps our buffer.
+                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p.add(skip), src.len()) };
+                },
+            )
+        })
+    }
+
+    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
+        copy_chunks(paddr, buf.len(), |first, pages, skip, range| {
+            self.with_mapping(domid, first, pages, libc::PROT_READ, |p, len| {
+                let dst = &mut buf[range.clone()];
+                debug_assert!(skip + dst.len() <= len);
+                // SAFETY: as in write_guest, with the roles swapped.
+                unsafe { std::ptr::copy_nonoverlapping(p.add(skip), dst.as_mut_ptr(), dst.len()) };
+            })
+        })
+    }
+
+    fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()> {
+        self.call("xc_hvm_param_set", |xch| {
+            // SAFETY: scalar arguments only.
+            unsafe { sys::xc_hvm_param_set(xch, domid.0, param, value) }
+        })
+        .map(drop)
+    }
+
+    fn hvm_param_get(&self, domid: DomId, param: u32) -> XcResult<u64> {
+        let mut value = 0u64;
+        self.call("xc_hvm_param_get", |xch| {
+            // SAFETY: `value` is a writable u64.
+            unsafe { sys::xc_hvm_param_get(xch, domid.0, param, &mut value) }
+        })?;
+        Ok(value)
+    }
+
+    fn domain_set_memory_map(&self, domid: DomId, e820: &[E820Entry]) -> XcResult<()> {
+        let mut map: Vec<sys::e820entry> = e820
+            .iter()
+            .map(|e| sys::e820entry {
+                addr: e.addr,
+                size: e.size,
+                type_: e.kind.code(),
+            })
+            .collect();
+        self.call("xc_domain_set_memory_map", |xch| {
+            // SAFETY: `map` holds `len` valid e820 entries, read by libxc.
+            unsafe {
+                sys::xc_domain_set_memory_map(xch, domid.0, map.as_mut_ptr(), map.len() as u32)
+            }
+        })
+        .map(drop)
+    }
+
+    fn domain_set_time_offset(&self, domid: DomId, offset_s: i32) -> XcResult<()> {
+        self.call("xc_domain_set_time_offset", |xch| {
+            // SAFETY: scalar arguments only.
+            unsafe { sys::xc_domain_set_time_offset(xch, domid.0, offset_s) }
+        })
+        .map(drop)
+    }
+
+    fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>> {
+        // SAFETY: a pure function of the library's build.
+        let mut nr = unsafe { sys::xc_get_cpu_featureset_size() };
+        let mut words = vec![0u32; nr as usize];
+        let index = match kind {
+            FeaturesetKind::Host => sys::XEN_SYSCTL_cpu_featureset_host,
+            FeaturesetKind::PvMax => sys::XEN_SYSCTL_cpu_featureset_pv,
+            FeaturesetKind::HvmMax => sys::XEN_SYSCTL_cpu_featureset_hvm,
+        };
+        self.call("xc_get_cpu_featureset", |xch| {
+            // SAFETY: `words` is writable for `nr` u32s, the capacity passed in `nr`.
+            unsafe { sys::xc_get_cpu_featureset(xch, index, &mut nr, words.as_mut_ptr()) }
+        })?;
+        words.truncate(nr as usize);
+        Ok(words)
+    }
+
+    fn cpuid_apply_policy(&self, domid: DomId, policy: &CpuidPolicy) -> XcResult<()> {
+        if policy.cores_per_socket != 0 {
+            // XenServer's libxenguest takes cores-per-socket; upstream 4.17 has no such argument
+            // and leaves the topology to Xen's defaults.
+            log::info!(
+                "domid = {domid}; cores-per-socket {} not supported by this libxenguest; topology left to Xen",
+                policy.cores_per_socket
+            );
+        }
+        let (features, nr) = if policy.featureset.is_empty() {
+            (std::ptr::null(), 0)
+        } else {
+            (
+                policy.featureset.as_ptr(),
+                policy.featureset.len() as c_uint,
+            )
+        };
+        self.call("xc_cpuid_apply_policy", |xch| {
+            // SAFETY: `features` is NULL or points to `nr` u32s kept alive by `policy`; no xend
+            // or MSR overrides (NULL), as the C xenguest passes.
+            unsafe {
+                sys::xc_cpuid_apply_policy(
+                    xch,
+                    domid.0,
+                    policy.restore,
+                    features,
+                    nr,
+                    true,
+                    false,
+                    policy.nested_virt,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                )
+            }
+        })
+        .map(drop)
+    }
+
+    fn gnttab_seed(
+        &self,
+        domid: DomId,
+        console_gfn: Gfn,
+        xenstore_gfn: Gfn,
+        console_domid: DomId,
+        xenstore_domid: DomId,
+    ) -> XcResult<()> {
+        let hvm = self.domain_getinfo(domid)?.hvm;
+        self.call("xc_dom_gnttab_seed", |xch| {
+            // SAFETY: scalar arguments only; libxenguest maps the grant table frame itself.
+            unsafe {
+                sys::xc_dom_gnttab_seed(
+                    xch,
+                    domid.0,
+                    hvm,
+                    console_gfn.0 as sys::xen_pfn_t,
+                    xenstore_gfn.0 as sys::xen_pfn_t,
+                    console_domid.0,
+                    xenstore_domid.0,
+                )
+            }
+        })
+        .map(drop)
+    }
+
+    fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()> {
+        let full = self.hvm_getcontext(domid)?;
+        let recs = records(&full);
+        let Some(&(_, _, header)) = recs.iter().find(|(t, _, _)| *t == save::HEADER) else {
+            return Err(XcError::errno_with(
+                "xc_domain_hvm_getcontext",
+                libc::EINVAL,
+                "no header record in the HVM context",
+            ));
+        };
+        let header_rec = [&descriptor(save::HEADER, 0, header.len())[..], header].concat();
+        let end = descriptor(save::END, 0, 0);
+
+        if vcpu.mtrr_write_back {
+            let Some(&(_, _, mtrr)) = recs.iter().find(|(t, i, _)| *t == save::MTRR && *i == 0)
+            else {
+                return Err(XcError::errno_with(
+                    "xc_domain_hvm_getcontext",
+                    libc::EINVAL,
+                    "no MTRR record for vCPU 0 in the HVM context",
+                ));
+            };
+            let mut m = sys::hvm_hw_mtrr::default();
+            let n = mtrr.len().min(std::mem::size_of::<sys::hvm_hw_mtrr>());
+            // SAFETY: `m` is a plain C struct, writable for size_of bytes; `n` is no more than
+            // that nor than the record's length.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    mtrr.as_ptr(),
+                    (&mut m as *mut sys::hvm_hw_mtrr).cast::<u8>(),
+                    n,
+                )
+            };
+            m.msr_mtrr_def_type = MTRR_DEF_WB_ENABLED;
+            let body = bytes_of(&m);
+            let vcpus = self.domain_getinfo(domid)?.max_vcpu_id + 1;
+            for i in 0..vcpus {
+                let mut ctx = [
+                    &header_rec[..],
+                    &descriptor(save::MTRR, i as u16, body.len()),
+                    &body,
+                    &end,
+                ]
+                .concat();
+                self.hvm_setcontext(domid, &mut ctx)?;
+            }
+        }
+
+        let cpu = bytes_of(&boot_cpu(vcpu));
+        let mut ctx = [
+            &header_rec[..],
+            &descriptor(save::CPU, 0, cpu.len()),
+            &cpu,
+            &end,
+        ]
+        .concat();
+        self.hvm_setcontext(domid, &mut ctx)
+    }
+
+    fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>> {
+        let function = "xc_reserved_device_memory_map";
+        let mut nr: u32 = 0;
+        let first = self.call(function, |xch| {
+            // SAFETY: a NULL array with capacity 0 asks for the number of entries.
+            unsafe {
+                sys::xc_reserved_device_memory_map(
+                    xch,
+                    0,
+                    sbdf.seg,
+                    sbdf.bus,
+                    sbdf.devfn(),
+                    std::ptr::null_mut(),
+                    &mut nr,
+                )
+            }
+        });
+        match first {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.code == libc::ENOBUFS => {}
+            Err(e) => return Err(e),
+        }
+        let mut entries = vec![sys::xen_reserved_device_memory::default(); nr as usize];
+        self.call(function, |xch| {
+            // SAFETY: `entries` is writable for `nr` entries, the capacity passed.
+            unsafe {
+                sys::xc_reserved_device_memory_map(
+                    xch,
+                    0,
+                    sbdf.seg,
+                    sbdf.bus,
+                    sbdf.devfn(),
+                    entries.as_mut_ptr(),
+                    &mut nr,
+                )
+            }
+        })?;
+        entries.truncate(nr as usize);
+        Ok(entries
+            .iter()
+            .map(|e| ReservedRange {
+                start_pfn: e.start_pfn,
+                nr_pages: e.nr_pages,
+            })
+            .collect())
+    }
+}
+
+/// Split a copy of `len` bytes at guest-physical `paddr` into mappings of at most
+/// `MAP_CHUNK_PAGES` pages: `f(first_gfn, pages, offset_in_mapping, byte_range_of_buffer)`.
+fn copy_chunks(
+    paddr: u64,
+    len: usize,
+    mut f: impl FnMut(u64, u64, usize, std::ops::Range<usize>) -> XcResult<()>,
+) -> XcResult<()> {
+    let mut done = 0usize;
+    while done < len {
+        let addr = paddr + done as u64;
+        let first = addr / PAGE_BYTES;
+        let skip = (addr % PAGE_BYTES) as usize;
+        let room = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize - skip;
+        let n = room.min(len - done);
+        let pages = (skip + n).div_ceil(PAGE_BYTES as usize) as u64;
+        f(first, pages, skip, done..done + n)?;
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_range_once_and_respect_page_offsets() {
+        let mut seen = Vec::new();
+        let len = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize + 100;
+        copy_chunks(0x1000 + 0x10, len, |first, pages, skip, range| {
+            seen.push((first, pages, skip, range));
+            Ok(())
+        })
+        .unwrap();
+        let chunk = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize;
+        assert_eq!(
+            seen,
+            vec![
+                (1, MAP_CHUNK_PAGES, 0x10, 0..chunk - 0x10),
+                (1 + MAP_CHUNK_PAGES, 1, 0, chunk - 0x10..len),
+            ]
+        );
+        let mut none = 0;
+        copy_chunks(5, 0, |_, _, _, _| {
+            none += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn hvm_context_records_parse_and_stop_at_end() {
+        let ctx = [
+            &descriptor(save::HEADER, 0, 4)[..],
+            &[1, 2, 3, 4],
+            &descriptor(save::CPU, 1, 2),
+            &[9, 9],
+            &descriptor(save::END, 0, 0),
+            &descriptor(save::MTRR, 0, 0),
+        ]
+        .concat();
+        let recs = records(&ctx);
+        assert_eq!(
+            recs,
+            vec![
+                (save::HEADER, 0, &[1u8, 2, 3, 4][..]),
+                (save::CPU, 1, &[9u8, 9][..]),
+                (save::END, 0, &[][..]),
+            ]
+        );
+        // A truncated record is dropped, not read past the end.
+        assert_eq!(records(&descriptor(save::CPU, 0, 100)), vec![]);
+    }
+
+    #[test]
+    fn boot_cpu_is_flat_protected_mode() {
+        let cpu = boot_cpu(&HvmBootVcpu {
+            entry: 0x100000,
+            start_info_paddr: 0x12_3000,
+            mtrr_write_back: false,
+        });
+        assert_eq!(cpu.rip, 0x100000);
+        assert_eq!(cpu.rbx, 0x12_3000);
+        assert_eq!(cpu.cr0, 0x11);
+        assert_eq!(cpu.cs_limit, u32::MAX);
+        assert_eq!(cpu.cs_arbytes, 0xc9b);
+        assert_eq!(cpu.tr_arbytes, 0x8b);
+        assert_eq!(cpu.cs_base, 0);
+        // hvm_hw_cpu's size is part of the save ABI (HVM_SAVE_LENGTH(CPU) in 4.17).
+        assert_eq!(std::mem::size_of::<sys::hvm_hw_cpu>(), 1032);
+    }
+
+    #[test]
+    fn without_xen_open_fails_with_the_errno() {
+        if std::path::Path::new("/dev/xen/privcmd").exists() {
+            return;
+        }
+        let err = XenCtrl::open().unwrap_err();
+        assert_eq!(err.function, "xc_interface_open");
+        assert_eq!(err.code, libc::ENOENT, "{err}");
+    }
+}

@@ -1,0 +1,69 @@
+//! Bindings generated at build time from the installed Xen headers (Debian 12: `libxen-dev`,
+//! Xen 4.17). Only the functions the project calls are emitted; the types they use come from
+//! `xenctrl-sys`, so one `xc_interface` type serves both crates.
+
+use std::{env, path::PathBuf};
+
+/// Functions from `xenctrl_compat.h`, `xenguest.h` and `xenstore.h` that `xenctrl-sys` lacks.
+const FUNCTIONS: &[&str] = &[
+    // xenctrl_compat.h (XC_WANT_COMPAT_MAP_FOREIGN_API): foreign memory mapping.
+    "xc_map_foreign_range",
+    "xc_map_foreign_pages",
+    // xenguest.h
+    "xc_get_cpu_featureset",
+    "xc_get_cpu_featureset_size",
+    "xc_dom_gnttab_seed",
+    // xenstore.h: what a toolstack needs around a build (xenstore-rs has no introduce).
+    "xs_open",
+    "xs_close",
+    "xs_write",
+    "xs_read",
+    "xs_rm",
+    "xs_mkdir",
+    "xs_set_permissions",
+    "xs_get_domain_path",
+    "xs_introduce_domain",
+    "xs_release_domain",
+];
+
+/// Types used only by those functions (everything else comes from `xenctrl-sys`).
+const TYPES: &[&str] = &[
+    "xs_handle",
+    "xs_transaction_t",
+    "xs_permissions",
+    "xs_perm_type",
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=build.rs");
+    let mut builder = bindgen::Builder::default()
+        .header("wrapper.h")
+        .allowlist_recursively(false)
+        .raw_line("#[allow(unused_imports)]")
+        .raw_line("use xenctrl_sys::*;")
+        .derive_default(true)
+        .prepend_enum_name(false)
+        .layout_tests(false);
+    for f in FUNCTIONS {
+        builder = builder.allowlist_function(f);
+    }
+    for t in TYPES {
+        builder = builder.allowlist_type(t);
+    }
+    for v in ["XS_OPEN_.*", "XBT_NULL", "XS_PERM_.*"] {
+        builder = builder.allowlist_var(v);
+    }
+    let bindings = builder
+        .generate()
+        .expect("bindgen over wrapper.h (needs libxen-dev and libclang-dev)");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("write bindings.rs");
+    // xenctrl-sys links libxenctrl; libxenguest holds the featureset and gnttab calls,
+    // libxentoollog the logger functions both crates declare.
+    for lib in ["xenguest", "xenstore", "xentoollog"] {
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
+}
