@@ -44,10 +44,11 @@ impl Xenstored {
             .expect("start xenstored");
         let me = Xenstored { child, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !me.socket().exists() {
+        // The daemon binds the socket before it listens: wait for a connection to succeed.
+        while std::os::unix::net::UnixStream::connect(me.socket()).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "xenstored did not create its socket"
+                "xenstored did not start listening"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
