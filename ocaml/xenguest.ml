@@ -159,4 +159,19 @@ module Sim = struct
 
   let check_accounting t =
     match ok (host_ t) with _, _, None -> Ok () | _, _, Some why -> Error why
+
+  external inject_fault_ : handle -> string -> int -> int -> int -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_inject_fault"
+
+  external fail_next_store_ : handle -> string -> int -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_fail_next_store"
+
+  external inject_panic_ : handle -> string -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_inject_panic"
+
+  let inject_fault t ~call ?(nth = 1) ?domid ~errno () =
+    ok (inject_fault_ t call nth (Option.value domid ~default:(-1)) errno)
+
+  let fail_next_store t ~op ~errno = ok (fail_next_store_ t op errno)
+  let inject_panic t ~op = ok (inject_panic_ t op)
 end

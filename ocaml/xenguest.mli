@@ -121,4 +121,24 @@ module Sim : sig
 
   val check_accounting : t -> (unit, string) Stdlib.result
   (** Every page is free or owned by exactly one domain, and the counters agree. *)
+
+  (** {2 Fault injection}
+
+      For tests of the error paths: each armed fault fires once. *)
+
+  val inject_fault : t -> call:string -> ?nth:int -> ?domid:domid -> errno:int -> unit -> unit
+  (** Make the [nth] (default 1st) coming hypervisor call of kind [call] (the simulated
+      host's name for it, e.g. ["domain_populate_physmap"], ["domain_claim_pages"],
+      ["hvm_param_set"]), counting only calls for [domid] if given, fail with [errno] as
+      the libxenctrl call would. A build then raises {!Error} with the binary's text.
+      @raise Error for an unknown call kind. *)
+
+  val fail_next_store : t -> op:string -> errno:int -> unit
+  (** Make the next xenstore operation [op] (["read"], ["write"], ["directory"] or
+      ["rm"]) fail with [errno]. *)
+
+  val inject_panic : t -> op:string -> unit
+  (** Make the next xenstore operation [op] made by a build panic inside the Rust core
+      (with the runtime lock released): the build raises {!Error} with step ["panic"]
+      and the process carries on. Calls through {!read} and {!write} are not affected. *)
 end

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("affinity", affinity),
     ("sysfs_resource", sysfs_resource),
     ("elf", elf),
+    ("kernel_image", kernel_image),
     ("layout", layout),
     ("sim_spec", sim_spec),
     ("platform", platform),
@@ -257,6 +258,67 @@ pub fn elf(data: &[u8]) {
             );
         }
         Err(_) => assert!(elf.has_xen_notes().is_err()),
+    }
+}
+
+/// PV/PVH kernel and module images: every decompressor (libxenguest's seven formats, the
+/// hand-written LZO and LZ4 included) with a limit, the bzImage wrapper, the raw LZO1X block
+/// decoder, Xen ELF notes and feature strings. No panic, and no output past its limit.
+pub fn kernel_image(data: &[u8]) {
+    use xenguest::image::{bzimage, decompress, xen_notes};
+    let mut b = Bytes::new(data);
+    let selector = b.u8();
+    let limit = u64::from(b.u16()) * 64;
+    let rest = b.rest();
+    match selector % 5 {
+        0 => {
+            // The format's magic from the selector, so every decoder sees fuzzed streams.
+            const FORMATS: [(&[u8], decompress::Format); 7] = [
+                (b"\x1f\x8b", decompress::Format::Gzip),
+                (b"BZh", decompress::Format::Bzip2),
+                (b"\xfd7zXZ\x00", decompress::Format::Xz),
+                (b"\x28\xb5\x2f\xfd", decompress::Format::Zstd),
+                (b"\x5d\x00", decompress::Format::Lzma),
+                (b"\x89LZO", decompress::Format::Lzo),
+                (b"\x02\x21", decompress::Format::Lz4),
+            ];
+            let (magic, format) = FORMATS[usize::from(selector / 5) % FORMATS.len()];
+            let stream = [magic, rest].concat();
+            assert_eq!(decompress::Format::detect(&stream), Some(format));
+            if let Ok(out) = decompress::decompress(format, &stream, limit) {
+                assert!(
+                    out.len() as u64 <= limit,
+                    "{format}: {} > {limit}",
+                    out.len()
+                );
+            }
+        }
+        1 => {
+            let max = limit as usize;
+            let mut out = vec![7u8; usize::from(selector / 5)];
+            let before = out.clone();
+            let _ = decompress::lzo1x_decompress(rest, &mut out, max);
+            assert!(out.len() <= before.len() + max);
+            assert_eq!(out[..before.len()], before[..], "the prefix is kept");
+        }
+        2 => {
+            if let Ok((out, _)) = bzimage::unpack(rest, limit) {
+                assert!(out.len() as u64 <= limit);
+            }
+            let _ = bzimage::is_bzimage(rest);
+        }
+        3 => {
+            if let Ok(elf) = Elf::parse(rest) {
+                if let Ok(notes) = xen_notes::XenNotes::from_elf(&elf) {
+                    for bit in 0..64 {
+                        let _ = (notes.requires(bit), notes.supports(bit));
+                    }
+                }
+            }
+        }
+        _ => {
+            let _ = xen_notes::parse_features(&String::from_utf8_lossy(rest));
+        }
     }
 }
 

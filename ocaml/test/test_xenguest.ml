@@ -108,21 +108,198 @@ let test_concurrent_builds _ =
   assert_equal ~printer:string_of_int 0 (Xenguest.Sim.outstanding_claims sim);
   assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
 
-let test_runtime_lock_released _ =
-  (* Another OCaml thread must make progress while builds run. *)
-  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=40960" in
+let test_64_contending_builds _ =
+  (* 64 threads, one host whose only free 1 GiB chunks (36) are on node 0: no deadlock,
+     every build succeeds, each report agrees with the host, and the books balance. *)
+  let sim = Xenguest.Sim.create ~spec:"nodes=4,node_mib=36864,no_1g=1,no_1g=2,no_1g=3" in
+  let free = Xenguest.Sim.free_pages sim in
   let h = Xenguest.Sim.handle sim in
+  let domids = List.init 64 (fun _ -> new_domain sim ~mem_mib:(2 * mib)) in
+  let args domid = Xenguest.args ~domid ~mem_max_mib:(2 * mib) ~mem_start_mib:(2 * mib)
+      ~image:hvmloader ~store_port:1 ~console_port:2 in
+  let reports = Array.make 64 None in
+  let threads =
+    List.mapi
+      (fun i domid ->
+        Thread.create (fun () -> reports.(i) <- Some (snd (Xenguest.hvm_build h (args domid)))) ())
+      domids
+  in
+  List.iter Thread.join threads;
+  let gig = ref 0 in
+  List.iteri
+    (fun i domid ->
+      match reports.(i) with
+      | None -> assert_failure "a build did not finish"
+      | Some r ->
+          let host = Xenguest.Sim.domain sim domid in
+          let pages o l = try List.assoc o l with Not_found -> 0 in
+          assert_equal ~printer:string_of_int (pages 18 r.pages_by_order) (pages 18 host.pages_by_order);
+          assert_equal ~printer:string_of_int (pages 9 r.pages_by_order) (pages 9 host.pages_by_order);
+          assert_equal ~printer:string_of_int (pages 0 r.pages_by_order + 16) (pages 0 host.pages_by_order);
+          assert_equal 0 host.repopulated_pages;
+          gig := !gig + (pages 18 host.pages_by_order lsr 18))
+    domids;
+  assert_bool "at most the 36 free 1 GiB chunks" (!gig <= 36);
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim);
+  List.iter (Xenguest.Sim.destroy_domain sim) domids;
+  assert_equal ~printer:string_of_int free (Xenguest.Sim.free_pages sim);
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
+
+let test_runtime_lock_released _ =
+  (* One slow build (every page 4 KiB) while another OCaml thread spins: the spinner can only
+     advance during the build if the build released the runtime lock. *)
+  let sim = Xenguest.Sim.create ~spec:"nodes=1,node_mib=4096,free_mib=0:2600,only_4k=0" in
+  let h = Xenguest.Sim.handle sim in
+  let domid = new_domain sim ~mem_mib:1024 in
+  let a = Xenguest.args ~domid ~mem_max_mib:1024 ~mem_start_mib:1024 ~image:hvmloader
+      ~store_port:1 ~console_port:2 in
   let stop = ref false and ticks = ref 0 in
-  let spinner = Thread.create (fun () -> while not !stop do incr ticks; Thread.yield () done) () in
+  let spinner = Thread.create (fun () -> while not !stop do incr ticks done) () in
+  while !ticks = 0 do Thread.yield () done;
   let before = !ticks in
-  for _ = 1 to 20 do
-    let domid = new_domain sim ~mem_mib:(4 * mib) in
-    ignore (Xenguest.hvm_build h (hvm_args domid));
-    Xenguest.Sim.destroy_domain sim domid
-  done;
+  let t0 = Unix.gettimeofday () in
+  let _, report = Xenguest.hvm_build h a in
+  let during = !ticks - before in
   stop := true;
   Thread.join spinner;
-  assert_bool "the other thread ran" (!ticks > before)
+  assert_bool "a slow, all-4 KiB build" (List.assoc 0 report.pages_by_order > 200_000);
+  assert_bool
+    (Printf.sprintf "the other thread ran during a %.0f ms build (%d turns)"
+       ((Unix.gettimeofday () -. t0) *. 1000.) during)
+    (during > 10_000)
+
+let contains ~sub s =
+  let n = String.length sub in
+  let rec go i = i + n <= String.length s && (String.sub s i n = sub || go (i + 1)) in
+  go 0
+
+(* A hypervisor call failing mid-build: the binary's error text, and no claim left behind. *)
+let test_injected_xc_fault _ =
+  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=8192" in
+  let h = Xenguest.Sim.handle sim in
+  let domid = new_domain sim ~mem_mib:(4 * mib) in
+  Xenguest.Sim.inject_fault sim ~call:"hvm_param_set" ~domid ~errno:1 ();
+  (match Xenguest.hvm_build h (hvm_args domid) with
+  | _ -> assert_failure "expected Xenguest.Error"
+  | exception Xenguest.Error { step; code; message } ->
+      assert_equal ~printer:string_of_int 1 code;
+      let prefix = Printf.sprintf "xenguest: %s: [1] " step in
+      assert_bool ("binary's format: " ^ message)
+        (String.length message > String.length prefix
+        && String.sub message 0 (String.length prefix) = prefix);
+      assert_bool ("names the call: " ^ message) (contains ~sub:"xc_hvm_param_set" message);
+      assert_bool ("errno text: " ^ message) (contains ~sub:"Operation not permitted" message));
+  assert_equal ~printer:string_of_int 0 (Xenguest.Sim.outstanding_claims sim);
+  Xenguest.Sim.destroy_domain sim domid;
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim);
+  (* An exhausted host: populate fails at every order, ENOMEM with the numbers. *)
+  let domid = new_domain sim ~mem_mib:(4 * mib) in
+  Xenguest.Sim.inject_fault sim ~call:"domain_claim_pages" ~domid ~errno:12 ();
+  let code, message =
+    match Xenguest.hvm_build h (hvm_args domid) with
+    | _ -> assert_failure "expected Xenguest.Error"
+    | exception Xenguest.Error { code; message; _ } -> (code, message)
+  in
+  assert_equal ~printer:string_of_int 12 code;
+  assert_bool message (contains ~sub:"[12]" message);
+  ignore
+    (expect_error ~step:"sim" (fun () ->
+         Xenguest.Sim.inject_fault sim ~call:"no_such_call" ~errno:1 ()))
+
+(* xenstore refusing a write during the build. *)
+let test_store_failure _ =
+  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=8192" in
+  let domid = new_domain sim ~mem_mib:(4 * mib) in
+  Xenguest.Sim.fail_next_store sim ~op:"write" ~errno:13;
+  (match Xenguest.hvm_build (Xenguest.Sim.handle sim) (hvm_args domid) with
+  | _ -> assert_failure "expected Xenguest.Error"
+  | exception Xenguest.Error { code; message; _ } ->
+      assert_equal ~printer:string_of_int 13 code;
+      assert_bool message (contains ~sub:"[13]" message));
+  ignore (expect_error ~step:"sim" (fun () -> Xenguest.Sim.fail_next_store sim ~op:"mkdir" ~errno:1))
+
+(* A panic inside the Rust core, runtime lock released: an exception, and the process and the
+   host carry on. *)
+let test_panic_is_an_exception _ =
+  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=8192" in
+  let h = Xenguest.Sim.handle sim in
+  let domid = new_domain sim ~mem_mib:(4 * mib) in
+  Xenguest.Sim.inject_panic sim ~op:"read";
+  let code, message = expect_error ~step:"panic" (fun () -> Xenguest.hvm_build h (hvm_args domid)) in
+  assert_equal ~printer:string_of_int 0 code;
+  assert_bool message (contains ~sub:"Rust panic" message && contains ~sub:"injected panic" message);
+  Xenguest.Sim.destroy_domain sim domid;
+  let domid = new_domain sim ~mem_mib:(4 * mib) in
+  let r, _ = Xenguest.hvm_build h (hvm_args domid) in
+  assert_equal ~printer:Nativeint.to_string 1044476n r.store_mfn;
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
+
+let temp_file_with contents =
+  let path = Filename.temp_file "xenguest-test" ".bin" in
+  let oc = open_out_bin path in
+  output_string oc contents;
+  close_out oc;
+  path
+
+let assert_writes_visible sim (report : Xenguest.report) =
+  assert_bool "writes reported" (report.xenstore_writes <> []);
+  List.iter
+    (fun (k, v) -> assert_equal ~printer:(function Some v -> v | None -> "none") (Some v) (Xenguest.Sim.read sim k))
+    report.xenstore_writes
+
+(* PVH: Debian's xen-shim with a module and its command line. *)
+let test_pvh_build _ =
+  let shim = "/usr/lib/xen-4.17/boot/xen-shim" in
+  skip_if (not (Sys.file_exists shim)) "xen-shim not installed (xen-utils-4.17)";
+  let sim = Xenguest.Sim.create ~spec:"nodes=1,node_mib=4096" in
+  let domid = new_domain sim ~mem_mib:mib in
+  let kernel = temp_file_with (String.init 20000 (fun i -> Char.chr (i * 7 mod 253))) in
+  let a =
+    {
+      (Xenguest.args ~domid ~mem_max_mib:mib ~mem_start_mib:mib ~image:shim ~store_port:1 ~console_port:2)
+      with
+      cmdline = "pv-shim console=xen,pv shim_mem=1024M";
+      modules = [ (kernel, "root=/dev/xvda1") ];
+    }
+  in
+  let result, report = Xenguest.pvh_build (Xenguest.Sim.handle sim) a in
+  Sys.remove kernel;
+  assert_equal ~printer:Nativeint.to_string 1044476n result.store_mfn;
+  assert_equal ~printer:Nativeint.to_string 1044479n result.console_mfn;
+  assert_equal None result.protocol;
+  assert_writes_visible sim report;
+  assert_equal ~printer:string_of_int 0 (Xenguest.Sim.domain sim domid).repopulated_pages;
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
+
+(* PV: GRUB's x86_64-xen image (grub-xen-bin), machine frames and the guest ABI back. *)
+let test_pv_build _ =
+  skip_if
+    (not (Sys.file_exists "/usr/lib/grub/x86_64-xen"))
+    "grub-xen-bin not installed";
+  let img = Filename.temp_file "pvgrub" ".elf" in
+  let cmd =
+    Printf.sprintf "grub-mkimage -O x86_64-xen -o %s -p '(xen/xvda,msdos1)/boot/grub' normal"
+      (Filename.quote img)
+  in
+  assert_equal ~msg:cmd 0 (Sys.command cmd);
+  let sim = Xenguest.Sim.create ~spec:"nodes=1,node_mib=1024" in
+  let domid = Xenguest.Sim.create_domain sim ~hvm:false ~vcpus:2 ~max_mem_kib:((256 * 1024) + 1024) () in
+  List.iter
+    (fun k -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/vcpu/%s" domid k) "2")
+    [ "number"; "current" ];
+  let a =
+    {
+      (Xenguest.args ~domid ~mem_max_mib:256 ~mem_start_mib:256 ~image:img ~store_port:7 ~console_port:8)
+      with
+      cmdline = "root=/dev/xvda1 console=hvc0";
+    }
+  in
+  let result, report = Xenguest.pv_build (Xenguest.Sim.handle sim) a in
+  Sys.remove img;
+  assert_equal (Some "x86_64-abi") result.protocol;
+  assert_bool "distinct ring frames" (result.store_mfn <> result.console_mfn && result.store_mfn > 0n);
+  assert_equal ~printer:string_of_int (256 * 256) (List.fold_left (fun acc (_, p) -> acc + p) 0 report.pages_by_order);
+  assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
 
 let () =
   run_test_tt_main
@@ -132,5 +309,11 @@ let () =
            "PoD and mem_pnode" >:: test_pod_and_node;
            "errors raise Xenguest.Error" >:: test_errors;
            "16 concurrent builds, exact accounting" >:: test_concurrent_builds;
+           "64 builds contending for 1 GiB chunks" >:: test_64_contending_builds;
            "runtime lock released" >:: test_runtime_lock_released;
+           "injected hypercall faults raise Xenguest.Error" >:: test_injected_xc_fault;
+           "xenstore failure raises Xenguest.Error" >:: test_store_failure;
+           "a Rust panic is an exception" >:: test_panic_is_an_exception;
+           "pvh build (xen-shim)" >:: test_pvh_build;
+           "pv build (pvgrub)" >:: test_pv_build;
          ])

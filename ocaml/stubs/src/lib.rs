@@ -9,15 +9,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use xenguest::build::{self, BuildEnv, BuildMode, BuildRequest, HostPaths, Module};
-use xenguest::hypervisor::sim::{DomainConfig, SimHost};
+use xenguest::hypervisor::sim::{DomainConfig, Fault, SimHost, CALL_KINDS};
 use xenguest::hypervisor::PciSbdf;
 use xenguest::report::BuildReport;
-use xenguest::store::{domain_path, MemoryStore, Store};
+use xenguest::store::{domain_path, MemoryStore, Store, StoreResult};
 use xenguest::types::DomId;
 
 /// `(step, code, message)`: what the OCaml exception carries; `message` is the binary's
 /// `error:` text.
 type Failure = (String, i64, String);
+
+/// [`Failure`] as OCaml sees it: `string * int * string`.
+type OFailure = (String, OCamlInt, String);
 
 fn failure(e: &xenguest::Error) -> Failure {
     (
@@ -60,6 +63,66 @@ struct Sim {
     host: SimHost,
     store: MemoryStore,
     paths: HostPaths,
+    /// Test hook: xenstore operations (`read`, `write`, `directory`, `rm`) that panic, once
+    /// each, when the next build makes them.
+    panics: Mutex<Vec<&'static str>>,
+}
+
+/// The four store operations, as `'static` names (for [`MemoryStore::fail_next`]).
+fn store_op(op: &str) -> Result<&'static str, Failure> {
+    ["read", "write", "directory", "rm"]
+        .into_iter()
+        .find(|o| *o == op)
+        .ok_or_else(|| {
+            invalid(
+                "sim",
+                format!("unknown xenstore operation '{op}' (read, write, directory, rm)"),
+            )
+        })
+}
+
+/// The simulated host's store as a build sees it: the in-memory tree, with the panics armed
+/// by `Sim.inject_panic` (a panic inside a build, with the runtime lock released, must come
+/// back to OCaml as an exception).
+struct BuildStore<'a> {
+    sim: &'a Sim,
+}
+
+impl BuildStore<'_> {
+    fn hook(&self, op: &str, path: &str) {
+        let armed = {
+            let mut panics = self.sim.panics.lock().unwrap_or_else(|e| e.into_inner());
+            match panics.iter().position(|o| *o == op) {
+                Some(i) => {
+                    panics.remove(i);
+                    true
+                }
+                None => false,
+            }
+        };
+        if armed {
+            panic!("injected panic in xenstore {op} {path}");
+        }
+    }
+}
+
+impl Store for BuildStore<'_> {
+    fn read(&self, path: &str) -> StoreResult<Option<String>> {
+        self.hook("read", path);
+        self.sim.store.read(path)
+    }
+    fn write(&self, path: &str, value: &str) -> StoreResult<()> {
+        self.hook("write", path);
+        self.sim.store.write(path, value)
+    }
+    fn directory(&self, path: &str) -> StoreResult<Vec<String>> {
+        self.hook("directory", path);
+        self.sim.store.directory(path)
+    }
+    fn rm(&self, path: &str) -> StoreResult<()> {
+        self.hook("rm", path);
+        self.sim.store.rm(path)
+    }
 }
 
 enum Backend {
@@ -89,18 +152,22 @@ impl Handle {
 }
 
 fn open(kind: &str) -> Result<Option<Arc<Backend>>, Failure> {
-    guarded(|| {
-        match kind.strip_prefix("sim:") {
+    guarded(|| match kind.strip_prefix("sim:") {
         Some(spec) => {
             let host = SimHost::from_spec(spec).map_err(|e| invalid("sim", e.to_string()))?;
-            Ok(Some(Arc::new(Backend::Sim(Sim { host, store: MemoryStore::new(), paths: HostPaths::from_env() }))))
+            Ok(Some(Arc::new(Backend::Sim(Sim {
+                host,
+                store: MemoryStore::new(),
+                paths: HostPaths::from_env(),
+                panics: Mutex::new(Vec::new()),
+            }))))
         }
-        None => Err((
-            "xc_interface_open".into(),
-            38,
-            "xenguest: xc_interface_open: [38] not implemented: the libxenctrl backend is not built into the OCaml module yet".into(),
-        )),
-    }
+        None => Err(failure(&xenguest::Error::NotImplemented {
+            step: "xc_interface_open",
+            what: "the libxenctrl backend is not built into the OCaml module yet; use \
+                   Xenguest.Sim for a simulated host"
+                .into(),
+        })),
     })
 }
 
@@ -227,9 +294,10 @@ fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Out
     guarded(|| {
         let req = args.request()?;
         let Backend::Sim(sim) = backend;
+        let store = BuildStore { sim };
         let env = BuildEnv {
             hv: &sim.host,
-            store: &sim.store,
+            store: &store,
             paths: &sim.paths,
         };
         let out = build::build(env, mode, &req).map_err(|e| failure(&e))?;
@@ -254,7 +322,7 @@ type OcamlOutcome = Result<
             OCamlInt,
         ),
     ),
-    (String, OCamlInt, String),
+    OFailure,
 >;
 
 macro_rules! build_stub {
@@ -309,21 +377,41 @@ macro_rules! build_stub {
     };
 }
 
-build_stub!(
-    stub_xc_hvm_build,
-    stub_xc_hvm_build_bytecode,
-    BuildMode::Hvm
-);
-build_stub!(
-    stub_xc_pvh_build,
-    stub_xc_pvh_build_bytecode,
-    BuildMode::Pvh
-);
-build_stub!(stub_xc_pv_build, stub_xc_pv_build_bytecode, BuildMode::Pv);
+/// The three build entry points. `ocaml_export!` generates each `_bytecode` twin as a safe
+/// `extern "C" fn(argv, argn)` reading OCaml's argument array, which clippy flags.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+mod build_stubs {
+    use super::*;
+
+    build_stub!(
+        stub_xc_hvm_build,
+        stub_xc_hvm_build_bytecode,
+        BuildMode::Hvm
+    );
+    build_stub!(
+        stub_xc_pvh_build,
+        stub_xc_pvh_build_bytecode,
+        BuildMode::Pvh
+    );
+    build_stub!(stub_xc_pv_build, stub_xc_pv_build_bytecode, BuildMode::Pv);
+}
 
 /// A simulated host's view of one domain: `(tot_pages, max_pages, pages by order, pages by
 /// node, pod entries, repopulated pages)`.
 type DomainTuple = (i64, i64, Vec<(i64, i64)>, Vec<i64>, i64, i64);
+
+/// [`DomainTuple`] as OCaml sees it.
+type ODomainTuple = (
+    OCamlInt,
+    OCamlInt,
+    OCamlList<(OCamlInt, OCamlInt)>,
+    OCamlList<OCamlInt>,
+    OCamlInt,
+    OCamlInt,
+);
+
+/// `(free pages, outstanding claims, accounting error)` as OCaml sees it.
+type OHostTuple = (OCamlInt, OCamlInt, Option<String>);
 
 fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result<T, Failure> {
     let b = h.sim()?;
@@ -338,7 +426,7 @@ ocaml_export! {
         OCaml::box_value(cr, Handle { state: Mutex::new(state) })
     }
 
-    fn stub_xenguest_open_error(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Option<(String, OCamlInt, String)>> {
+    fn stub_xenguest_open_error(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Option<OFailure>> {
         let h = cr.get(handle);
         let h: &Handle = h.borrow();
         let err = match &*h.state.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -364,7 +452,7 @@ ocaml_export! {
         hvm: OCamlRef<bool>,
         max_mem_kib: OCamlRef<OCamlInt>,
         vcpus: OCamlRef<OCamlInt>,
-    ) -> OCaml<Result<OCamlInt, (String, OCamlInt, String)>> {
+    ) -> OCaml<Result<OCamlInt, OFailure>> {
         let (hvm, max_mem_kib, vcpus): (bool, i64, i64) = (hvm.to_rust(cr), max_mem_kib.to_rust(cr), vcpus.to_rust(cr));
         let r = {
             let h = cr.get(handle);
@@ -380,7 +468,7 @@ ocaml_export! {
         r.to_ocaml(cr)
     }
 
-    fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), (String, OCamlInt, String)>> {
+    fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), OFailure>> {
         let domid: i64 = domid.to_rust(cr);
         let r = {
             let h = cr.get(handle);
@@ -394,7 +482,7 @@ ocaml_export! {
         r.to_ocaml(cr)
     }
 
-    fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), (String, OCamlInt, String)>> {
+    fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), OFailure>> {
         let (path, value): (String, String) = (path.to_rust(cr), value.to_rust(cr));
         let r = {
             let h = cr.get(handle);
@@ -404,7 +492,7 @@ ocaml_export! {
         r.to_ocaml(cr)
     }
 
-    fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, (String, OCamlInt, String)>> {
+    fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, OFailure>> {
         let path: String = path.to_rust(cr);
         let r = {
             let h = cr.get(handle);
@@ -414,7 +502,7 @@ ocaml_export! {
         r.to_ocaml(cr)
     }
 
-    fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(OCamlInt, OCamlInt, OCamlList<(OCamlInt, OCamlInt)>, OCamlList<OCamlInt>, OCamlInt, OCamlInt), (String, OCamlInt, String)>> {
+    fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<ODomainTuple, OFailure>> {
         let domid: i64 = domid.to_rust(cr);
         let r: Result<DomainTuple, Failure> = {
             let h = cr.get(handle);
@@ -435,13 +523,82 @@ ocaml_export! {
         r.to_ocaml(cr)
     }
 
-    fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<(OCamlInt, OCamlInt, Option<String>), (String, OCamlInt, String)>> {
+    fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<OHostTuple, OFailure>> {
         let r = {
             let h = cr.get(handle);
             let h: &Handle = h.borrow();
             with_sim(h, |sim| {
                 let check = sim.host.check_accounting().err();
                 Ok((sim.host.free_pages() as i64, sim.host.outstanding_claims() as i64, check))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_inject_fault(
+        cr,
+        handle: OCamlRef<DynBox<Handle>>,
+        call: OCamlRef<String>,
+        nth: OCamlRef<OCamlInt>,
+        domid: OCamlRef<OCamlInt>,
+        errno: OCamlRef<OCamlInt>,
+    ) -> OCaml<Result<(), OFailure>> {
+        let call: String = call.to_rust(cr);
+        let (nth, domid, errno): (i64, i64, i64) = (nth.to_rust(cr), domid.to_rust(cr), errno.to_rust(cr));
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let kind = CALL_KINDS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .find(|k| *k == call)
+                    .ok_or_else(|| invalid("sim", format!("unknown call kind '{call}'")))?;
+                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                let mut fault = Fault::errno(kind, u64::try_from(nth).unwrap_or(1), errno);
+                if domid >= 0 {
+                    fault = fault.for_domain(DomId(non_negative("domid", domid)?));
+                }
+                sim.host.inject(fault).map_err(|e| invalid("sim", e))
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_fail_next_store(
+        cr,
+        handle: OCamlRef<DynBox<Handle>>,
+        op: OCamlRef<String>,
+        errno: OCamlRef<OCamlInt>,
+    ) -> OCaml<Result<(), OFailure>> {
+        let op: String = op.to_rust(cr);
+        let errno: i64 = errno.to_rust(cr);
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let op = store_op(&op)?;
+                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                sim.store.fail_next(op, errno);
+                Ok(())
+            })
+        };
+        r.to_ocaml(cr)
+    }
+
+    fn stub_xenguest_sim_inject_panic(
+        cr,
+        handle: OCamlRef<DynBox<Handle>>,
+        op: OCamlRef<String>,
+    ) -> OCaml<Result<(), OFailure>> {
+        let op: String = op.to_rust(cr);
+        let r = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            with_sim(h, |sim| {
+                let op = store_op(&op)?;
+                sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+                Ok(())
             })
         };
         r.to_ocaml(cr)
