@@ -19,8 +19,10 @@ exception Error of { step : string; code : int; message : string }
 type handle
 
 val interface_open : unit -> handle
-(** The real Xen host (libxenctrl and xenstored).
-    @raise Error until the libxenctrl backend is built into this module. *)
+(** The real Xen host: a libxenctrl handle and a xenstored connection ([XENSTORED_PATH] or
+    the default socket), shared by the handle's builds.
+    @raise Error with step ["xc_interface_open"] ([Failed to open xc interface]) or
+    ["xs_open"] when either cannot be opened, e.g. on a machine without Xen. *)
 
 val close : handle -> unit
 (** Release the backend now. Closing twice is harmless; using a closed handle raises

@@ -210,3 +210,33 @@ fn build_mode(
         BuildMode::Pv => pv::build(env, req),
     }
 }
+
+/// Open the real host for one build: a libxenctrl handle and a xenstored connection, failing
+/// with the C xenguest's texts (`Failed to open xc interface`, `Failed to open xenstore
+/// interface`).
+#[cfg(feature = "xen")]
+pub fn open_real_host() -> crate::Result<(
+    crate::hypervisor::xenctrl::XenCtrl,
+    crate::store::XenstoredStore,
+)> {
+    use crate::hypervisor::XcError;
+    use crate::store::StoreError;
+    let hv = crate::hypervisor::xenctrl::XenCtrl::open().map_err(|e| crate::Error::Xc {
+        step: "xc_interface_open",
+        source: XcError {
+            message: format!("Failed to open xc interface: {}", e.message),
+            ..e
+        },
+    })?;
+    let store = crate::store::XenstoredStore::open().map_err(|e| crate::Error::Store {
+        step: "xs_open",
+        source: StoreError {
+            op: "open",
+            path: std::env::var("XENSTORED_PATH")
+                .unwrap_or_else(|_| "/run/xenstored/socket".into()),
+            code: e.raw_os_error().unwrap_or(libc::EIO),
+            message: format!("Failed to open xenstore interface: {e}"),
+        },
+    })?;
+    Ok((hv, store))
+}

@@ -126,7 +126,15 @@ impl Store for BuildStore<'_> {
 }
 
 enum Backend {
-    Sim(Sim),
+    Sim(Box<Sim>),
+    /// The real host: one libxenctrl handle and one xenstored connection, shared by the
+    /// handle's builds (both are safe to use from several threads).
+    #[cfg(feature = "xen")]
+    Real {
+        hv: xenguest::hypervisor::xenctrl::XenCtrl,
+        store: xenguest::store::XenstoredStore,
+        paths: HostPaths,
+    },
 }
 
 /// What an OCaml handle holds: the backend until `close`, or why opening failed.
@@ -147,6 +155,11 @@ impl Handle {
         let b = self.backend()?;
         match &*b {
             Backend::Sim(_) => Ok(b),
+            #[cfg(feature = "xen")]
+            Backend::Real { .. } => Err(invalid(
+                "sim",
+                "this handle is the real host, not a simulated one".into(),
+            )),
         }
     }
 }
@@ -155,18 +168,26 @@ fn open(kind: &str) -> Result<Option<Arc<Backend>>, Failure> {
     guarded(|| match kind.strip_prefix("sim:") {
         Some(spec) => {
             let host = SimHost::from_spec(spec).map_err(|e| invalid("sim", e.to_string()))?;
-            Ok(Some(Arc::new(Backend::Sim(Sim {
+            Ok(Some(Arc::new(Backend::Sim(Box::new(Sim {
                 host,
                 store: MemoryStore::new(),
                 paths: HostPaths::from_env(),
                 panics: Mutex::new(Vec::new()),
-            }))))
+            })))))
         }
+        #[cfg(feature = "xen")]
+        None => {
+            let (hv, store) = build::open_real_host().map_err(|e| failure(&e))?;
+            Ok(Some(Arc::new(Backend::Real {
+                hv,
+                store,
+                paths: HostPaths::from_env(),
+            })))
+        }
+        #[cfg(not(feature = "xen"))]
         None => Err(failure(&xenguest::Error::NotImplemented {
             step: "xc_interface_open",
-            what: "the libxenctrl backend is not built into the OCaml module yet; use \
-                   Xenguest.Sim for a simulated host"
-                .into(),
+            what: "this OCaml module was built without the `xen` feature; use Xenguest.Sim".into(),
         })),
     })
 }
@@ -293,14 +314,22 @@ fn report_tuple(r: &BuildReport) -> ReportTuple {
 fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Outcome, Failure> {
     guarded(|| {
         let req = args.request()?;
-        let Backend::Sim(sim) = backend;
-        let store = BuildStore { sim };
-        let env = BuildEnv {
-            hv: &sim.host,
-            store: &store,
-            paths: &sim.paths,
-        };
-        let out = build::build(env, mode, &req).map_err(|e| failure(&e))?;
+        let out = match backend {
+            Backend::Sim(sim) => {
+                let store = BuildStore { sim };
+                let env = BuildEnv {
+                    hv: &sim.host,
+                    store: &store,
+                    paths: &sim.paths,
+                };
+                build::build(env, mode, &req)
+            }
+            #[cfg(feature = "xen")]
+            Backend::Real { hv, store, paths } => {
+                build::build(BuildEnv { hv, store, paths }, mode, &req)
+            }
+        }
+        .map_err(|e| failure(&e))?;
         let r = &out.result;
         Ok((
             (r.store_mfn as i64, r.console_mfn as i64, r.protocol.clone()),
@@ -415,8 +444,11 @@ type OHostTuple = (OCamlInt, OCamlInt, Option<String>);
 
 fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result<T, Failure> {
     let b = h.sim()?;
-    let Backend::Sim(sim) = &*b;
-    guarded(|| f(sim))
+    match &*b {
+        Backend::Sim(sim) => guarded(|| f(sim)),
+        #[cfg(feature = "xen")]
+        Backend::Real { .. } => Err(invalid("sim", "not a simulated host".into())),
+    }
 }
 
 ocaml_export! {

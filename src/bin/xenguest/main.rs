@@ -136,23 +136,7 @@ fn build_on_xen(
     req: &BuildRequest,
     paths: &HostPaths,
 ) -> Result<BuildOutput, Error> {
-    let hv = xenguest::hypervisor::xenctrl::XenCtrl::open().map_err(|e| Error::Xc {
-        step: "xc_interface_open",
-        source: xenguest::hypervisor::XcError {
-            message: format!("Failed to open xc interface: {}", e.message),
-            ..e
-        },
-    })?;
-    let store = xenguest::store::XenstoredStore::open().map_err(|e| Error::Store {
-        step: "xs_open",
-        source: xenguest::store::StoreError {
-            op: "open",
-            path: std::env::var("XENSTORED_PATH")
-                .unwrap_or_else(|_| "/run/xenstored/socket".into()),
-            code: e.raw_os_error().unwrap_or(libc::EIO),
-            message: format!("Failed to open xenstore interface: {e}"),
-        },
-    })?;
+    let (hv, store) = build::open_real_host()?;
     build::build(
         BuildEnv {
             hv: &hv,
