@@ -48,7 +48,11 @@ test-ocaml: deps
 test: lint test-rust test-ocaml
 
 # Benchmarks on the simulated host; regenerates the rust-bench section of BENCHMARKS.md.
-bench: deps
+# All of BENCHMARKS.md: the simulated-host tables (rust-bench), in-process vs fork/exec from
+# OCaml (ocaml-bench), and real Xen under QEMU against `xl create -p` (real-xen, via make e2e).
+bench: bench-sim bench-ocaml e2e
+
+bench-sim: deps
 	set -o pipefail; $(CARGO) bench --locked --bench builds 2>/dev/null | scripts/bench-section rust-bench
 	@echo "BENCHMARKS.md updated"
 
