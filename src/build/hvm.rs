@@ -14,7 +14,7 @@ use crate::image::{
 use crate::layout::{self, HvmLayout, HvmLayoutInput};
 use crate::memory::{self, PopulateStats};
 use crate::platform::{self, PlatformFlags};
-use crate::report::{BuildReport, BuildResult, Counting, MemoryReport, Recording};
+use crate::report::{BuildResult, Counting, Recording};
 use crate::store::{domain_path, Store};
 use crate::types::{pages_of_bytes, pages_of_mib, DomId, Gfn, PAGE_BYTES};
 use crate::vcpu;
@@ -80,32 +80,22 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         console_mfn: Special::Console.gfn().0,
         protocol: None,
     };
-    let report = BuildReport {
-        mode: "hvm_build",
-        domid,
+    let built = super::Built {
         layout: Some(hvm_layout),
-        memory: MemoryReport {
-            pod_target_pages: (req.mem_start_mib < req.mem_max_mib)
-                .then(|| pages_of_mib(req.mem_start_mib)),
-            exact_node: req.mem_pnode,
-            ram,
-            pages_by_node: env.hv.domain_pages_by_node(domid).ok(),
-        },
-        hypercalls: hv.counts(),
-        xenstore_writes: store.writes(),
-        result: Some(result.clone()),
-        elapsed_us: started.elapsed().as_micros() as u64,
+        pod_target_pages: (req.mem_start_mib < req.mem_max_mib)
+            .then(|| pages_of_mib(req.mem_start_mib)),
+        ram,
+        result,
     };
-    log::info!(
-        "domid = {domid}; hvm_build done: 1G {} 2M {} 4K {} pages in {} populate calls, {} hypercalls, {} us",
-        report.memory.ram.pages_by_order.get(&18).unwrap_or(&0),
-        report.memory.ram.pages_by_order.get(&9).unwrap_or(&0),
-        report.memory.ram.pages_by_order.get(&0).unwrap_or(&0),
-        report.memory.ram.calls(),
-        report.total_hypercalls(),
-        report.elapsed_us
-    );
-    Ok(BuildOutput { result, report })
+    Ok(super::finish(
+        env,
+        super::BuildMode::Hvm,
+        req,
+        started,
+        &hv,
+        &store,
+        built,
+    ))
 }
 
 /// Sizes that cannot make a guest are refused before anything is touched.

@@ -172,6 +172,70 @@ pub struct BuildEnv<'a> {
     pub paths: &'a HostPaths,
 }
 
+/// What a build produced, for [`finish`].
+pub(crate) struct Built {
+    /// HVM/PVH layout.
+    pub layout: Option<crate::layout::HvmLayout>,
+    /// PoD target, pages, when start < max.
+    pub pod_target_pages: Option<u64>,
+    /// RAM population.
+    pub ram: crate::memory::PopulateStats,
+    /// The result numbers.
+    pub result: BuildResult,
+}
+
+/// The end of every build: the report from the seams' counting and recording wrappers, and
+/// the one info line admins (and the e2e harness) read.
+pub(crate) fn finish(
+    env: BuildEnv<'_>,
+    mode: BuildMode,
+    req: &BuildRequest,
+    started: std::time::Instant,
+    calls: &crate::report::Counting<'_>,
+    writes: &crate::report::Recording<'_>,
+    built: Built,
+) -> BuildOutput {
+    let report = BuildReport {
+        mode: mode.name(),
+        domid: req.domid,
+        layout: built.layout,
+        memory: crate::report::MemoryReport {
+            pod_target_pages: built.pod_target_pages,
+            exact_node: req.mem_pnode,
+            ram: built.ram,
+            pages_by_node: env.hv.domain_pages_by_node(req.domid).ok(),
+        },
+        hypercalls: calls.counts(),
+        xenstore_writes: writes.writes(),
+        result: Some(built.result.clone()),
+        elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    let pages = |order: u32| {
+        report
+            .memory
+            .ram
+            .pages_by_order
+            .get(&order)
+            .copied()
+            .unwrap_or(0)
+    };
+    log::info!(
+        "domid = {}; {} done: 1G {} 2M {} 4K {} pages in {} populate calls, {} hypercalls, {} us",
+        req.domid,
+        mode.name(),
+        pages(18),
+        pages(9),
+        pages(0),
+        report.memory.ram.calls(),
+        report.total_hypercalls(),
+        report.elapsed_us
+    );
+    BuildOutput {
+        result: built.result,
+        report,
+    }
+}
+
 /// A finished build.
 #[derive(Debug, Clone)]
 pub struct BuildOutput {

@@ -29,7 +29,7 @@ use crate::image::{self, bzimage, DEFAULT_MAX_IMAGE_BYTES};
 use crate::memory::{PopulateStats, MAX_EXTENTS_PER_CALL};
 use crate::platform;
 use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
-use crate::report::{BuildReport, BuildResult, Counting, MemoryReport, Recording};
+use crate::report::{BuildResult, Counting, Recording};
 use crate::store::Store;
 use crate::types::{pages_of_mib, DomId, Gfn, ORDER_2M, PAGE_BYTES};
 use crate::vcpu;
@@ -116,29 +116,21 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         console_mfn,
         protocol: Some(protocol),
     };
-    let report = BuildReport {
-        mode: "linux_build",
-        domid,
+    let built = super::Built {
         layout: None,
-        memory: MemoryReport {
-            pod_target_pages: None,
-            exact_node: req.mem_pnode,
-            ram,
-            pages_by_node: env.hv.domain_pages_by_node(domid).ok(),
-        },
-        hypercalls: hv.counts(),
-        xenstore_writes: store.writes(),
-        result: Some(result.clone()),
-        elapsed_us: started.elapsed().as_micros() as u64,
+        pod_target_pages: None,
+        ram,
+        result,
     };
-    log::info!(
-        "domid = {domid}; linux_build done: {} pages in {} populate calls, {} hypercalls, {} us",
-        report.memory.ram.pages(),
-        report.memory.ram.calls(),
-        report.total_hypercalls(),
-        report.elapsed_us
-    );
-    Ok(BuildOutput { result, report })
+    Ok(super::finish(
+        env,
+        super::BuildMode::Pv,
+        req,
+        started,
+        &hv,
+        &store,
+        built,
+    ))
 }
 
 /// `get_image_max_size`: decompressed size limits for the kernel and the ramdisk.
