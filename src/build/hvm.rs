@@ -27,7 +27,7 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
     let hv = Counting::new(env.hv);
     let store = Recording::new(env.store);
     let domid = req.domid;
-    check_request(req)?;
+    super::check_container_sizes(req, "hvm_build")?;
     log::info!(
         "domid = {domid}; hvm_build: mem_max_mib {} mem_start_mib {}",
         req.mem_max_mib,
@@ -96,26 +96,6 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         &store,
         built,
     ))
-}
-
-/// Sizes that cannot make a guest are refused before anything is touched.
-fn check_request(req: &BuildRequest) -> Result<()> {
-    let invalid = |reason: String| {
-        Err(Error::InvalidRequest {
-            step: "hvm_build",
-            reason,
-        })
-    };
-    if req.mem_start_mib > req.mem_max_mib {
-        return invalid(format!(
-            "mem_start_mib {} exceeds mem_max_mib {}",
-            req.mem_start_mib, req.mem_max_mib
-        ));
-    }
-    if req.mem_start_mib == 0 {
-        return invalid("mem_start_mib must be positive".into());
-    }
-    Ok(())
 }
 
 /// `hvm_safety_check`: refuse combinations Xen cannot run safely, unless `-force`.

@@ -172,6 +172,28 @@ pub struct BuildEnv<'a> {
     pub paths: &'a HostPaths,
 }
 
+/// Sizes that cannot make an HVM or PVH guest are refused before anything is touched.
+pub(crate) fn check_container_sizes(req: &BuildRequest, step: &'static str) -> crate::Result<()> {
+    let invalid = |reason: String| Err(crate::Error::InvalidRequest { step, reason });
+    if req.mem_start_mib > req.mem_max_mib {
+        return invalid(format!(
+            "mem_start_mib {} exceeds mem_max_mib {}",
+            req.mem_start_mib, req.mem_max_mib
+        ));
+    }
+    if req.mem_start_mib == 0 {
+        return invalid("mem_start_mib must be positive".into());
+    }
+    if req.mem_max_mib > crate::MAX_GUEST_MIB {
+        return invalid(format!(
+            "mem_max_mib {} exceeds {} MiB",
+            req.mem_max_mib,
+            crate::MAX_GUEST_MIB
+        ));
+    }
+    Ok(())
+}
+
 /// What a build produced, for [`finish`].
 pub(crate) struct Built {
     /// HVM/PVH layout.

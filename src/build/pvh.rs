@@ -113,28 +113,13 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
 
 /// Sizes and modules that cannot make a guest are refused before anything is touched.
 fn check_request(req: &BuildRequest) -> Result<()> {
+    super::check_container_sizes(req, "pvh_build")?;
     let invalid = |reason: String| {
         Err(Error::InvalidRequest {
             step: "pvh_build",
             reason,
         })
     };
-    if req.mem_start_mib > req.mem_max_mib {
-        return invalid(format!(
-            "mem_start_mib {} exceeds mem_max_mib {}",
-            req.mem_start_mib, req.mem_max_mib
-        ));
-    }
-    if req.mem_start_mib == 0 {
-        return invalid("mem_start_mib must be positive".into());
-    }
-    if req.mem_max_mib > crate::MAX_GUEST_MIB {
-        return invalid(format!(
-            "mem_max_mib {} exceeds {} MiB",
-            req.mem_max_mib,
-            crate::MAX_GUEST_MIB
-        ));
-    }
     // The C xenguest writes past its 10-entry module array (and libxenguest past its own
     // 2-entry one); refuse instead.
     if req.modules.len() > PVH_MODULE_MAX {
