@@ -12,7 +12,7 @@ use crate::image::{
     elf::{Elf, Segment},
 };
 use crate::layout::{self, HvmLayout, HvmLayoutInput};
-use crate::memory::{self, PopulateStats};
+use crate::memory::PopulateStats;
 use crate::platform::{self, PlatformFlags};
 use crate::report::{BuildResult, Counting, Recording};
 use crate::store::{domain_path, Store};
@@ -255,37 +255,13 @@ fn setup_memory(
     req: &BuildRequest,
     plan: &HvmLayout,
 ) -> Result<PopulateStats> {
-    let result = populate_ram(hv, domid, req, plan);
+    let result = super::populate_container_ram(hv, req, plan, true, "hvm_build_setup_mem");
     // libxenguest cancels any claim (also the toolstack's) on success and on failure.
     let cancel = hv
         .domain_claim_pages(domid, 0)
         .map_err(Error::xc("hvm_build_setup_mem"));
     let stats = result?;
     cancel?;
-    Ok(stats)
-}
-
-fn populate_ram(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    req: &BuildRequest,
-    plan: &HvmLayout,
-) -> Result<PopulateStats> {
-    let pod = req.mem_start_mib < req.mem_max_mib;
-    if pod {
-        hv.domain_set_pod_target(domid, pages_of_mib(req.mem_start_mib))
-            .map_err(Error::xc("hvm_build_setup_mem"))?;
-    }
-    let mut flags = req.mem_pnode.map(MemFlags::exact).unwrap_or_default();
-    flags.populate_on_demand = pod;
-    let runs = memory::plan_hvm_extents(&plan.ram_ranges_pages(), plan.mmio_hole_pages(), true);
-    let stats = memory::populate(hv, domid, &runs, flags)?;
-    log::info!(
-        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",
-        stats.pages_by_order.get(&0).unwrap_or(&0),
-        stats.pages_by_order.get(&9).unwrap_or(&0) >> 9,
-        stats.pages_by_order.get(&18).unwrap_or(&0) >> 18
-    );
     Ok(stats)
 }
 

@@ -194,6 +194,42 @@ pub(crate) fn check_container_sizes(req: &BuildRequest, step: &'static str) -> c
     Ok(())
 }
 
+/// Guest RAM of an HVM container (`meminit_hvm`): the PoD target when start < max, then the
+/// planned extents, from `-mem_pnode`'s node exactly when given. `device_model` keeps the VGA
+/// hole unpopulated (HVM); `step` names hypercall failures as the C xenguest does.
+pub(crate) fn populate_container_ram(
+    hv: &dyn Hypervisor,
+    req: &BuildRequest,
+    plan: &crate::layout::HvmLayout,
+    device_model: bool,
+    step: &'static str,
+) -> crate::Result<crate::memory::PopulateStats> {
+    let pod = req.mem_start_mib < req.mem_max_mib;
+    if pod {
+        hv.domain_set_pod_target(req.domid, crate::types::pages_of_mib(req.mem_start_mib))
+            .map_err(crate::Error::xc(step))?;
+    }
+    let mut flags = req
+        .mem_pnode
+        .map(crate::hypervisor::MemFlags::exact)
+        .unwrap_or_default();
+    flags.populate_on_demand = pod;
+    let runs = crate::memory::plan_hvm_extents(
+        &plan.ram_ranges_pages(),
+        plan.mmio_hole_pages(),
+        device_model,
+    );
+    let stats = crate::memory::populate(hv, req.domid, &runs, flags)?;
+    let pages = |order: u32| stats.pages_by_order.get(&order).copied().unwrap_or(0);
+    log::info!(
+        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",
+        pages(0),
+        pages(9) >> 9,
+        pages(18) >> 18
+    );
+    Ok(stats)
+}
+
 /// What a build produced, for [`finish`].
 pub(crate) struct Built {
     /// HVM/PVH layout.

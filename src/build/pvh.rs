@@ -19,7 +19,7 @@ use crate::image::{
     xen_notes::{self, XenNotes},
 };
 use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
-use crate::memory::{self, PopulateStats};
+use crate::memory::PopulateStats;
 use crate::platform::{self, PlatformFlags};
 use crate::report::{BuildResult, Counting, Recording};
 use crate::store::Store;
@@ -394,7 +394,7 @@ fn setup_memory(
     plan: &HvmLayout,
 ) -> Result<PopulateStats> {
     let step = "xc_dom_boot_mem_init";
-    let result = populate_ram(hv, domid, req, plan);
+    let result = super::populate_container_ram(hv, req, plan, false, "xc_dom_boot_mem_init");
     let cancel = hv.domain_claim_pages(domid, 0).map_err(Error::xc(step));
     // The shared populate code names the HVM step; PVH reports libxenguest's.
     let stats = result.map_err(|e| match e {
@@ -420,30 +420,6 @@ fn setup_memory(
         other => other,
     })?;
     cancel?;
-    Ok(stats)
-}
-
-fn populate_ram(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    req: &BuildRequest,
-    plan: &HvmLayout,
-) -> Result<PopulateStats> {
-    let pod = req.mem_start_mib < req.mem_max_mib;
-    if pod {
-        hv.domain_set_pod_target(domid, pages_of_mib(req.mem_start_mib))
-            .map_err(Error::xc("xc_dom_boot_mem_init"))?;
-    }
-    let mut flags = req.mem_pnode.map(MemFlags::exact).unwrap_or_default();
-    flags.populate_on_demand = pod;
-    let runs = memory::plan_hvm_extents(&plan.ram_ranges_pages(), plan.mmio_hole_pages(), false);
-    let stats = memory::populate(hv, domid, &runs, flags)?;
-    log::info!(
-        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",
-        stats.pages_by_order.get(&0).unwrap_or(&0),
-        stats.pages_by_order.get(&9).unwrap_or(&0) >> 9,
-        stats.pages_by_order.get(&18).unwrap_or(&0) >> 18
-    );
     Ok(stats)
 }
 
