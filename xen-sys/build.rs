@@ -13,6 +13,13 @@ const FUNCTIONS: &[&str] = &[
     "xc_get_cpu_featureset",
     "xc_get_cpu_featureset_size",
     "xc_dom_gnttab_seed",
+    // xencall.h: raw hypercalls for the two domctls libxenctrl does not export
+    // (XEN_DOMCTL_set_address_size, XEN_DOMCTL_hypercall_init), as libxenguest issues them.
+    "xencall_open",
+    "xencall_close",
+    "xencall_alloc_buffer",
+    "xencall_free_buffer",
+    "xencall1",
     // xenstore.h: what a toolstack needs around a build (xenstore-rs has no introduce).
     "xs_open",
     "xs_close",
@@ -61,9 +68,9 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");
-    // xenctrl-sys links libxenctrl; libxenguest holds the featureset and gnttab calls,
-    // libxentoollog the logger functions both crates declare.
-    for lib in ["xenguest", "xenstore", "xentoollog"] {
+    // xenctrl-sys links libxenctrl; libxencall makes the raw domctls, libxenguest holds the
+    // featureset and gnttab calls, libxentoollog the logger functions both crates declare.
+    for lib in ["xenguest", "xencall", "xenstore", "xentoollog"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }

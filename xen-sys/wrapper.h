@@ -3,4 +3,5 @@
 #define XC_WANT_COMPAT_MAP_FOREIGN_API 1
 #include <xenctrl.h>
 #include <xenguest.h>
+#include <xencall.h>
 #include <xenstore.h>

@@ -2,7 +2,8 @@
 //!
 //! Bindings: `xenctrl-sys` for `xenctrl.h`, the project's `xen-sys` crate (bindgen at build time
 //! from Debian's `libxen-dev` 4.17 headers) for what that crate lacks: the compat foreign-map API,
-//! `xc_get_cpu_featureset` and `xc_dom_gnttab_seed`.
+//! `xc_get_cpu_featureset`, `xc_dom_gnttab_seed` and libxencall, through which the two domctls
+//! libxenctrl keeps private (`set_address_size`, `hypercall_init`, PV only) are issued.
 //!
 //! Handles: one [`XenCtrl`] owns one `xc_interface` (opened per build, closed on drop). libxc keeps
 //! the last error in the handle, so every call runs under the handle's mutex and its error is read
@@ -13,7 +14,7 @@
 
 use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, ReservedRange, SchedCredit, XcError, XcResult,
+    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
 use crate::types::{DomId, E820Entry, Gfn, PAGE_BYTES};
 use std::ffi::CStr;
@@ -98,6 +99,15 @@ unsafe extern "C" fn logger_progress(
 
 unsafe extern "C" fn logger_destroy(_logger: *mut sys::xentoollog_logger) {}
 
+/// A logger for libxc or libxencall that forwards to `log` (see [`logger_vmessage`]).
+fn new_logger() -> Box<sys::xentoollog_logger> {
+    Box::new(sys::xentoollog_logger {
+        vmessage: Some(logger_vmessage),
+        progress: Some(logger_progress),
+        destroy: Some(logger_destroy),
+    })
+}
+
 /// An open `xc_interface` and the logger it writes to (which must outlive it).
 struct Handle {
     xch: *mut sys::xc_interface,
@@ -136,11 +146,7 @@ impl XenCtrl {
     /// `xc_interface_open` with a logger that forwards libxc's messages to `log` at debug level.
     /// Without Xen (no `/dev/xen/privcmd`) this fails with ENOENT.
     pub fn open() -> XcResult<Self> {
-        let mut logger = Box::new(sys::xentoollog_logger {
-            vmessage: Some(logger_vmessage),
-            progress: Some(logger_progress),
-            destroy: Some(logger_destroy),
-        });
+        let mut logger = new_logger();
         let lg: *mut sys::xentoollog_logger = &mut *logger;
         // SAFETY: `lg` points to a live logger whose callbacks are valid for the handle's whole
         // life (the Box is kept in the Handle and dropped after xc_interface_close).
@@ -251,6 +257,86 @@ impl XenCtrl {
         })
         .map(drop)
     }
+}
+
+/// One domctl libxenctrl does not export (`XEN_DOMCTL_set_address_size`, `_hypercall_init`),
+/// issued as libxenguest's private `do_domctl` does: the struct in a hypercall-safe buffer
+/// from libxencall, `__HYPERVISOR_domctl` with its address. A failing domctl sets errno.
+fn raw_domctl(
+    function: &'static str,
+    domid: DomId,
+    cmd: u32,
+    fill: impl FnOnce(&mut sys::xen_domctl__bindgen_ty_1),
+) -> XcResult<()> {
+    let mut logger = new_logger();
+    let lg: *mut sys::xentoollog_logger = &mut *logger;
+    // SAFETY: `lg` stays valid until after xencall_close below (the Box lives to the end).
+    let xcall = unsafe { sys::xencall_open(lg.cast(), 0) };
+    if xcall.is_null() {
+        return Err(XcError::errno_with(function, errno(), "xencall_open"));
+    }
+    let size = std::mem::size_of::<sys::xen_domctl>();
+    // SAFETY: `xcall` is open; the buffer is released before the handle is closed.
+    let buf = unsafe { sys::xencall_alloc_buffer(xcall, size) }.cast::<sys::xen_domctl>();
+    let result = if buf.is_null() {
+        Err(XcError::errno_with(
+            function,
+            errno(),
+            "xencall_alloc_buffer",
+        ))
+    } else {
+        let mut domctl = sys::xen_domctl {
+            cmd,
+            interface_version: sys::XEN_DOMCTL_INTERFACE_VERSION,
+            domain: domid.0 as sys::domid_t,
+            ..Default::default()
+        };
+        fill(&mut domctl.u);
+        // SAFETY: `buf` is a fresh, writable, suitably aligned allocation of size_of::<xen_domctl>
+        // bytes; the hypercall reads (and may write back) exactly that struct.
+        let rc = unsafe {
+            buf.write(domctl);
+            sys::xencall1(xcall, sys::__HYPERVISOR_domctl, buf as u64)
+        };
+        let e = errno();
+        // SAFETY: `buf` came from xencall_alloc_buffer on this handle and is freed once.
+        unsafe { sys::xencall_free_buffer(xcall, buf.cast()) };
+        if rc < 0 {
+            Err(XcError::errno(function, e))
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: `xcall` is open and closed exactly once; nothing allocated on it is still live.
+    unsafe { sys::xencall_close(xcall) };
+    drop(logger);
+    result
+}
+
+/// A 64-bit PV vCPU context as libxenguest's `vcpu_x86_64` fills it.
+fn pv_context(ctx: &PvVcpuContext) -> sys::vcpu_guest_context_x86_64 {
+    let mut c = sys::vcpu_guest_context_x86_64 {
+        flags: ctx.flags,
+        kernel_ss: ctx.kernel_ss,
+        kernel_sp: ctx.kernel_sp,
+        vm_assist: ctx.vm_assist,
+        ..Default::default()
+    };
+    let r = &mut c.user_regs;
+    r.__bindgen_anon_16.rip = ctx.rip; // rip
+    r.__bindgen_anon_18.rsp = ctx.rsp; // rsp
+    r.__bindgen_anon_14.rsi = ctx.rsi; // rsi
+    r.__bindgen_anon_17.rflags = ctx.rflags; // rflags
+    r.cs = ctx.cs;
+    r.ss = ctx.ss;
+    r.ds = ctx.ds;
+    r.es = ctx.es;
+    r.fs = ctx.fs;
+    r.gs = ctx.gs;
+    c.ctrlreg[3] = ctx.cr3;
+    c.debugreg[6] = ctx.dr6;
+    c.debugreg[7] = ctx.dr7;
+    c
 }
 
 /// The failure of `function` on `xch` right after the call: xc's error if it set one, else errno.
@@ -770,6 +856,76 @@ impl Hypervisor for XenCtrl {
             })
             .collect())
     }
+    fn domain_set_address_size(&self, domid: DomId, bits: u32) -> XcResult<()> {
+        raw_domctl(
+            "XEN_DOMCTL_set_address_size",
+            domid,
+            sys::XEN_DOMCTL_set_address_size,
+            |u| u.address_size.size = bits,
+        )
+    }
+
+    fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
+        let p = self.call_ptr("xc_domain_get_native_protocol", |xch| {
+            // SAFETY: a plain query; the result is NULL or a static string.
+            unsafe { sys::xc_domain_get_native_protocol(xch, domid.0) }
+                .cast_mut()
+                .cast()
+        })?;
+        // SAFETY: non-NULL results point to libxc's static NUL-terminated protocol names.
+        Ok(unsafe { CStr::from_ptr(p.cast()) }
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+        let mut info = sys::xc_dominfo_t::default();
+        let n = self.call("xc_domain_getinfo", |xch| {
+            // SAFETY: `info` is a writable array of the one entry asked for.
+            unsafe { sys::xc_domain_getinfo(xch, domid.0, 1, &mut info) }
+        })?;
+        if n != 1 || info.domid != domid.0 {
+            return Err(XcError::errno_with(
+                "xc_domain_getinfo",
+                libc::ESRCH,
+                format!("domain {domid} does not exist"),
+            ));
+        }
+        Ok(info.shared_info_frame)
+    }
+
+    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        let mut op = sys::mmuext_op {
+            cmd: sys::MMUEXT_PIN_L4_TABLE,
+            ..Default::default()
+        };
+        op.arg1.mfn = mfn;
+        self.call("xc_mmuext_op", |xch| {
+            // SAFETY: `op` is one valid mmuext_op, the count passed; libxc bounces it.
+            unsafe { sys::xc_mmuext_op(xch, &mut op, 1, domid.0) }
+        })
+        .map(drop)
+    }
+
+    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+        raw_domctl(
+            "XEN_DOMCTL_hypercall_init",
+            domid,
+            sys::XEN_DOMCTL_hypercall_init,
+            |u| u.hypercall_init.gmfn = mfn,
+        )
+    }
+
+    fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
+        let mut any = sys::vcpu_guest_context_any_t {
+            x64: pv_context(ctx),
+        };
+        self.call("xc_vcpu_setcontext", |xch| {
+            // SAFETY: `any` is a fully initialised context union; libxc bounces its bytes in.
+            unsafe { sys::xc_vcpu_setcontext(xch, domid.0, vcpu, &mut any) }
+        })
+        .map(drop)
+    }
 }
 
 /// Split a copy of `len` bytes at guest-physical `paddr` into mappings of at most
@@ -863,6 +1019,36 @@ mod tests {
         assert_eq!(cpu.cs_base, 0);
         // hvm_hw_cpu's size is part of the save ABI (HVM_SAVE_LENGTH(CPU) in 4.17).
         assert_eq!(std::mem::size_of::<sys::hvm_hw_cpu>(), 1032);
+    }
+
+    #[test]
+    fn pv_context_fields_sit_at_their_abi_offsets() {
+        let ctx = PvVcpuContext {
+            flags: 0x14,
+            rip: 0x1111,
+            rsp: 0x2222,
+            rsi: 0x3333,
+            rflags: 0x200,
+            cs: 0xe033,
+            ss: 0xe02b,
+            kernel_sp: 0x4444,
+            cr3: 0x5000,
+            ..Default::default()
+        };
+        let bytes = bytes_of(&pv_context(&ctx));
+        let u64_at = |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+        let u16_at = |off: usize| u16::from_le_bytes(bytes[off..off + 2].try_into().unwrap());
+        // public/arch-x86/xen-x86_64.h: 512 bytes of FPU state, flags, then cpu_user_regs
+        // (15 GPRs from r15 down to rdi, error_code, entry_vector, rip, cs, ..., rflags, rsp).
+        let regs = 520;
+        assert_eq!(u64_at(512), 0x14);
+        assert_eq!(u64_at(regs + 13 * 8), 0x3333, "rsi");
+        assert_eq!(u64_at(regs + 128), 0x1111, "rip");
+        assert_eq!(u16_at(regs + 136), 0xe033, "cs");
+        assert_eq!(u64_at(regs + 144), 0x200, "rflags");
+        assert_eq!(u64_at(regs + 152), 0x2222, "rsp");
+        assert_eq!(u16_at(regs + 160), 0xe02b, "ss");
+        assert_eq!(std::mem::size_of::<sys::vcpu_guest_context_x86_64>(), 5168);
     }
 
     #[test]
