@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the e2e dom0 (busybox + Xen 4.17 userspace + our xenguest and test toolstack).
-# Runs the HVM boot test, then the build benchmark (our xenguest against `xl create -p`), prints
+# Runs the HVM, PVH and PV boot tests, then the build benchmark (our xenguest against `xl create -p`), prints
 # machine-readable `@@` lines for e2e/run.sh, and leaves QEMU through isa-debug-exit (port 0xf4):
 # QEMU exits 1 when every check passed, 3 otherwise.
 # dom0 command line knobs: e2e_sizes=128,2048 (MiB), e2e_reps=3, e2e_boot_timeout=240 (s).
@@ -83,7 +83,41 @@ echo "----- xenguest's syslog -----"
 grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -30
 echo "----- end syslog -----"
 
-# ------------------------------------------------------------------ 2. build benchmark
+# ------------------------------------------------------------------ 2. PVH and PV guests boot
+# Tiny kernels (e2e/guests) that print their command line, the marker, only if the start info
+# our builder wrote is right: the PVH one on the debug port (Xen's console), the PV one into
+# its console ring (xg-e2e prints the ring after the shutdown).
+boot_kernel() {  # MODE KERNEL MARKER WHERE(dmesg|ring)
+    mode=$1 kernel=$2 marker=$3 where=$4
+    mark $mode-boot-begin
+    out=$(xg-e2e $mode --name $mode-boot --mem-mib 128 --xenguest /usr/bin/xenguest \
+          --image "$kernel" --cmdline "$marker domain built by the Rust xenguest" \
+          --boot --timeout-s "$BOOT_TIMEOUT" 2>&1)
+    rc=$?
+    echo "$out"
+    mark $mode-boot-end
+    line=$(echo "$out" | grep '^E2E name=')
+    domid=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+    echo "----- $mode guest console (Xen's log) -----"
+    xl dmesg | grep "(d$domid)" | tail -20
+    echo "----- end $mode guest console -----"
+    if [ $where = dmesg ]; then
+        seen=$(xl dmesg | grep "(d$domid) .*$marker")
+    else
+        seen=$(echo "$out" | grep "^E2E console $domid: $marker")
+    fi
+    if [ $rc = 0 ] && [ -n "$domid" ] && [ -n "$seen" ] && echo "$line" | grep -q 'shutdown=poweroff'; then
+        echo "@@BOOT $mode PASS $line"
+    else
+        fail "$mode boot (rc=$rc): $line"
+        echo "@@BOOT $mode FAIL $line"
+        grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -20
+    fi
+}
+boot_kernel pvh /guest/pvh.elf XENGUEST-E2E-PVH-OK dmesg
+boot_kernel pv /guest/pv.elf XENGUEST-E2E-PV-OK ring
+
+# ------------------------------------------------------------------ 3. build benchmark
 # The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`
 # (libxl with the C libxenguest); populate calls counted by the same LD_PRELOAD shim on both.
 mark bench-begin

@@ -2,8 +2,8 @@
 # Build the e2e dom0 initramfs ($WORK/dom0.cpio): busybox, Xen 4.17's userspace from the host
 # (xen-utils-4.17, xenstore-utils, the libxen* libraries: the packages `make deps` installs), the
 # Xen kernel modules of the downloaded dom0 kernel, Debian's hvmloader, SeaBIOS and qemu-system-xen
-# (for `xl create`), the iPXE ROM, and ours: xenguest, the xg-e2e toolstack, the popcount shim
-# and the marker firmware.
+# (for `xl create`), the iPXE ROM, and ours: xenguest, the xg-e2e toolstack, the popcount shim,
+# the marker firmware and the PVH and PV test kernels (e2e/guests, assembled here).
 # Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT     (after fetch.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +35,12 @@ install -m755 "$XENGUEST" "$D/usr/bin/xenguest"
 install -m755 "$XG_E2E" "$D/usr/bin/xg-e2e"
 install -m755 "$POPCOUNT" "$D/usr/lib/libpopcount.so"
 "$XG_E2E" firmware "$D/guest/marker.fd"
+gcc -m32 -c -o "$WORK/pvh.o" "$HERE/guests/pvh.S"
+ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
+    -o "$D/guest/pvh.elf" "$WORK/pvh.o"
+gcc -c -o "$WORK/pv.o" "$HERE/guests/pv.S"
+ld -T "$HERE/guests/pv.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
+    -o "$D/guest/pv.elf" "$WORK/pv.o"
 IPXE=${XENGUEST_IPXE:-/usr/lib/ipxe/qemu/pxe-rtl8139.rom}
 cp "$IPXE" "$D/guest/ipxe.rom"
 

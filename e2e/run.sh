@@ -1,6 +1,7 @@
 #!/bin/bash
 # `make e2e`: boot Debian 12's Xen 4.17 under qemu-system-x86_64 (TCG, 2 vCPUs), with a dom0 that
-# builds an HVM guest with our xenguest (hvmloader + a marker firmware) and boots it, then times
+# builds an HVM guest (hvmloader + a marker firmware), a PVH and a PV guest (e2e/guests) with our
+# xenguest and boots them, then times
 # our builds against `xl create -p` and counts populate calls on both sides.
 #
 # Exit status: 0 all passed; 1 a check failed (guest did not boot, build failed, ...);
@@ -86,12 +87,15 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-if grep -aq '@@BOOT hvm PASS' "$LOG"; then
-    echo "e2e: HVM guest booted and printed its marker:"
-    grep -a -m1 'XENGUEST-E2E-HVM-OK' "$LOG"
-else
-    echo "e2e: the HVM guest did NOT print its marker"; verdict=1
-fi
+for mode in hvm pvh pv; do
+    MODE=$(echo $mode | tr a-z A-Z)
+    if grep -aq "@@BOOT $mode PASS" "$LOG"; then
+        echo "e2e: $MODE guest booted and printed its marker:"
+        grep -a -m1 -E "(\(d[0-9]+\)|E2E console [0-9]+:) XENGUEST-E2E-$MODE-OK" "$LOG"
+    else
+        echo "e2e: the $MODE guest did NOT print its marker"; verdict=1
+    fi
+done
 
 if [ "${E2E_NO_BENCHMARKS:-0}" != 1 ] && grep -aq '@@BENCH ours' "$LOG" && grep -aq '@@BENCH xl' "$LOG"; then
     "$TGT/xg-e2e" report "$LOG" "$QEMU_S" | scripts/bench-section real-xen BENCHMARKS.md \

@@ -55,6 +55,23 @@ pub fn marker_firmware(text: &str) -> Vec<u8> {
     img
 }
 
+/// What a guest wrote to its console: the output half of a `struct xencons_interface` page
+/// (public/io/console.h: `in[1024]`, `out[2048]`, then the u32 indexes in_cons, in_prod,
+/// out_cons, out_prod). Everything the producer index says was written, wrapped at 2 KiB, as
+/// text (at most the ring's size: older bytes were overwritten).
+pub fn console_output(page: &[u8]) -> String {
+    const OUT: usize = 1024;
+    const OUT_BYTES: usize = 2048;
+    const OUT_PROD: usize = 3084;
+    let Some(prod) = page.get(OUT_PROD..OUT_PROD + 4) else {
+        return String::new();
+    };
+    let prod = u32::from_le_bytes([prod[0], prod[1], prod[2], prod[3]]) as usize;
+    let first = prod.saturating_sub(OUT_BYTES);
+    let bytes: Vec<u8> = (first..prod).map(|i| page[OUT + i % OUT_BYTES]).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Populate calls from one process, as the `popcount` shim logged them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PopulateCount {
@@ -160,6 +177,22 @@ pub fn required_shadow_kib(maxmem_kib: u64, vcpus: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_output_reads_the_out_ring_up_to_the_producer() {
+        let mut page = vec![0u8; 4096];
+        page[1024..1024 + 6].copy_from_slice(b"hello\n");
+        page[3084..3088].copy_from_slice(&6u32.to_le_bytes());
+        assert_eq!(console_output(&page), "hello\n");
+        // Wrapped: 2050 bytes written, the first two were overwritten by the last two.
+        page[1024..3072].fill(b'a');
+        page[1024..1026].copy_from_slice(b"yz");
+        page[3084..3088].copy_from_slice(&2050u32.to_le_bytes());
+        let text = console_output(&page);
+        assert_eq!(text.len(), 2048);
+        assert!(text.ends_with("ayz") && text.starts_with("aa"), "{text:?}");
+        assert_eq!(console_output(&page[..100]), "");
+    }
 
     #[test]
     fn firmware_jumps_from_the_reset_vector_to_code_that_prints_the_marker() {

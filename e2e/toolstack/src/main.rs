@@ -6,6 +6,8 @@
 //! ```text
 //! xg-e2e hvm --name N --mem-mib M --xenguest PATH --image HVMLOADER [--firmware F] [--ipxe R]
 //!            [--vcpus V] [--boot] [--timeout-s S] [--preload SO --poplog FILE]
+//! xg-e2e pvh|pv --name N --mem-mib M --xenguest PATH --image KERNEL [--cmdline C] [--vcpus V]
+//!            [--boot] [--timeout-s S]        (a PVH or PV guest; the console ring is printed)
 //! xg-e2e firmware OUT                 write the marker firmware
 //! xg-e2e settle                       wait until Xen has scrubbed the pages of dead domains
 //! xg-e2e count LOG DOMID              populate calls per process from the popcount shim's log
@@ -21,14 +23,17 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use xen_sys as sys;
 use xenguest::hypervisor::xenctrl::XenCtrl;
-use xenguest::hypervisor::XcError;
+use xenguest::hypervisor::{Hypervisor, XcError};
+use xenguest::types::DomId;
 
 type Res<T> = Result<T, String>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
-        Some("hvm") => hvm(&args[1..]),
+        Some("hvm") => guest(Mode::Hvm, &args[1..]),
+        Some("pvh") => guest(Mode::Pvh, &args[1..]),
+        Some("pv") => guest(Mode::Pv, &args[1..]),
         Some("firmware") if args.len() == 2 => std::fs::write(
             &args[1],
             xg_e2e::marker_firmware("guest firmware reached; domain built by the Rust xenguest"),
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(|e| format!("{}: {e}", args[1])),
-        _ => Err("usage: xg-e2e hvm|firmware|count|xl-phase|timed ... (see the source)".into()),
+        _ => Err(
+            "usage: xg-e2e hvm|pvh|pv|firmware|count|xl-phase|timed ... (see the source)".into(),
+        ),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,13 +169,34 @@ fn pipe() -> Res<(std::fs::File, std::fs::File)> {
     })
 }
 
-/// Options of `xg-e2e hvm`.
-struct HvmOpts {
+/// The three build modes, as xenopsd drives them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Hvm,
+    Pvh,
+    Pv,
+}
+
+impl Mode {
+    /// xenguest's `-mode`.
+    fn xenguest_mode(self) -> &'static str {
+        match self {
+            Mode::Hvm => "hvm_build",
+            Mode::Pvh => "pvh_build",
+            Mode::Pv => "linux_build",
+        }
+    }
+}
+
+/// Options of `xg-e2e hvm|pvh|pv`.
+struct GuestOpts {
+    mode: Mode,
     name: String,
     mem_mib: u64,
     vcpus: u32,
     xenguest: String,
     image: String,
+    cmdline: String,
     firmware: Option<String>,
     ipxe: Option<String>,
     boot: bool,
@@ -176,13 +204,15 @@ struct HvmOpts {
     preload: Option<(String, String)>,
 }
 
-fn parse_hvm(args: &[String]) -> Res<HvmOpts> {
-    let mut o = HvmOpts {
-        name: "hvm".into(),
+fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
+    let mut o = GuestOpts {
+        mode,
+        name: "guest".into(),
         mem_mib: 128,
         vcpus: 1,
         xenguest: "/usr/bin/xenguest".into(),
         image: "/usr/lib/xen-4.17/boot/hvmloader".into(),
+        cmdline: String::new(),
         firmware: None,
         ipxe: None,
         boot: false,
@@ -200,6 +230,7 @@ fn parse_hvm(args: &[String]) -> Res<HvmOpts> {
             "--vcpus" => o.vcpus = val()?.parse().map_err(|_| "bad --vcpus")?,
             "--xenguest" => o.xenguest = val()?,
             "--image" => o.image = val()?,
+            "--cmdline" => o.cmdline = val()?,
             "--firmware" => o.firmware = Some(val()?),
             "--ipxe" => o.ipxe = Some(val()?),
             "--boot" => o.boot = true,
@@ -325,19 +356,31 @@ impl Drop for Xs {
 /// `XEN_DOMCTL_GRANT_version(1)`.
 const GRANT_VERSION_1: u32 = 1;
 
-/// xenopsd's `VM.create` for an HVM guest: createdomain (HVM, HAP, every emulated device but
-/// vPCI, as libxl/xenopsd), max vCPUs, max memory with slack, the HAP pool, two unbound event
-/// channels. Returns (domid, store port, console port).
-fn create_hvm(xc: &XenCtrl, o: &HvmOpts) -> Res<(u32, u32, u32)> {
+/// xenopsd's `VM.create`: createdomain (HVM: HAP and every emulated device but vPCI; PVH: HAP
+/// and the local APIC only; PV: neither, as libxl/xenopsd), max vCPUs, max memory with slack,
+/// the HAP pool (HVM and PVH), two unbound event channels. Returns (domid, store port, console
+/// port).
+fn create(xc: &XenCtrl, o: &GuestOpts) -> Res<(u32, u32, u32)> {
+    let (flags, emulation_flags) = match o.mode {
+        Mode::Hvm => (
+            sys::XEN_DOMCTL_CDF_hvm | sys::XEN_DOMCTL_CDF_hap,
+            sys::XEN_X86_EMU_ALL & !sys::XEN_X86_EMU_VPCI,
+        ),
+        Mode::Pvh => (
+            sys::XEN_DOMCTL_CDF_hvm | sys::XEN_DOMCTL_CDF_hap,
+            sys::XEN_X86_EMU_LAPIC,
+        ),
+        Mode::Pv => (0, 0),
+    };
     let mut cfg = sys::xen_domctl_createdomain {
-        flags: sys::XEN_DOMCTL_CDF_hvm | sys::XEN_DOMCTL_CDF_hap,
+        flags,
         max_vcpus: o.vcpus,
         max_evtchn_port: 1023,
         max_grant_frames: 64,
         max_maptrack_frames: 1024,
         grant_opts: GRANT_VERSION_1,
         arch: sys::xen_arch_domainconfig {
-            emulation_flags: sys::XEN_X86_EMU_ALL & !sys::XEN_X86_EMU_VPCI,
+            emulation_flags,
             misc_flags: 0,
         },
         ..Default::default()
@@ -368,12 +411,14 @@ fn create_hvm(xc: &XenCtrl, o: &HvmOpts) -> Res<(u32, u32, u32)> {
             unsafe { sys::xc_domain_setmaxmem(xch, domid, maxmem_kib) }
         })
         .map_err(xc_err)?;
-        let pool = xg_e2e::required_shadow_kib(o.mem_mib << 10, o.vcpus) << 10;
-        xc.call("xc_set_paging_mempool_size", |xch| {
-            // SAFETY: scalar arguments.
-            unsafe { sys::xc_set_paging_mempool_size(xch, domid, pool) }
-        })
-        .map_err(xc_err)?;
+        if o.mode != Mode::Pv {
+            let pool = xg_e2e::required_shadow_kib(o.mem_mib << 10, o.vcpus) << 10;
+            xc.call("xc_set_paging_mempool_size", |xch| {
+                // SAFETY: scalar arguments.
+                unsafe { sys::xc_set_paging_mempool_size(xch, domid, pool) }
+            })
+            .map_err(xc_err)?;
+        }
         let port = || {
             xc.call("xc_evtchn_alloc_unbound", |xch| {
                 // SAFETY: scalar arguments; the remote end is dom0.
@@ -404,7 +449,7 @@ fn destroy(xc: &XenCtrl, domid: u32) {
 
 /// The keys xenopsd writes before the build: the domain's directory (dom0 owns it, the guest
 /// reads it), its name, the platform map, and for UEFI-style firmware `hvmloader/bios`.
-fn write_pre_build_keys(xs: &Xs, domid: u32, o: &HvmOpts) -> Res<String> {
+fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
     let base = format!("/local/domain/{domid}");
     xs.mkdir(&base)?;
     xs.set_perms(&base, 0, Some(domid))?;
@@ -440,7 +485,7 @@ fn write_pre_build_keys(xs: &Xs, domid: u32, o: &HvmOpts) -> Res<String> {
 
 /// Run xenguest as xenopsd does (control pipes prepended, stdio to /dev/null but stderr),
 /// returning the control line and the wall time of the process.
-fn run_xenguest(o: &HvmOpts, domid: u32, store: u32, console: u32) -> Res<(String, Duration)> {
+fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(String, Duration)> {
     let (out_r, out_w) = pipe()?;
     let (in_r, in_w) = pipe()?;
     // The child's ends are inherited across exec, as forkexecd hands them to xenguest.
@@ -452,15 +497,32 @@ fn run_xenguest(o: &HvmOpts, domid: u32, store: u32, console: u32) -> Res<(Strin
     }
     let fd = |f: &std::fs::File| std::os::fd::AsRawFd::as_raw_fd(f).to_string();
     let mem = o.mem_mib.to_string();
-    let argv: Vec<String> = [
+    // xenopsd's per-mode arguments: PV gets `-ramdisk ''` (none), PV and PVH the command line.
+    let kernel_args: &[&str] = match o.mode {
+        Mode::Hvm => &[],
+        Mode::Pvh => &["-cmdline", &o.cmdline, "-features", "", "-flags", "0"],
+        Mode::Pv => &[
+            "-cmdline",
+            &o.cmdline,
+            "-ramdisk",
+            "",
+            "-features",
+            "",
+            "-flags",
+            "0",
+        ],
+    };
+    let head = [
         "-controloutfd",
         &fd(&out_w),
         "-controlinfd",
         &fd(&in_r),
         "-mode",
-        "hvm_build",
+        o.mode.xenguest_mode(),
         "-image",
         &o.image,
+    ];
+    let tail = [
         "-domid",
         &domid.to_string(),
         "-store_port",
@@ -475,10 +537,13 @@ fn run_xenguest(o: &HvmOpts, domid: u32, store: u32, console: u32) -> Res<(Strin
         &mem,
         "-mem_start_mib",
         &mem,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ];
+    let argv: Vec<String> = head
+        .iter()
+        .chain(kernel_args)
+        .chain(&tail)
+        .map(|s| s.to_string())
+        .collect();
     let mut cmd = Command::new(&o.xenguest);
     cmd.args(&argv)
         .stdin(Stdio::null())
@@ -547,25 +612,42 @@ fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static st
     }
 }
 
-fn hvm(args: &[String]) -> Res<()> {
-    let o = parse_hvm(args)?;
+/// The text the guest wrote to its console ring (read after it stopped: a PV guest writes
+/// its marker there). `console_frame` is the result's console MFN (PV) or gfn (PVH, HVM).
+fn console_text(xc: &XenCtrl, domid: u32, console_frame: u64) -> Res<String> {
+    let mut page = vec![0u8; 4096];
+    xc.read_guest(DomId(domid), console_frame << 12, &mut page)
+        .map_err(xc_err)?;
+    Ok(xg_e2e::console_output(&page))
+}
+
+fn guest(mode: Mode, args: &[String]) -> Res<()> {
+    let o = parse_guest(mode, args)?;
     let xc = XenCtrl::open().map_err(xc_err)?;
     let xs = Xs::open()?;
     let t0 = Instant::now();
-    let (domid, store_port, console_port) = create_hvm(&xc, &o)?;
+    let (domid, store_port, console_port) = create(&xc, &o)?;
     let outcome = (|| -> Res<String> {
         let base = write_pre_build_keys(&xs, domid, &o)?;
         let create = t0.elapsed();
         let (line, build) = run_xenguest(&o, domid, store_port, console_port)?;
         let t1 = Instant::now();
-        let nums: Vec<u64> = line
+        // "result:<store> <console>" (HVM, PVH) or "result:<store> <console> <protocol>" (PV)
+        let words: Vec<&str> = line
             .trim_start_matches("result:")
             .split_whitespace()
+            .collect();
+        let nums: Vec<u64> = words
+            .iter()
+            .take(2)
             .filter_map(|v| v.parse().ok())
             .collect();
         let [store_mfn, console_mfn] = nums[..] else {
             return Err(format!("unexpected control line {line:?}"));
         };
+        if (mode == Mode::Pv) != (words.len() == 3) {
+            return Err(format!("control line {line:?} does not fit the mode"));
+        }
         // xenopsd's build_post: store and console keys, then introduce.
         for (k, v) in [
             ("store/port", store_port.to_string()),
@@ -599,6 +681,16 @@ fn hvm(args: &[String]) -> Res<()> {
             println!("E2E unpaused domain {domid}");
             let why = wait_shutdown(&xc, domid, o.timeout)?;
             summary += &format!(" shutdown={why} run_ms={}", t2.elapsed().as_millis());
+            if mode != Mode::Hvm {
+                match console_text(&xc, domid, console_mfn) {
+                    Ok(text) => {
+                        for l in text.lines() {
+                            println!("E2E console {domid}: {l}");
+                        }
+                    }
+                    Err(e) => println!("E2E console {domid}: unreadable: {e}"),
+                }
+            }
         }
         Ok(summary)
     })();
