@@ -128,7 +128,7 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
         )));
     }
     if input.min_mmio_hole_bytes > MAX_MMIO_HOLE_BYTES
-        || input.min_mmio_hole_bytes % (1 << PAGE_SHIFT) != 0
+        || !input.min_mmio_hole_bytes.is_multiple_of(1 << PAGE_SHIFT)
     {
         return Err(Error::Platform {
             path: "platform/mmio_hole_size".into(),
@@ -161,7 +161,7 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
         // Xen reports frames below 2^40 (52-bit physical addresses); anything else would
         // wrap the byte addresses below.
         let end_pfn = rmrr.start_pfn.checked_add(rmrr.nr_pages);
-        if end_pfn.map_or(true, |end| end > MAX_PFN) {
+        if end_pfn.is_none_or(|end| end > MAX_PFN) {
             return Err(Error::Layout(format!(
                 "Error: RMRR at pfn {:#x} of {:#x} pages is beyond the physical address space",
                 rmrr.start_pfn, rmrr.nr_pages

@@ -306,7 +306,7 @@ pub fn read_platform(
     f.nomigrate = r.bool("platform/nomigrate")?;
     if hvm {
         f.cores_per_socket = r.bounded("platform/cores-per-socket", 0, u32::MAX.into())? as u32;
-        if f.cores_per_socket != 0 && f.vcpus % f.cores_per_socket != 0 {
+        if f.cores_per_socket != 0 && !f.vcpus.is_multiple_of(f.cores_per_socket) {
             return Err(Error::CoresPerSocket {
                 cores_per_socket: f.cores_per_socket,
                 vcpus: f.vcpus,

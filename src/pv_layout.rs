@@ -172,7 +172,7 @@ impl Alloc {
 
     /// `xc_dom_alloc_pad`: skip frames up to virtual `boundary`.
     fn pad(&mut self, boundary: u64) -> Result<(), LayoutError> {
-        if boundary % PAGE_BYTES != 0 {
+        if !boundary.is_multiple_of(PAGE_BYTES) {
             return Err(LayoutError::BadAddress(format!(
                 "segment boundary isn't page aligned ({boundary:#x})"
             )));

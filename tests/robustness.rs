@@ -912,7 +912,7 @@ fn xenstored_killed_mid_build_is_a_clear_error_not_a_hang() {
     let mut kill_at = 0;
     let mut total = None;
     let mut cases = 0;
-    while total.map_or(true, |t| kill_at < t) {
+    while total.is_none_or(|t| kill_at < t) {
         // Only this test uses XENSTORED_PATH; xenstored itself would obey a stale one.
         std::env::remove_var("XENSTORED_PATH");
         let daemon = xenstored::Xenstored::start("1");
@@ -1044,7 +1044,7 @@ impl SplitMix {
         (0..len)
             .map(|_| {
                 let r = self.next();
-                if r % 3 == 0 {
+                if r.is_multiple_of(3) {
                     ALPHABET[(r >> 8) as usize % ALPHABET.len()]
                 } else {
                     (r >> 16) as u8

@@ -626,7 +626,7 @@ pub fn hvm_build(data: &[u8]) {
         3 => spec += &format!(",free_mib=0:{}", b.below(node_mib)),
         _ => {}
     }
-    if b.u8() % 4 == 0 {
+    if b.u8().is_multiple_of(4) {
         spec += ",sched=credit2";
     }
     let host = SimHost::from_spec(&spec).unwrap();
@@ -682,10 +682,10 @@ pub fn hvm_build(data: &[u8]) {
 
     let mut req = BuildRequest::new(DomId(0), mem_max_mib, mem_start_mib, &image);
     req.vgpu = b.bool();
-    req.force = b.u8() % 4 == 0;
+    req.force = b.u8().is_multiple_of(4);
     req.store_port = u32::from(b.u8());
     req.console_port = u32::from(b.u8());
-    if b.u8() % 4 == 0 {
+    if b.u8().is_multiple_of(4) {
         req.mem_pnode = Some(u32::from(b.u8() % 3));
     }
     for i in 0..b.u8() % 3 {

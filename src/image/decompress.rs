@@ -657,9 +657,9 @@ pub(crate) mod tests {
     #[test]
     fn lzo_blocks_with_matches_decode() {
         let mut data = b"abcdefgh".to_vec();
-        data.extend(std::iter::repeat(b'z').take(100_000));
+        data.extend(std::iter::repeat_n(b'z', 100_000));
         data.extend_from_slice(b"tail bytes here");
-        data.extend(std::iter::repeat(b'q').take(40));
+        data.extend(std::iter::repeat_n(b'q', 40));
         data.extend_from_slice(b"wxyz");
         let packed = lzop(&data);
         assert!(packed.len() < 2_000, "matches were used");

@@ -17,7 +17,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How the binary logs, from its command line.
@@ -132,7 +132,7 @@ fn syslog(priority: c_int, msg: &str) {
     let msg = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
     // SAFETY: the format is the static NUL-terminated "%s" and its one argument is a valid
     // NUL-terminated string that outlives the call.
-    unsafe { libc::syslog(priority, b"%s\0".as_ptr().cast::<c_char>(), msg.as_ptr()) };
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
