@@ -3,13 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build: libxen-dev + clang (bindings), OCaml + dune (the OCaml module);
-# run/test: Debian's hvmloader and xenstored (xen-utils-4.17), an iPXE ROM (ipxe-qemu).
+# run/test: Debian's hvmloader and xenstored (xen-utils-4.17), an iPXE ROM (ipxe-qemu), grub's Xen
+# images (grub-xen-bin) and xz to unpack a Debian kernel (test-diff).
 APT_PACKAGES := libxen-dev clang libclang-dev pkg-config ocaml-nox ocaml-dune ocaml-findlib grub-xen-bin \
-	libounit-ocaml-dev libalcotest-ocaml-dev xen-utils-4.17 xenstore-utils ipxe-qemu
+	libounit-ocaml-dev libalcotest-ocaml-dev xen-utils-4.17 xenstore-utils ipxe-qemu xz-utils
 HVMLOADER := /usr/lib/xen-4.17/boot/hvmloader
 XENGUEST := target/release/xenguest
 
-.PHONY: all deps build demo test lint test-rust test-ocaml bench bench-ocaml clean
+.PHONY: all deps build demo test lint test-rust test-ocaml test-diff bench bench-ocaml clean
 
 all: build
 
@@ -45,7 +46,16 @@ test-ocaml: deps
 	dune build --root . 2>&1
 	dune test --root . --force -j1
 
-test: lint test-rust test-ocaml
+# Our image parser against libxenguest's own (tests/libxenguest_diff.rs, ignored by a plain
+# cargo test) on real images: Debian's hvmloader and xen-shim, grub's PV and PVH images, a Debian
+# kernel (bzImage and vmlinux). scripts/diff-images.sh makes them in $(DIFF_IMAGES), outside the
+# repository, downloading the kernel package once.
+DIFF_IMAGES ?= /var/tmp/xenguest-images
+test-diff: deps
+	IMAGES=$(DIFF_IMAGES) scripts/diff-images.sh
+	XENGUEST_IMAGES=$(DIFF_IMAGES) $(CARGO) test --locked --test libxenguest_diff -- --ignored --nocapture --test-threads=1
+
+test: lint test-rust test-ocaml test-diff
 
 # Benchmarks on the simulated host; regenerates the rust-bench section of BENCHMARKS.md.
 # All of BENCHMARKS.md: the simulated-host tables (rust-bench), in-process vs fork/exec from

@@ -10,6 +10,7 @@ use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags};
 use crate::image::{
     self,
     elf::{Elf, Segment},
+    summary::{self, Container},
 };
 use crate::layout::{self, HvmLayout, HvmLayoutInput};
 use crate::memory::PopulateStats;
@@ -150,17 +151,16 @@ fn load_firmware(
         reason,
     };
     let elf = Elf::parse(&hvmloader).map_err(|e| bad(e.to_string()))?;
-    if elf.class != image::elf::Class::Elf32 {
-        return Err(bad("hvmloader must be a 32-bit ELF image".into()));
-    }
     if elf.has_xen_notes().map_err(|e| bad(e.to_string()))? {
         return Err(bad(
             "image has Xen notes: a PV or PVH kernel, not hvmloader".into(),
         ));
     }
-    let entry =
-        u32::try_from(elf.entry).map_err(|_| bad(format!("entry {:#x} above 4 GiB", elf.entry)))?;
-    let (segments, bounds) = (elf.segments.clone(), elf.paddr_bounds());
+    // xc_dom_parse_image in an HVM container (shared with libxenguest's view): firmware.
+    let summary = summary::summarize(&elf, Container::Hvm).map_err(|e| bad(e.to_string()))?;
+    let entry = u32::try_from(summary.entry)
+        .map_err(|_| bad(format!("entry {:#x} above 4 GiB", summary.entry)))?;
+    let (segments, bounds) = (elf.segments.clone(), summary.kernel_seg);
 
     let mut modules = Vec::new();
     if let Some(ovmf) = ovmf_path(store, paths, req.domid)? {

@@ -24,6 +24,7 @@ use crate::hypervisor::{
 };
 use crate::image::decompress::{self, DecompressError};
 use crate::image::elf::{Class, Elf, Segment, EM_X86_64};
+use crate::image::summary::{self, Container};
 use crate::image::xen_notes::{self, XenNotes};
 use crate::image::{self, bzimage, DEFAULT_MAX_IMAGE_BYTES};
 use crate::memory::{PopulateStats, MAX_EXTENTS_PER_CALL};
@@ -238,63 +239,22 @@ pub fn parse_kernel(
             "kernel is neither a bzImage nor a usable ELF image: {e}"
         ))
     })?;
-    let notes = XenNotes::from_elf(&elf).map_err(|e| einval(e.to_string()))?;
-    if notes.count == 0 {
-        return Err(einval(
-            "Not a Xen-ELF image: No ELF notes or '__xen_guest' section found".into(),
-        ));
-    }
-    let starts = |v: &Option<String>, p: &str| v.as_deref().is_some_and(|s| s.starts_with(p));
-    if !starts(&notes.loader, "generic") && !starts(&notes.guest_os, "linux") {
-        return Err(einval(format!(
-            "Will only load images built for the generic loader or Linux images (Not '{}' and '{}')",
-            notes.loader.as_deref().unwrap_or(""),
-            notes.guest_os.as_deref().unwrap_or("")
-        )));
-    }
-    if !starts(&notes.xen_version, "xen-3.0") {
-        return Err(einval(format!(
-            "Xen will only load images built for Xen v3.0 (Not '{}')",
-            notes.xen_version.as_deref().unwrap_or("")
-        )));
-    }
-    if elf.machine != EM_X86_64 || elf.class != Class::Elf64 {
+    // A 32-bit Xen kernel is refused as such, whatever else is wrong with it.
+    let xen_kernel = elf.has_xen_notes().map_err(|e| einval(e.to_string()))?;
+    if xen_kernel && (elf.machine != EM_X86_64 || elf.class != Class::Elf64) {
         return Err((
             libc::EOPNOTSUPP,
             "32-bit PV kernels (xen-3.0-x86_32p) are not supported: only 64-bit PV guests are built".into(),
         ));
     }
-    // elf_xen_addr_calc_check
-    if notes.paddr_offset.is_some() && notes.virt_base.is_none() {
-        return Err(einval("ELF_PADDR_OFFSET set, VIRT_BASE unset".into()));
-    }
-    let virt_base = notes.virt_base.unwrap_or(0);
-    let paddr_offset = notes.paddr_offset.unwrap_or(0);
-    let virt_offset = virt_base.wrapping_sub(paddr_offset);
-    let (pstart, pend) = elf.paddr_bounds();
-    let virt_kstart = pstart.wrapping_add(virt_offset);
-    let virt_kend = pend.wrapping_add(virt_offset);
-    let virt_entry = notes.entry.unwrap_or(elf.entry);
-    if virt_kstart > virt_kend
-        || virt_entry < virt_kstart
-        || virt_entry > virt_kend
-        || virt_base > virt_kstart
-    {
-        return Err(einval(format!(
-            "ELF start or entries are out of bounds (base {virt_base:#x}, image [{virt_kstart:#x}, {virt_kend:#x}), entry {virt_entry:#x})"
-        )));
-    }
-    if let Some(p2m) = notes.init_p2m {
-        if (virt_kstart..virt_kend).contains(&p2m) {
-            return Err(einval(format!("P->M table base {p2m:#x} is out of bounds")));
-        }
-    }
-    check_guest_range("kernel image", virt_base, virt_kend).map_err(einval)?;
-    if notes.requires(xen_notes::XENFEAT_DOM0) {
-        return Err(einval(
-            "Kernel does not support unprivileged (DomU) operation".into(),
-        ));
-    }
+    // xc_dom_parse_image: notes, addresses, guest type (shared with libxenguest's view).
+    let summary = summary::summarize(&elf, Container::Pv).map_err(|e| einval(e.to_string()))?;
+    let parms = summary
+        .parms
+        .ok_or_else(|| einval("not a Xen kernel".into()))?;
+    let (virt_kstart, virt_kend) = summary.kernel_seg;
+    check_guest_range("kernel image", parms.virt_base, virt_kend).map_err(einval)?;
+    let notes = parms.notes;
     let active = requested_feature_bits(requested_features) | notes.required_features;
     if active & !notes.supported_features != 0 {
         return Err(einval(format!(
@@ -308,16 +268,16 @@ pub fn parse_kernel(
             "PV Autotranslate guests no longer supported".into(),
         ));
     }
-    let segments = elf.segments.clone();
+    let (segments, pstart) = (elf.segments.clone(), elf.paddr_bounds().0);
     Ok(PvKernel {
         elf: elf_bytes,
         segments,
         pstart,
         notes,
-        virt_base,
+        virt_base: parms.virt_base,
         virt_kstart,
         virt_kend,
-        virt_entry,
+        virt_entry: summary.entry,
         compression,
     })
 }

@@ -16,7 +16,7 @@ use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags, XcError};
 use crate::image::{
     self,
     elf::{Elf, Segment},
-    xen_notes::{self, XenNotes},
+    summary::{self, Container},
 };
 use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
 use crate::memory::PopulateStats;
@@ -276,34 +276,20 @@ fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
         ));
     }
     let elf = Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
-    let notes = XenNotes::from_elf(&elf).map_err(|e| bad(e.to_string()))?;
-    if notes.count == 0 {
+    // Without Xen notes, libxenguest would take the image for HVM firmware.
+    if !elf.has_xen_notes().map_err(|e| bad(e.to_string()))? {
         return Err(bad(
             "Not a Xen-ELF image: no Xen ELF notes found (a PVH kernel needs \
              XEN_ELFNOTE_PHYS32_ENTRY)"
                 .into(),
         ));
     }
-    let Some(entry) = notes.phys32_entry else {
-        return Err(bad(
-            "image not capable of booting inside a HVM container: no \
-             XEN_ELFNOTE_PHYS32_ENTRY note"
-                .into(),
-        ));
-    };
-    if notes.requires(xen_notes::XENFEAT_DOM0) {
-        return Err(bad(
-            "Kernel does not support unprivileged (DomU) operation".into()
-        ));
-    }
-    let bounds = elf.paddr_bounds();
-    let entry64 = u64::from(entry);
-    if entry64 < bounds.0 || entry64 > bounds.1 {
-        return Err(bad(format!(
-            "ELF start or entries are out of bounds: PHYS32_ENTRY {entry:#x} outside [{:#x}, {:#x}]",
-            bounds.0, bounds.1
-        )));
-    }
+    // xc_dom_parse_image in an HVM container (shared with libxenguest's view).
+    let summary = summary::summarize(&elf, Container::Hvm).map_err(|e| bad(e.to_string()))?;
+    let bounds = summary.kernel_seg;
+    // The summary's entry is PHYS32_ENTRY, a 32-bit note.
+    let entry = u32::try_from(summary.entry)
+        .map_err(|_| bad(format!("entry {:#x} above 4 GiB", summary.entry)))?;
     if bounds.0 % PAGE_BYTES != 0 {
         return Err(bad(format!(
             "segment boundary isn't page aligned: the image starts at {:#x}",

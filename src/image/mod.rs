@@ -4,6 +4,7 @@
 pub mod bzimage;
 pub mod decompress;
 pub mod elf;
+pub mod summary;
 pub mod xen_notes;
 
 use crate::error::Error;
