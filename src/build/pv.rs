@@ -22,11 +22,11 @@ use crate::hypervisor::{
     Hypervisor, MemFlags, PvVcpuContext, XcError, FLAT_KERNEL_CS64, FLAT_KERNEL_DS64,
     FLAT_KERNEL_SS64, VGCF_IN_KERNEL, VGCF_ONLINE, X86_DR6_DEFAULT, X86_DR7_DEFAULT,
 };
-use crate::image::decompress::{self, DecompressError};
+use crate::image::decompress;
 use crate::image::elf::{Class, Elf, Segment, EM_X86_64};
 use crate::image::summary::{self, Container};
 use crate::image::xen_notes::{self, XenNotes};
-use crate::image::{self, bzimage, DEFAULT_MAX_IMAGE_BYTES};
+use crate::image::{self, DEFAULT_MAX_IMAGE_BYTES};
 use crate::memory::{PopulateStats, MAX_EXTENTS_PER_CALL};
 use crate::platform;
 use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
@@ -196,17 +196,8 @@ fn load_kernel(req: &BuildRequest, limits: &Limits) -> Result<PvKernel> {
         path: path.clone(),
         reason,
     };
-    let too_large = |e: &DecompressError| match e {
-        DecompressError::TooLarge { .. } => libc::EFBIG,
-        DecompressError::Corrupt { .. } => libc::EINVAL,
-    };
-    let (data, compression) = if decompress::is_gzip(&raw) {
-        let data = decompress::gunzip(&raw, limits.kernel)
-            .map_err(|e| bad("xc_dom_kernel_file", too_large(&e), e.to_string()))?;
-        (data, Some(decompress::Format::Gzip))
-    } else {
-        (raw, None)
-    };
+    let (data, compression) = image::inflate_kernel_file(raw, limits.kernel)
+        .map_err(|(code, reason)| bad("xc_dom_kernel_file", code, reason))?;
     parse_kernel(data, compression, limits.kernel, &req.features)
         .map_err(|(code, reason)| bad("xc_dom_parse_image", code, reason))
 }
@@ -220,20 +211,7 @@ pub fn parse_kernel(
     requested_features: &str,
 ) -> std::result::Result<PvKernel, (i32, String)> {
     let einval = |reason: String| (libc::EINVAL, reason);
-    let (elf_bytes, compression) = if bzimage::is_bzimage(&data) {
-        match bzimage::unpack(&data, limit) {
-            Ok((elf, format)) => (elf, Some(format)),
-            Err(bzimage::BzImageError::Decompress(DecompressError::TooLarge { format, limit })) => {
-                return Err((
-                    libc::EFBIG,
-                    format!("kernel image too large: the {format} payload decompresses past the limit of {limit} bytes"),
-                ))
-            }
-            Err(e) => return Err(einval(e.to_string())),
-        }
-    } else {
-        (data, compression)
-    };
+    let (elf_bytes, compression) = image::unwrap_bzimage(data, compression, limit)?;
     let elf = Elf::parse(&elf_bytes).map_err(|e| {
         einval(format!(
             "kernel is neither a bzImage nor a usable ELF image: {e}"

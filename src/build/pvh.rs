@@ -14,7 +14,7 @@ use crate::cpuid;
 use crate::error::{Error, Result};
 use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags, XcError};
 use crate::image::{
-    self,
+    self, decompress,
     elf::{Elf, Segment},
     summary::{self, Container},
 };
@@ -25,7 +25,6 @@ use crate::report::{BuildResult, Counting, Recording};
 use crate::store::Store;
 use crate::types::{pages_of_bytes, pages_of_mib, DomId, E820Entry, E820Type, Gfn, PAGE_BYTES};
 use crate::vcpu;
-use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
@@ -174,45 +173,6 @@ fn image_limits(store: &dyn Store) -> Result<Limits> {
     })
 }
 
-/// A compression format libxenguest knows, by its magic bytes.
-fn compression(data: &[u8]) -> Option<&'static str> {
-    const MAGICS: [(&[u8], &str); 7] = [
-        (&[0x1F, 0x8B], "gzip"),
-        (&[0xFD, b'7', b'z', b'X', b'Z', 0x00], "xz"),
-        (b"BZh", "bzip2"),
-        (&[0x5D, 0x00, 0x00], "lzma"),
-        (&[0x89, b'L', b'Z', b'O'], "lzo"),
-        (&[0x02, 0x21, 0x4C, 0x18], "lz4"),
-        (&[0x28, 0xB5, 0x2F, 0xFD], "zstd"),
-    ];
-    MAGICS
-        .iter()
-        .find(|(magic, _)| data.starts_with(magic))
-        .map(|(_, name)| *name)
-}
-
-/// Why an inflate stopped.
-#[derive(Debug)]
-enum Inflate {
-    /// More than the limit.
-    TooLarge,
-    /// Not valid gzip.
-    Corrupt(std::io::Error),
-}
-
-/// Inflate gzip `data`, reading at most `limit` bytes of output (one more tells it is past).
-fn gunzip(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, Inflate> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(Inflate::Corrupt)?;
-    if out.len() as u64 > limit {
-        return Err(Inflate::TooLarge);
-    }
-    Ok(out)
-}
-
 /// The kernel (or xen-shim), parsed: `xc_dom_kernel_file` + `xc_dom_parse_image`.
 #[derive(Debug)]
 struct Kernel {
@@ -233,48 +193,20 @@ fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
         path: path.display().to_string(),
         reason,
     };
-    let data = match compression(&file) {
-        Some("gzip") => {
-            let data = gunzip(&file, limit).map_err(|e| match e {
-                Inflate::TooLarge => fail(
-                    "xc_dom_kernel_file",
-                    libc::EFBIG,
-                    format!(
-                        "gzip-compressed kernel inflates past the limit of {limit} bytes \
-                         ({KERNEL_MAX_SIZE_KEY})"
-                    ),
-                ),
-                Inflate::Corrupt(e) => fail(
-                    "xc_dom_kernel_file",
-                    libc::EINVAL,
-                    format!("gzip-compressed kernel does not inflate: {e}"),
-                ),
-            })?;
-            log::info!(
-                "{}: gzip-compressed kernel, {} bytes inflated to {}",
-                path.display(),
-                file.len(),
-                data.len()
-            );
-            data
-        }
-        Some(other) => {
-            return Err(fail(
-                "xc_dom_parse_image",
-                libc::ENOSYS,
-                format!("{other}-compressed kernel: only gzip is decompressed for PVH (yet)"),
-            ))
-        }
-        None => file,
-    };
-    let bad = |reason: String| fail("xc_dom_parse_image", libc::EINVAL, reason);
-    if data.get(0x202..0x206) == Some(b"HdrS") && !data.starts_with(b"\x7fELF") {
-        return Err(fail(
-            "xc_dom_parse_image",
-            libc::ENOSYS,
-            "bzImage kernel: PVH takes the ELF image (vmlinux) only (yet)".into(),
-        ));
+    // libxenguest's loaders: a gzipped file is inflated, a bzImage's payload (any
+    // compression) unwrapped; what is left must be the ELF kernel.
+    let (data, compression) = image::inflate_kernel_file(file, limit)
+        .map_err(|(code, reason)| fail("xc_dom_kernel_file", code, reason))?;
+    let (data, compression) = image::unwrap_bzimage(data, compression, limit)
+        .map_err(|(code, reason)| fail("xc_dom_parse_image", code, reason))?;
+    if let Some(format) = compression {
+        log::info!(
+            "{}: {format}-compressed kernel, {} bytes unpacked",
+            path.display(),
+            data.len()
+        );
     }
+    let bad = |reason: String| fail("xc_dom_parse_image", libc::EINVAL, reason);
     let elf = Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
     // Without Xen notes, libxenguest would take the image for HVM firmware.
     if !elf.has_xen_notes().map_err(|e| bad(e.to_string()))? {
@@ -325,15 +257,16 @@ fn load_modules(req: &BuildRequest, limit: u64) -> Result<Vec<ModuleImage>> {
         .iter()
         .map(|m| {
             let raw = image::read_file("xc_dom_module_file", &m.path, limit)?;
-            let data = match compression(&raw) {
-                Some("gzip") => match gunzip(&raw, limit) {
+            let data = if decompress::is_gzip(&raw) {
+                match decompress::gunzip(&raw, limit) {
                     Ok(data) => data,
                     Err(e) => {
-                        log::info!("{}: gzip module kept compressed ({e:?})", m.path.display());
+                        log::info!("{}: gzip module kept compressed ({e})", m.path.display());
                         raw
                     }
-                },
-                _ => raw,
+                }
+            } else {
+                raw
             };
             Ok(ModuleImage {
                 data,
@@ -667,33 +600,6 @@ fn boot_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn gunzip_is_bounded() {
-        let data = vec![7u8; 10_000];
-        assert_eq!(gunzip(&gz(&data), 10_000).unwrap(), data);
-        assert!(matches!(gunzip(&gz(&data), 9_999), Err(Inflate::TooLarge)));
-        assert!(matches!(
-            gunzip(&[0x1F, 0x8B, 8, 0, 1, 2], 100),
-            Err(Inflate::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn compression_magics() {
-        assert_eq!(compression(&gz(b"x")), Some("gzip"));
-        assert_eq!(compression(b"\xFD7zXZ\0rest"), Some("xz"));
-        assert_eq!(compression(b"BZh91AY"), Some("bzip2"));
-        assert_eq!(compression(b"\x7fELF"), None);
-        assert_eq!(compression(b""), None);
-    }
 
     #[test]
     fn layout_has_an_exact_256_mib_hole() {

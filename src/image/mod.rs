@@ -8,6 +8,7 @@ pub mod summary;
 pub mod xen_notes;
 
 use crate::error::Error;
+use decompress::{DecompressError, Format};
 use std::path::Path;
 
 /// Largest image read from disk by default (`XC_DOM_DECOMPRESS_MAX`, 1 GiB).
@@ -32,6 +33,56 @@ pub fn read_file(step: &'static str, path: &Path, max_bytes: u64) -> Result<Vec<
         ));
     }
     std::fs::read(path).map_err(|e| fail(io_code(&e), io_text(&e)))
+}
+
+/// A failure to unpack a kernel: `(errno, reason)`, EFBIG past the size limit, EINVAL else.
+pub type UnpackError = (i32, String);
+
+fn unpack_error(e: &DecompressError) -> i32 {
+    match e {
+        DecompressError::TooLarge { .. } => libc::EFBIG,
+        DecompressError::Corrupt { .. } => libc::EINVAL,
+    }
+}
+
+/// `xc_dom_kernel_file`'s view of a kernel file: a gzip-compressed file is inflated (to at
+/// most `limit` bytes), anything else kept as it is. Returns the bytes and their compression.
+pub fn inflate_kernel_file(
+    raw: Vec<u8>,
+    limit: u64,
+) -> Result<(Vec<u8>, Option<Format>), UnpackError> {
+    if !decompress::is_gzip(&raw) {
+        return Ok((raw, None));
+    }
+    decompress::gunzip(&raw, limit)
+        .map(|data| (data, Some(Format::Gzip)))
+        .map_err(|e| (unpack_error(&e), e.to_string()))
+}
+
+/// libxenguest's bzImage loader: a bzImage's payload, decompressed (any format libxenguest
+/// knows) to at most `limit` bytes, is the ELF kernel; any other image is returned as it is
+/// (with the `compression` it came in).
+pub fn unwrap_bzimage(
+    data: Vec<u8>,
+    compression: Option<Format>,
+    limit: u64,
+) -> Result<(Vec<u8>, Option<Format>), UnpackError> {
+    if !bzimage::is_bzimage(&data) {
+        return Ok((data, compression));
+    }
+    match bzimage::unpack(&data, limit) {
+        Ok((elf, format)) => Ok((elf, Some(format))),
+        Err(bzimage::BzImageError::Decompress(DecompressError::TooLarge { format, limit })) => {
+            Err((
+                libc::EFBIG,
+                format!(
+                    "kernel image too large: the {format} payload decompresses past the limit \
+                     of {limit} bytes"
+                ),
+            ))
+        }
+        Err(e) => Err((libc::EINVAL, e.to_string())),
+    }
 }
 
 fn io_code(e: &std::io::Error) -> i32 {

@@ -1,6 +1,8 @@
 //! Shared fixture for whole builds on the simulated host.
 #![allow(dead_code)]
 
+pub mod compress;
+
 use std::path::{Path, PathBuf};
 use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
