@@ -61,8 +61,8 @@ pub fn parse_featureset(s: &str) -> std::result::Result<Vec<u32>, String> {
 }
 
 /// The policy to apply: featureset words sized to the host's, adjusted as the C code does.
-/// `hvm_fallback` picks the host maximum used when `platform/featureset` is absent (the C
-/// code passes `!is_pvh` here, so a PVH guest falls back to the PV maximum).
+/// `hvm_fallback` picks the host maximum used when `platform/featureset` is absent: HVM for
+/// HVM and PVH guests, PV for PV ones (the C code gives PVH the PV maximum; see `build::pvh`).
 pub fn plan_policy(
     flags: &PlatformFlags,
     host: &[u32],

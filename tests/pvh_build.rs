@@ -11,7 +11,7 @@ use std::io::Write;
 use xenguest::acpi::{self, byte_sum, AcpiConfig};
 use xenguest::boot::{self, param};
 use xenguest::build::{BuildMode, BuildOutput, BuildRequest, Module};
-use xenguest::hypervisor::{HvmBootVcpu, PciSbdf};
+use xenguest::hypervisor::{FeaturesetKind, HvmBootVcpu, Hypervisor, PciSbdf};
 use xenguest::image::bzimage;
 use xenguest::image::xen_notes::{self, XenNotes};
 use xenguest::store::Store;
@@ -363,6 +363,29 @@ fn up_to_ten_modules_are_listed_and_eleven_refused() {
             .contains("11 modules given: a PVH guest takes at most 10"),
         "{e}"
     );
+}
+
+#[test]
+fn without_a_featureset_pvh_gets_the_hvm_maximum() {
+    // Not the C quirk (PV maximum): a PVH kernel needs HVM features such as PGE.
+    let p = pvh(
+        1024,
+        1024,
+        0,
+        &[("platform/nx", "true"), ("platform/pae", "true")],
+    );
+    p.build().unwrap();
+    let hvm_max =
+        p.fx.host
+            .get_cpu_featureset(FeaturesetKind::HvmMax)
+            .unwrap();
+    let applied =
+        p.fx.host
+            .domain_snapshot(p.domid)
+            .unwrap()
+            .cpuid_policy
+            .unwrap();
+    assert_eq!(applied.featureset, hvm_max);
 }
 
 #[test]

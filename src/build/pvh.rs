@@ -83,9 +83,10 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
     )
     .map_err(Error::xc("xc_dom_gnttab_init"))?;
     hvm::set_params(&hv, domid, &flags)?;
-    // The C code passes `hvm = !is_pvh`: without platform/featureset a PVH guest gets the PV
-    // maximum featureset.
-    cpuid::construct_cpuid_policy(&hv, domid, &flags, false)?;
+    // Without platform/featureset, the HVM maximum, as libxl gives PVH guests. (The C code
+    // passes `hvm = !is_pvh` and so the PV maximum, which lacks PGE: Debian's kernel then
+    // triple-faults at its first write of CR4.PGE; `make e2e` boots it.)
+    cpuid::construct_cpuid_policy(&hv, domid, &flags, true)?;
 
     let result = BuildResult {
         store_mfn: Special::Xenstore.gfn().0,
