@@ -53,7 +53,8 @@ until xenstore-read / >/dev/null 2>&1; do
     sleep 0.5
 done
 xen-init-dom0 >/dev/null || fail "xen-init-dom0"
-xenconsoled --log=none --pid-file=/run/xenconsoled.pid || fail "xenconsoled"
+# Guest consoles are logged to /var/log/xen/console/guest-<name>.log (the Linux guests' markers).
+xenconsoled --log=guest --pid-file=/run/xenconsoled.pid || fail "xenconsoled"
 xl info | grep -E '^(xen_version|virt_caps|total_memory|free_memory|nr_cpus)'
 mark dom0-ready
 
@@ -75,6 +76,7 @@ echo "----- end guest console -----"
 if [ $rc = 0 ] && xl dmesg | grep -q "(d$domid) .*XENGUEST-E2E-HVM-OK" \
    && echo "$line" | grep -q 'shutdown=poweroff'; then
     echo "@@BOOT hvm PASS $line"
+    echo "@@SEEN hvm $(xl dmesg | grep "(d$domid) .*XENGUEST-E2E-HVM-OK" | head -1)"
 else
     fail "hvm boot (rc=$rc): $line"
     echo "@@BOOT hvm FAIL $line"
@@ -86,36 +88,46 @@ echo "----- end syslog -----"
 # ------------------------------------------------------------------ 2. PVH and PV guests boot
 # Tiny kernels (e2e/guests) that print their command line, the marker, only if the start info
 # our builder wrote is right: the PVH one on the debug port (Xen's console), the PV one into
-# its console ring (xg-e2e prints the ring after the shutdown).
-boot_kernel() {  # MODE KERNEL MARKER WHERE(dmesg|ring)
-    mode=$1 kernel=$2 marker=$3 where=$4
-    mark $mode-boot-begin
-    out=$(xg-e2e $mode --name $mode-boot --mem-mib 128 --xenguest /usr/bin/xenguest \
-          --image "$kernel" --cmdline "$marker domain built by the Rust xenguest" \
-          --boot --timeout-s "$BOOT_TIMEOUT" 2>&1)
+# its console ring (xg-e2e prints the ring after the shutdown). Then Debian's own kernel as a
+# PV guest (bzImage + ramdisk) and as a PVH guest (initramfs as module 0), whose /init prints
+# the marker with the guest type on hvc0 (xenconsoled's log of the guest).
+boot_kernel() {  # MODE NAME MARKER WHERE(dmesg|ring|log) XG-E2E-ARGS...
+    mode=$1 name=$2 marker=$3 where=$4
+    shift 4
+    mark $name-boot-begin
+    out=$(xg-e2e $mode --name $name --xenguest /usr/bin/xenguest --boot \
+          --timeout-s "$BOOT_TIMEOUT" "$@" 2>&1)
     rc=$?
     echo "$out"
-    mark $mode-boot-end
+    mark $name-boot-end
     line=$(echo "$out" | grep '^E2E name=')
     domid=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
-    echo "----- $mode guest console (Xen's log) -----"
+    echo "----- $name guest console (Xen's log, then xenconsoled's) -----"
     xl dmesg | grep "(d$domid)" | tail -20
-    echo "----- end $mode guest console -----"
-    if [ $where = dmesg ]; then
-        seen=$(xl dmesg | grep "(d$domid) .*$marker")
-    else
-        seen=$(echo "$out" | grep "^E2E console $domid: $marker")
-    fi
+    tail -20 /var/log/xen/console/guest-$name.log 2>/dev/null
+    echo "----- end $name guest console -----"
+    case $where in
+        dmesg) seen=$(xl dmesg | grep "(d$domid) .*$marker") ;;
+        ring) seen=$(echo "$out" | grep "^E2E console $domid: $marker") ;;
+        log) seen=$(grep -a "$marker" /var/log/xen/console/guest-$name.log 2>/dev/null) ;;
+    esac
     if [ $rc = 0 ] && [ -n "$domid" ] && [ -n "$seen" ] && echo "$line" | grep -q 'shutdown=poweroff'; then
-        echo "@@BOOT $mode PASS $line"
+        echo "@@BOOT $name PASS $line"
+        echo "@@SEEN $name $seen"
     else
-        fail "$mode boot (rc=$rc): $line"
-        echo "@@BOOT $mode FAIL $line"
+        fail "$name boot (rc=$rc): $line"
+        echo "@@BOOT $name FAIL $line"
         grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -20
     fi
 }
-boot_kernel pvh /guest/pvh.elf XENGUEST-E2E-PVH-OK dmesg
-boot_kernel pv /guest/pv.elf XENGUEST-E2E-PV-OK ring
+boot_kernel pvh pvh XENGUEST-E2E-PVH-OK dmesg --mem-mib 128 --image /guest/pvh.elf \
+    --cmdline "XENGUEST-E2E-PVH-OK domain built by the Rust xenguest"
+boot_kernel pv pv XENGUEST-E2E-PV-OK ring --mem-mib 128 --image /guest/pv.elf \
+    --cmdline "XENGUEST-E2E-PV-OK domain built by the Rust xenguest"
+boot_kernel pv linux-pv XENGUEST-E2E-LINUX-PV-OK log --mem-mib 256 --image /guest/vmlinuz \
+    --ramdisk /guest/initrd.cpio --cmdline "console=hvc0 quiet"
+boot_kernel pvh linux-pvh XENGUEST-E2E-LINUX-PVH-OK log --mem-mib 256 --image /guest/vmlinuz \
+    --module /guest/initrd.cpio --cmdline "console=hvc0 earlyprintk=xen quiet"
 
 # ------------------------------------------------------------------ 3. build benchmark
 # The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`

@@ -3,7 +3,8 @@
 # (xen-utils-4.17, xenstore-utils, the libxen* libraries: the packages `make deps` installs), the
 # Xen kernel modules of the downloaded dom0 kernel, Debian's hvmloader, SeaBIOS and qemu-system-xen
 # (for `xl create`), the iPXE ROM, and ours: xenguest, the xg-e2e toolstack, the popcount shim,
-# the marker firmware and the PVH and PV test kernels (e2e/guests, assembled here).
+# the marker firmware, the PVH and PV test kernels (e2e/guests, assembled here) and Debian's
+# kernel with a busybox initramfs for the Linux guests.
 # Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT     (after fetch.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +42,15 @@ ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx
 gcc -c -o "$WORK/pv.o" "$HERE/guests/pv.S"
 ld -T "$HERE/guests/pv.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/pv.elf" "$WORK/pv.o"
+# The Linux guests: Debian's kernel (PV: the bzImage; PVH: the same, or the ELF vmlinux) and a
+# busybox initramfs whose /init prints the marker.
+cp "$(ls "$WORK"/root/boot/vmlinuz-* | head -1)" "$D/guest/vmlinuz"
+G=$WORK/guest-rootfs
+rm -rf "$G"; mkdir -p "$G"/{bin,dev,proc,sys}
+cp "$BB" "$G/bin/busybox"
+install -m755 "$HERE/guests/linux-init.sh" "$G/init"
+(cd "$G/dev" && mknod -m 600 console c 5 1 && mknod -m 666 null c 1 3)
+(cd "$G" && find . | cpio -o -H newc --quiet) > "$D/guest/initrd.cpio"
 IPXE=${XENGUEST_IPXE:-/usr/lib/ipxe/qemu/pxe-rtl8139.rom}
 cp "$IPXE" "$D/guest/ipxe.rom"
 

@@ -299,8 +299,35 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// The `real-xen` section of BENCHMARKS.md from an e2e serial log (`@@BENCH` and `@@BOOT`
-/// lines written by dom0's /init).
+/// The boot tests of an e2e serial log (`@@BOOT <guest> PASS|FAIL E2E ...` and the marker line
+/// `@@SEEN <guest> ...` that made it pass) as a Markdown table.
+pub fn boot_table(log: &str) -> String {
+    let mut s = String::from(
+        "Boot tests (guests built by our xenguest, then run):\n\n\
+| guest | result | build | guest ran | shutdown | what it printed |\n|---|---|---|---|---|---|\n",
+    );
+    for rest in log.lines().filter_map(|l| l.split("@@BOOT ").nth(1)) {
+        let mut words = rest.split(' ');
+        let (guest, verdict) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+        let f = fields(rest);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("?").to_string();
+        let seen = log
+            .lines()
+            .find_map(|l| l.split(&format!("@@SEEN {guest} ")).nth(1))
+            .map(|l| l.trim().replace('|', "\\|"))
+            .unwrap_or_default();
+        s += &format!(
+            "| {guest} | {verdict} | {} ms | {} ms | {} | `{seen}` |\n",
+            get("build_ms"),
+            get("run_ms"),
+            get("shutdown")
+        );
+    }
+    s + "\n"
+}
+
+/// The `real-xen` section of BENCHMARKS.md from an e2e serial log (`@@BENCH`, `@@BOOT` and
+/// `@@SEEN` lines written by dom0's /init).
 pub fn bench_report(log: &str, qemu_s: u64) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("@@BENCH ")).collect();
     let mut sizes: Vec<u64> = lines
@@ -347,26 +374,6 @@ pub fn bench_report(log: &str, qemu_s: u64) -> String {
         .find_map(|l| l.split("@@HYPERVISOR ").nth(1))
         .unwrap_or("xen ?")
         .trim();
-    let boot = log
-        .lines()
-        .find_map(|l| l.split("@@BOOT hvm ").nth(1))
-        .map(|l| {
-            let f = fields(l);
-            format!(
-                "{} (shutdown={}, build {} ms, guest ran {} ms)",
-                l.split(' ').next().unwrap_or("?"),
-                f.get("shutdown").map(String::as_str).unwrap_or("?"),
-                f.get("build_ms").map(String::as_str).unwrap_or("?"),
-                f.get("run_ms").map(String::as_str).unwrap_or("?")
-            )
-        })
-        .unwrap_or_else(|| "not run".into());
-    let marker = log
-        .lines()
-        .find(|l| l.contains(HVM_MARKER) && l.contains("(d"))
-        .and_then(|l| l.find("(d").map(|i| l[i..].trim().to_string()))
-        .unwrap_or_else(|| "(no marker seen)".into());
-
     let mut s = String::new();
     s += "## Real Xen 4.17 under QEMU: our xenguest against `xl create -p` (`make e2e`)\n\n";
     s += &format!(
@@ -376,7 +383,7 @@ alternating, {reps} of each per size; whole QEMU run {qemu_s} s. Nested emulatio
 hypercalls slow and very noisy (the same populate work takes 0.1 s or 4 s from one build to the \
 next): read the medians and minima, and compare rows with each other, not with bare metal.\n\n"
     );
-    s += &format!("HVM boot test: **{boot}**; the guest's console line: `{marker}`\n\n");
+    s += &boot_table(log);
     s += "Time, ms, median (min–max):\n\n";
     s += "| guest RAM | builder | build | in populate calls | build outside populate | whole command |\n";
     s += "|---|---|---|---|---|---|\n";
@@ -460,6 +467,8 @@ mod report_tests {
         let log = r#"[1] @@HYPERVISOR xen 4.17.7
 [2] (d1) XENGUEST-E2E-HVM-OK guest firmware reached
 [3] @@BOOT hvm PASS E2E name=hvm-boot domid=1 build_ms=190.0 shutdown=poweroff run_ms=900
+[3] @@SEEN hvm (d1) XENGUEST-E2E-HVM-OK guest firmware reached
+[3] @@BOOT linux-pv FAIL E2E name=linux-pv domid=2 build_ms=7000.0 shutdown=crash run_ms=100
 [4] @@BENCH ours size=128 rep=1 E2E name=b domid=2 create_ms=20.0 build_ms=200.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=95000
 [5] @@BENCH ours size=128 rep=2 E2E name=b domid=3 create_ms=30.0 build_ms=100.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=90000
 [6] @@BENCH xl size=128 rep=1 domid=4 TIMED wall_ms=1500 rc=0 XLPHASE libxenguest_build_ms=99 allocation="4k=512 2m=63 1g=0" POPCOUNT comm=xl calls=20
@@ -477,9 +486,14 @@ mod report_tests {
             r.contains("| 128 MiB | 3 | 20 | 496/63/0 | ?/?/? | 4k=512 2m=63 1g=0 |"),
             "{r}"
         );
-        assert!(r.contains("**PASS (shutdown=poweroff"), "{r}");
         assert!(
-            r.contains("`(d1) XENGUEST-E2E-HVM-OK guest firmware reached`"),
+            r.contains(
+                "| hvm | PASS | 190.0 ms | 900 ms | poweroff | `(d1) XENGUEST-E2E-HVM-OK guest firmware reached` |"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("| linux-pv | FAIL | 7000.0 ms | 100 ms | crash | `` |"),
             "{r}"
         );
     }

@@ -7,7 +7,8 @@
 //! xg-e2e hvm --name N --mem-mib M --xenguest PATH --image HVMLOADER [--firmware F] [--ipxe R]
 //!            [--vcpus V] [--boot] [--timeout-s S] [--preload SO --poplog FILE]
 //! xg-e2e pvh|pv --name N --mem-mib M --xenguest PATH --image KERNEL [--cmdline C] [--vcpus V]
-//!            [--boot] [--timeout-s S]        (a PVH or PV guest; the console ring is printed)
+//!            [--ramdisk R (PV)] [--module M (PVH)] [--boot] [--timeout-s S]
+//!                                     (a PVH or PV guest; the console ring is printed)
 //! xg-e2e firmware OUT                 write the marker firmware
 //! xg-e2e settle                       wait until Xen has scrubbed the pages of dead domains
 //! xg-e2e count LOG DOMID              populate calls per process from the popcount shim's log
@@ -197,6 +198,8 @@ struct GuestOpts {
     xenguest: String,
     image: String,
     cmdline: String,
+    ramdisk: String,
+    module: Option<String>,
     firmware: Option<String>,
     ipxe: Option<String>,
     boot: bool,
@@ -213,6 +216,8 @@ fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
         xenguest: "/usr/bin/xenguest".into(),
         image: "/usr/lib/xen-4.17/boot/hvmloader".into(),
         cmdline: String::new(),
+        ramdisk: String::new(),
+        module: None,
         firmware: None,
         ipxe: None,
         boot: false,
@@ -231,6 +236,8 @@ fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
             "--xenguest" => o.xenguest = val()?,
             "--image" => o.image = val()?,
             "--cmdline" => o.cmdline = val()?,
+            "--ramdisk" => o.ramdisk = val()?,
+            "--module" => o.module = Some(val()?),
             "--firmware" => o.firmware = Some(val()?),
             "--ipxe" => o.ipxe = Some(val()?),
             "--boot" => o.boot = true,
@@ -411,6 +418,14 @@ fn create(xc: &XenCtrl, o: &GuestOpts) -> Res<(u32, u32, u32)> {
             unsafe { sys::xc_domain_setmaxmem(xch, domid, maxmem_kib) }
         })
         .map_err(xc_err)?;
+        if o.mode == Mode::Pv {
+            // xenopsd/libxl: the PV guest's e820 (XENMEM_memory_map) is one RAM range this big.
+            xc.call("xc_domain_set_memmap_limit", |xch| {
+                // SAFETY: scalar arguments.
+                unsafe { sys::xc_domain_set_memmap_limit(xch, domid, maxmem_kib as _) }
+            })
+            .map_err(xc_err)?;
+        }
         if o.mode != Mode::Pv {
             let pool = xg_e2e::required_shadow_kib(o.mem_mib << 10, o.vcpus) << 10;
             xc.call("xc_set_paging_mempool_size", |xch| {
@@ -448,7 +463,8 @@ fn destroy(xc: &XenCtrl, domid: u32) {
 }
 
 /// The keys xenopsd writes before the build: the domain's directory (dom0 owns it, the guest
-/// reads it), its name, the platform map, and for UEFI-style firmware `hvmloader/bios`.
+/// reads it), its name, the platform map, the vCPUs online, the guest-writable directories,
+/// and for UEFI-style firmware `hvmloader/bios`.
 fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
     let base = format!("/local/domain/{domid}");
     xs.mkdir(&base)?;
@@ -475,8 +491,20 @@ fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
     for (k, v) in keys {
         xs.write(&format!("{base}/{k}"), v)?;
     }
-    // Places the guest may write (hvmloader records e.g. its ACPI generation id there).
-    for dir in ["data", "hvmloader"] {
+    for cpu in 0..o.vcpus {
+        xs.write(&format!("{base}/cpu/{cpu}/availability"), "online")?;
+    }
+    // Places the guest may write, as xenopsd makes them: hvmloader records its ACPI generation
+    // id under hvmloader, Linux its shutdown features under control, drivers their versions.
+    for dir in [
+        "data",
+        "hvmloader",
+        "control",
+        "attr",
+        "drivers",
+        "feature",
+        "error",
+    ] {
         xs.mkdir(&format!("{base}/{dir}"))?;
         xs.set_perms(&format!("{base}/{dir}"), domid, None)?;
     }
@@ -497,21 +525,25 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
     }
     let fd = |f: &std::fs::File| std::os::fd::AsRawFd::as_raw_fd(f).to_string();
     let mem = o.mem_mib.to_string();
-    // xenopsd's per-mode arguments: PV gets `-ramdisk ''` (none), PV and PVH the command line.
-    let kernel_args: &[&str] = match o.mode {
-        Mode::Hvm => &[],
-        Mode::Pvh => &["-cmdline", &o.cmdline, "-features", "", "-flags", "0"],
-        Mode::Pv => &[
+    // xenopsd's per-mode arguments: PV gets `-ramdisk` ('' for none), PV and PVH the command
+    // line, PVH its modules.
+    let mut kernel_args: Vec<&str> = match o.mode {
+        Mode::Hvm => vec![],
+        Mode::Pvh => vec!["-cmdline", &o.cmdline, "-features", "", "-flags", "0"],
+        Mode::Pv => vec![
             "-cmdline",
             &o.cmdline,
             "-ramdisk",
-            "",
+            &o.ramdisk,
             "-features",
             "",
             "-flags",
             "0",
         ],
     };
+    if let (Mode::Pvh, Some(m)) = (o.mode, &o.module) {
+        kernel_args.extend(["-module", m.as_str()]);
+    }
     let head = [
         "-controloutfd",
         &fd(&out_w),
@@ -540,7 +572,7 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
     ];
     let argv: Vec<String> = head
         .iter()
-        .chain(kernel_args)
+        .chain(&kernel_args)
         .chain(&tail)
         .map(|s| s.to_string())
         .collect();
