@@ -10,14 +10,6 @@
  * hypercall page are right; the toolstack reads the ring after the shutdown. A start_info or
  * console page it cannot trust makes it shut down with reason "crash" instead. */
 
-#define XEN_ELFNOTE_ENTRY           1
-#define XEN_ELFNOTE_HYPERCALL_PAGE  2
-#define XEN_ELFNOTE_VIRT_BASE       3
-#define XEN_ELFNOTE_PADDR_OFFSET    4
-#define XEN_ELFNOTE_XEN_VERSION     5
-#define XEN_ELFNOTE_GUEST_OS        6
-#define XEN_ELFNOTE_LOADER          8
-
 #define VIRT_BASE       0xffffffff80000000
 #define M2P_VIRT_START  0xffff800000000000   /* machine_to_phys_mapping, 64-bit PV */
 
@@ -104,24 +96,9 @@ evtchn_send:     .long 0                        /* struct evtchn_send */
         .globl hypercall_page
 hypercall_page: .fill 4096, 1, 0
 
-/* Xen ELF notes: name "Xen", then the descriptor (a string or a 64-bit value). */
+/* Xen ELF notes. */
         .section .note.xen, "a", @note
-        .macro  note_head type
-        .balign 4
-        .long   4, 2f - 1f, \type
-        .asciz  "Xen"
-1:
-        .endm
-        .macro  note_str type, text
-        note_head \type
-        .asciz  "\text"
-2:      .balign 4
-        .endm
-        .macro  note_quad type, value
-        note_head \type
-        .quad   \value
-2:      .balign 4
-        .endm
+#include "xen-notes.h"
         note_str  XEN_ELFNOTE_GUEST_OS, "linux"
         note_str  XEN_ELFNOTE_XEN_VERSION, "xen-3.0"
         note_str  XEN_ELFNOTE_LOADER, "generic"

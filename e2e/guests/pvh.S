@@ -8,9 +8,6 @@
  * appears only if the builder's start info, command line and ACPI pointer are right. Then it
  * halts with interrupts off, which Xen turns into a poweroff of the domain. */
 
-#define XEN_ELFNOTE_GUEST_OS      6
-#define XEN_ELFNOTE_XEN_VERSION   5
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define HVM_START_MAGIC  0x336ec578
 #define DEBUG_PORT       0xe9
 
@@ -66,24 +63,9 @@ bad_rsdp:   .asciz "XENGUEST-E2E-PVH-BAD no RSDP at rsdp_paddr\n"
 stack:      .fill 1024, 1, 0
 stack_top:
 
-/* Xen ELF notes: name "Xen", then the descriptor (a string or a 32-bit value). */
+/* Xen ELF notes. */
         .section .note.xen, "a", @note
-        .macro  note_head type
-        .balign 4
-        .long   4, 2f - 1f, \type
-        .asciz  "Xen"
-1:
-        .endm
-        .macro  note_str type, text
-        note_head \type
-        .asciz  "\text"
-2:      .balign 4
-        .endm
-        .macro  note_long type, value
-        note_head \type
-        .long   \value
-2:      .balign 4
-        .endm
+#include "xen-notes.h"
         note_str  XEN_ELFNOTE_GUEST_OS, "xg-e2e-pvh"
         note_str  XEN_ELFNOTE_XEN_VERSION, "xen-3.0"
         note_long XEN_ELFNOTE_PHYS32_ENTRY, _start

@@ -202,6 +202,24 @@ impl XenCtrl {
         Err(last_error(h.xch, function, errno))
     }
 
+    /// `xc_domain_getinfo` for exactly `domid` (it returns the next domain up when `domid`
+    /// is gone, so the domid is checked).
+    fn dominfo(&self, domid: DomId) -> XcResult<sys::xc_dominfo_t> {
+        let mut info = sys::xc_dominfo_t::default();
+        let n = self.call("xc_domain_getinfo", |xch| {
+            // SAFETY: `info` is a writable array of the one entry asked for.
+            unsafe { sys::xc_domain_getinfo(xch, domid.0, 1, &mut info) }
+        })?;
+        if n != 1 || info.domid != domid.0 {
+            return Err(XcError::errno_with(
+                "xc_domain_getinfo",
+                libc::ESRCH,
+                format!("domain {domid} does not exist"),
+            ));
+        }
+        Ok(info)
+    }
+
     /// Map `nr_pages` guest frames from `first` (read/write or read-only) and run `f` on them.
     fn with_mapping<T>(
         &self,
@@ -432,18 +450,7 @@ fn boot_cpu(vcpu: &HvmBootVcpu) -> sys::hvm_hw_cpu {
 
 impl Hypervisor for XenCtrl {
     fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo> {
-        let mut info = sys::xc_dominfo_t::default();
-        let n = self.call("xc_domain_getinfo", |xch| {
-            // SAFETY: `info` is a writable array of the one entry asked for.
-            unsafe { sys::xc_domain_getinfo(xch, domid.0, 1, &mut info) }
-        })?;
-        if n != 1 || info.domid != domid.0 {
-            return Err(XcError::errno_with(
-                "xc_domain_getinfo",
-                libc::ESRCH,
-                format!("domain {domid} does not exist"),
-            ));
-        }
+        let info = self.dominfo(domid)?;
         Ok(DomainInfo {
             hvm: info.hvm() != 0,
             hap: info.hap() != 0,
@@ -879,19 +886,7 @@ impl Hypervisor for XenCtrl {
     }
 
     fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
-        let mut info = sys::xc_dominfo_t::default();
-        let n = self.call("xc_domain_getinfo", |xch| {
-            // SAFETY: `info` is a writable array of the one entry asked for.
-            unsafe { sys::xc_domain_getinfo(xch, domid.0, 1, &mut info) }
-        })?;
-        if n != 1 || info.domid != domid.0 {
-            return Err(XcError::errno_with(
-                "xc_domain_getinfo",
-                libc::ESRCH,
-                format!("domain {domid} does not exist"),
-            ));
-        }
-        Ok(info.shared_info_frame)
+        Ok(self.dominfo(domid)?.shared_info_frame)
     }
 
     fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
