@@ -129,7 +129,18 @@ boot_kernel pv linux-pv XENGUEST-E2E-LINUX-PV-OK log --mem-mib 256 --image /gues
 boot_kernel pvh linux-pvh XENGUEST-E2E-LINUX-PVH-OK log --mem-mib 256 --image /guest/vmlinuz \
     --module /guest/initrd.cpio --cmdline "console=hvc0 earlyprintk=xen quiet"
 
-# ------------------------------------------------------------------ 3. build benchmark
+# ------------------------------------------------------------------ 3. the OCaml module on real Xen
+# The same guests built in-process by Xenguest.{hvm,pvh,pv}_build on Xenguest.interface_open,
+# as xenopsd will call them (xenguest-ocaml takes xenguest's argv).
+OCAML="--xenguest /usr/bin/xenguest-ocaml"
+boot_kernel hvm ocaml-hvm XENGUEST-E2E-HVM-OK dmesg $OCAML --mem-mib 128 \
+    --image /usr/lib/xen-4.17/boot/hvmloader --firmware /guest/marker.fd --ipxe /guest/ipxe.rom
+boot_kernel pvh ocaml-pvh XENGUEST-E2E-PVH-OK dmesg $OCAML --mem-mib 128 --image /guest/pvh.elf \
+    --cmdline "XENGUEST-E2E-PVH-OK domain built by the OCaml module"
+boot_kernel pv ocaml-pv XENGUEST-E2E-PV-OK ring $OCAML --mem-mib 128 --image /guest/pv.elf \
+    --cmdline "XENGUEST-E2E-PV-OK domain built by the OCaml module"
+
+# ------------------------------------------------------------------ 4. build benchmark
 # The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`
 # (libxl with the C libxenguest); populate calls counted by the same LD_PRELOAD shim on both.
 mark bench-begin

@@ -2,14 +2,15 @@
 # Build the e2e dom0 initramfs ($WORK/dom0.cpio): busybox, Xen 4.17's userspace from the host
 # (xen-utils-4.17, xenstore-utils, the libxen* libraries: the packages `make deps` installs), the
 # Xen kernel modules of the downloaded dom0 kernel, Debian's hvmloader, SeaBIOS and qemu-system-xen
-# (for `xl create`), the iPXE ROM, and ours: xenguest, the xg-e2e toolstack, the popcount shim,
+# (for `xl create`), the iPXE ROM, and ours: xenguest, xenguest-ocaml (the OCaml module behind
+# the same argv), the xg-e2e toolstack, the popcount shim,
 # the marker firmware, the PVH and PV test kernels (e2e/guests, assembled here) and Debian's
 # kernel with a busybox initramfs for the Linux guests.
-# Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT     (after fetch.sh)
+# Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT XENGUEST_OCAML     (after fetch.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/var/tmp/xenguest-e2e}
-XENGUEST=$1 XG_E2E=$2 POPCOUNT=$3
+XENGUEST=$1 XG_E2E=$2 POPCOUNT=$3 XENGUEST_OCAML=$4
 R=$WORK/root
 KVER=$(ls "$R/lib/modules" | head -1)
 D=$WORK/dom0-rootfs
@@ -34,6 +35,7 @@ cp -r /usr/share/qemu/keymaps "$D/usr/share/qemu/"   # qemu-xen aborts without k
 
 install -m755 "$XENGUEST" "$D/usr/bin/xenguest"
 install -m755 "$XG_E2E" "$D/usr/bin/xg-e2e"
+install -m755 "$XENGUEST_OCAML" "$D/usr/bin/xenguest-ocaml"
 install -m755 "$POPCOUNT" "$D/usr/lib/libpopcount.so"
 "$XG_E2E" firmware "$D/guest/marker.fd"
 gcc -m32 -c -o "$WORK/pvh.o" "$HERE/guests/pvh.S"
@@ -57,6 +59,7 @@ cp "$IPXE" "$D/guest/ipxe.rom"
 # Shared libraries of everything above, resolved on the host (same Debian release as dom0's).
 {
     for f in "$D$XBIN"/* "$D/usr/bin/xenstore" "$D/usr/bin/xenguest" "$D/usr/bin/xg-e2e" \
+             "$D/usr/bin/xenguest-ocaml" \
              "$D/usr/lib/libpopcount.so" "$D/usr/libexec/xen-qemu-system-i386"; do
         LD_LIBRARY_PATH=$R/usr/lib/x86_64-linux-gnu ldd "$f" 2>/dev/null |
             awk '/=> \//{print $3} /^\t\/lib64/{print $1}'

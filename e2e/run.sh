@@ -2,7 +2,8 @@
 # `make e2e`: boot Debian 12's Xen 4.17 under qemu-system-x86_64 (TCG, 2 vCPUs), with a dom0 that
 # builds guests with our xenguest and boots them: HVM (hvmloader + a marker firmware), a tiny PVH
 # and a tiny PV kernel (e2e/guests), Debian's kernel as PV and as PVH (a busybox initramfs
-# prints the marker); then times our HVM builds against `xl create -p` and counts populate calls
+# prints the marker), and HVM, PVH and PV again built in-process by the OCaml module
+# (xenguest-ocaml); then times our HVM builds against `xl create -p` and counts populate calls
 # on both sides.
 #
 # Exit status: 0 all passed; 1 a check failed (guest did not boot, build failed, ...);
@@ -48,8 +49,12 @@ echo "e2e: [$((SECONDS - T0))s] building xenguest, xg-e2e and the popcount shim 
 $CARGO build --release --locked -p xenguest -p xenguest-e2e -p xenguest-e2e-popcount || exit 1
 TGT=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
+echo "e2e: [$((SECONDS - T0))s] building xenguest-ocaml (the OCaml module behind xenguest's argv)"
+dune build --root . ./ocaml/e2e/xenguest_ocaml.exe 2>&1 || exit 1
+
 echo "e2e: [$((SECONDS - T0))s] building the dom0 initramfs"
-e2e/mkinitramfs.sh "$TGT/xenguest" "$TGT/xg-e2e" "$TGT/libpopcount.so" || exit 1
+e2e/mkinitramfs.sh "$TGT/xenguest" "$TGT/xg-e2e" "$TGT/libpopcount.so" \
+    _build/default/ocaml/e2e/xenguest_ocaml.exe || exit 1
 
 XEN_CMDLINE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
 XEN_CMDLINE+=" dom0_mem=1024M,max:1024M dom0_max_vcpus=1 bootscrub=0"
@@ -88,7 +93,7 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-for guest in hvm pvh pv linux-pv linux-pvh; do
+for guest in hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv; do
     if grep -aq "@@BOOT $guest PASS" "$LOG"; then
         echo "e2e: the $guest guest booted and printed its marker:"
         grep -a -m1 "@@SEEN $guest " "$LOG"
