@@ -52,6 +52,9 @@ const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
 const LEGACY_VCPUS: usize = 32;
 /// Xen's part of a 64-bit PV address space, which a guest cannot map.
 const XEN_AREA: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8800_0000_0000);
+/// Kernel and ramdisk images are assembled and written this much at a time (4 MiB), so a
+/// build never holds a second copy of a large kernel (fresh memory is dear in a PV dom0).
+const IMAGE_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Build a PV guest.
 pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
@@ -457,6 +460,29 @@ impl PvMemory<'_> {
         Ok(())
     }
 
+    /// Write a `bytes`-long image from `pfn`, whole pages, [`IMAGE_CHUNK_BYTES`] at a time:
+    /// each chunk starts zeroed and `fill(offset, chunk)` copies in what the image has there
+    /// (libxenguest zeroes a segment, then loads into it).
+    pub fn write_image(
+        &self,
+        step: &'static str,
+        pfn: u64,
+        bytes: u64,
+        mut fill: impl FnMut(u64, &mut [u8]),
+    ) -> Result<()> {
+        let bytes = bytes.div_ceil(PAGE_BYTES) * PAGE_BYTES;
+        let mut buf = vec![0u8; bytes.min(IMAGE_CHUNK_BYTES) as usize];
+        let mut offset = 0;
+        while offset < bytes {
+            let chunk = &mut buf[..(bytes - offset).min(IMAGE_CHUNK_BYTES) as usize];
+            chunk.fill(0);
+            fill(offset, chunk);
+            self.write(step, pfn + offset / PAGE_BYTES, chunk)?;
+            offset += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Clear `pages` frames from `pfn` (`xc_clear_domain_pages` on their MFNs).
     pub fn clear(&self, step: &'static str, pfn: u64, pages: u64) -> Result<()> {
         for (_, m, n) in self.runs(pfn, pages)? {
@@ -519,24 +545,46 @@ fn build_image(
     }
 
     // The kernel: each loadable segment at its physical offset from pstart, the rest zero.
-    let mut image = vec![0u8; (layout.kernel.pages * PAGE_BYTES) as usize];
-    for seg in &kernel.segments {
-        let at = (seg.paddr - kernel.pstart) as usize;
-        // In bounds: offsets checked by the ELF parser, paddr within [pstart, pend).
-        let bytes = &kernel.elf[seg.offset as usize..(seg.offset + seg.filesz) as usize];
-        image[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-    mem.write(step, layout.kernel.pfn, &image)?;
-    drop(image);
+    // In bounds: offsets checked by the ELF parser, paddr within [pstart, pend).
+    let segments: Vec<(u64, &[u8])> = kernel
+        .segments
+        .iter()
+        .map(|seg| {
+            let bytes = &kernel.elf[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+            (seg.paddr - kernel.pstart, bytes)
+        })
+        .collect();
+    mem.write_image(
+        step,
+        layout.kernel.pfn,
+        layout.kernel.pages * PAGE_BYTES,
+        |offset, chunk| {
+            for &(at, bytes) in &segments {
+                copy_overlap(at, bytes, offset, chunk);
+            }
+        },
+    )?;
     if let (Some(seg), Some(data)) = (layout.ramdisk, ramdisk) {
-        let mut padded = data.to_vec();
-        padded.resize((seg.pages * PAGE_BYTES) as usize, 0);
-        mem.write(step, seg.pfn, &padded)?;
+        mem.write_image(step, seg.pfn, seg.pages * PAGE_BYTES, |offset, chunk| {
+            copy_overlap(0, data, offset, chunk)
+        })?;
     }
     // alloc_magic_pages_pv clears the two rings.
     mem.clear(step, layout.xenstore_pfn, 1)?;
     mem.clear(step, layout.console_pfn, 1)?;
     Ok(layout)
+}
+
+/// Copy into `chunk` (the image's bytes from `offset`) the part of `bytes` (the image's bytes
+/// from `at`) that falls in it.
+fn copy_overlap(at: u64, bytes: &[u8], offset: u64, chunk: &mut [u8]) {
+    let start = at.max(offset);
+    let end = (at + bytes.len() as u64).min(offset + chunk.len() as u64);
+    if start < end {
+        let (from, to) = ((start - at) as usize, (start - offset) as usize);
+        let n = (end - start) as usize;
+        chunk[to..to + n].copy_from_slice(&bytes[from..from + n]);
+    }
 }
 
 /// `xc_dom_boot_image` for x86_64 PV: p2m list and page tables, start_info, hypercall page,
@@ -783,5 +831,26 @@ impl StartInfo {
         let n = cmd.len().min(MAX_GUEST_CMDLINE - 1);
         p[o::CMD_LINE..o::CMD_LINE + n].copy_from_slice(&cmd[..n]);
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_overlap_copies_only_the_shared_part() {
+        let mut chunk = [0u8; 4];
+        copy_overlap(2, b"abcdef", 0, &mut chunk); // image bytes 2..8, chunk 0..4
+        assert_eq!(&chunk, b"\0\0ab");
+        let mut chunk = [0u8; 4];
+        copy_overlap(2, b"abcdef", 4, &mut chunk); // chunk 4..8
+        assert_eq!(&chunk, b"cdef");
+        let mut chunk = [9u8; 4];
+        copy_overlap(20, b"abc", 4, &mut chunk); // no overlap: untouched
+        assert_eq!(chunk, [9; 4]);
+        let mut chunk = [0u8; 2];
+        copy_overlap(0, b"abcdef", 3, &mut chunk); // inside the bytes
+        assert_eq!(&chunk, b"de");
     }
 }
