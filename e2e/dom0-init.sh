@@ -188,5 +188,51 @@ EOF
         r=$((r+1))
     done
 done
+# Debian's kernel as a PV and as a PVH guest (256 MiB, the boot tests' kernel and initramfs),
+# built but not run, by ours and by `xl create -p`, at most 3 times each.
+KREPS=$((REPS < 3 ? REPS : 3))
+for mode in pv pvh; do
+    if [ $mode = pv ]; then initrd="--ramdisk /guest/initrd.cpio"; else initrd="--module /guest/initrd.cpio"; fi
+    cat > /etc/xen/kbench-$mode.cfg <<EOF
+name = "xl-kbench-$mode"
+type = "$mode"
+kernel = "/guest/vmlinuz"
+ramdisk = "/guest/initrd.cpio"
+extra = "console=hvc0"
+memory = 256
+maxmem = 256
+vcpus = 1
+on_crash = "destroy"
+EOF
+    r=1
+    while [ $r -le "$KREPS" ]; do
+        pl=/tmp/pop-ours-$mode-$r.log
+        xg-e2e settle
+        out=$(xg-e2e $mode --name kbench-$mode-$r --mem-mib 256 --xenguest /usr/bin/xenguest \
+              --image /guest/vmlinuz $initrd --cmdline "console=hvc0" \
+              --preload /usr/lib/libpopcount.so --poplog $pl 2>&1)
+        line=$(echo "$out" | grep '^E2E name=')
+        if [ -z "$line" ]; then fail "our linux-$mode build rep $r"; echo "$out" | tail -5; fi
+        d=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+        pc=$(xg-e2e count $pl "$d" | grep 'comm=xenguest')
+        core=$(grep "xenguest-$d-build.*_build done" /var/log/messages | tail -1 |
+               sed -n 's/.* \([0-9]*\) us$/core_us=\1/p')
+        echo "@@BENCH ours guest=linux-$mode size=256 rep=$r $line $pc $core"
+
+        pl=/tmp/pop-xl-$mode-$r.log; tl=/tmp/xl-$mode-$r.log
+        rm -f $pl
+        xg-e2e settle
+        t=$(XG_POPULATE_LOG=$pl LD_PRELOAD=/usr/lib/libpopcount.so \
+            timeout 180 xg-e2e timed $tl -- xl -vvv create -p -e /etc/xen/kbench-$mode.cfg)
+        xrc=$?
+        d=$(xl domid xl-kbench-$mode 2>/dev/null)
+        if [ $xrc != 0 ] || [ -z "$d" ]; then fail "xl create linux-$mode rep $r"; tail -20 $tl; fi
+        ph=$(xg-e2e xl-phase $tl)
+        pc=$(xg-e2e count $pl "${d:-0}" | grep 'comm=xl ')
+        echo "@@BENCH xl guest=linux-$mode size=256 rep=$r domid=$d $t $ph $pc"
+        xl destroy xl-kbench-$mode 2>/dev/null
+        r=$((r+1))
+    done
+done
 mark bench-end
 finish

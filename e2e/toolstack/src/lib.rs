@@ -326,31 +326,41 @@ pub fn boot_table(log: &str) -> String {
     s + "\n"
 }
 
+/// A row of the benchmark tables: the guest (`hvm`, `linux-pv`, ...) and its RAM in MiB.
+type Row = (String, u64);
+
 /// The `real-xen` section of BENCHMARKS.md from an e2e serial log (`@@BENCH`, `@@BOOT` and
 /// `@@SEEN` lines written by dom0's /init).
 pub fn bench_report(log: &str, qemu_s: u64) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("@@BENCH ")).collect();
-    let mut sizes: Vec<u64> = lines
-        .iter()
-        .filter_map(|l| fields(l).get("size")?.parse().ok())
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let pick = |who: &str, size: u64, key: &str| -> Vec<f64> {
+    // A row per guest (`guest=`, HVM when absent) and size, in the order the log has them.
+    let row_of = |f: &BTreeMap<String, String>| -> Option<Row> {
+        let guest = f.get("guest").map_or("hvm", String::as_str).to_string();
+        Some((guest, f.get("size")?.parse().ok()?))
+    };
+    let mut sizes: Vec<Row> = Vec::new();
+    for row in lines.iter().filter_map(|l| row_of(&fields(l))) {
+        if !sizes.contains(&row) {
+            sizes.push(row);
+        }
+    }
+    let rows_of = |who: &str, row: &Row| -> Vec<BTreeMap<String, String>> {
         lines
             .iter()
             .filter(|l| l.contains(&format!("@@BENCH {who} ")))
             .map(|l| fields(l))
-            .filter(|f| f.get("size").and_then(|s| s.parse().ok()) == Some(size))
+            .filter(|f| row_of(f).as_ref() == Some(row))
+            .collect()
+    };
+    let pick = |who: &str, row: &Row, key: &str| -> Vec<f64> {
+        rows_of(who, row)
+            .iter()
             .filter_map(|f| f.get(key)?.parse().ok())
             .collect()
     };
-    let text = |who: &str, size: u64, key: &str| -> String {
-        lines
-            .iter()
-            .filter(|l| l.contains(&format!("@@BENCH {who} ")))
-            .map(|l| fields(l))
-            .find(|f| f.get("size").and_then(|s| s.parse().ok()) == Some(size))
+    let text = |who: &str, row: &Row, key: &str| -> String {
+        rows_of(who, row)
+            .first()
             .and_then(|f| f.get(key).cloned())
             .unwrap_or_else(|| "?".into())
     };
@@ -367,7 +377,7 @@ pub fn bench_report(log: &str, qemu_s: u64) -> String {
     };
     let reps = sizes
         .first()
-        .map(|&s| pick("ours", s, "build_ms").len())
+        .map(|r| pick("ours", r, "build_ms").len())
         .unwrap_or(0);
     let hv = log
         .lines()
@@ -379,74 +389,77 @@ pub fn bench_report(log: &str, qemu_s: u64) -> String {
     s += &format!(
         "Debian 12's {hv} hypervisor booted by `qemu-system-x86_64` (TCG, `-cpu max,-smap,-rdtscp`, \
 2 vCPUs, 4 GiB; dom0 1 GiB, 1 vCPU), every build on the same hypervisor, ours and xl's \
-alternating, {reps} of each per size; whole QEMU run {qemu_s} s. Nested emulation makes \
+alternating, {reps} of each per HVM size (Debian's kernel as PV and PVH: fewer); whole QEMU run {qemu_s} s. Nested emulation makes \
 hypercalls slow and very noisy (the same populate work takes 0.1 s or 4 s from one build to the \
 next): read the medians and minima, and compare rows with each other, not with bare metal.\n\n"
     );
     s += &boot_table(log);
     s += "Time, ms, median (min–max):\n\n";
-    s += "| guest RAM | builder | build | in populate calls | build outside populate | whole command |\n";
+    s += "| guest | builder | build | in populate calls | build outside populate | whole command |\n";
     s += "|---|---|---|---|---|---|\n";
-    for &size in &sizes {
-        let core: Vec<f64> = pick("ours", size, "core_us")
+    for row @ (guest, size) in &sizes {
+        let core: Vec<f64> = pick("ours", row, "core_us")
             .into_iter()
             .map(|us| us / 1000.0)
             .collect();
-        let ours_pop: Vec<f64> = pick("ours", size, "populate_us")
+        let ours_pop: Vec<f64> = pick("ours", row, "populate_us")
             .into_iter()
             .map(|us| us / 1000.0)
             .collect();
-        let xl_build = pick("xl", size, "libxenguest_build_ms");
-        let xl_pop: Vec<f64> = pick("xl", size, "populate_us")
+        let xl_build = pick("xl", row, "libxenguest_build_ms");
+        let xl_pop: Vec<f64> = pick("xl", row, "populate_us")
             .into_iter()
             .map(|us| us / 1000.0)
             .collect();
         let minus =
             |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a - b).collect() };
         s += &format!(
-            "| {size} MiB | Rust xenguest | {} | {} | {} | {} xenguest process |\n",
+            "| {guest} {size} MiB | Rust xenguest | {} | {} | {} | {} xenguest process |\n",
             spread(core.clone()),
             spread(ours_pop.clone()),
             spread(minus(&core, &ours_pop)),
-            spread(pick("ours", size, "build_ms")),
+            spread(pick("ours", row, "build_ms")),
         );
         s += &format!(
-            "| {size} MiB | libxenguest (xl) | {} | {} | {} | {} `xl create -p` |\n",
+            "| {guest} {size} MiB | libxenguest (xl) | {} | {} | {} | {} `xl create -p` |\n",
             spread(xl_build.clone()),
             spread(xl_pop.clone()),
             spread(minus(&xl_build, &xl_pop)),
-            spread(pick("xl", size, "wall_ms")),
+            spread(pick("xl", row, "wall_ms")),
         );
     }
     s += "\nPopulate calls and extents (4k/2m/1g) per build:\n\n";
-    s += "| guest RAM | calls: ours | calls: libxenguest | extents: ours | extents: libxenguest | libxenguest's own debug log |\n";
+    s += "| guest | calls: ours | calls: libxenguest | extents: ours | extents: libxenguest | libxenguest's own debug log |\n";
     s += "|---|---|---|---|---|---|\n";
-    for &size in &sizes {
+    for row @ (guest, size) in &sizes {
         let pages = |who: &str| {
             format!(
                 "{}/{}/{}",
-                text(who, size, "4k"),
-                text(who, size, "2m"),
-                text(who, size, "1g")
+                text(who, row, "4k"),
+                text(who, row, "2m"),
+                text(who, row, "1g")
             )
         };
         s += &format!(
-            "| {size} MiB | {} | {} | {} | {} | {} |\n",
-            ms(median(pick("ours", size, "calls"))),
-            ms(median(pick("xl", size, "calls"))),
+            "| {guest} {size} MiB | {} | {} | {} | {} | {} |\n",
+            ms(median(pick("ours", row, "calls"))),
+            ms(median(pick("xl", row, "calls"))),
             pages("ours"),
             pages("xl"),
-            text("xl", size, "allocation"),
+            text("xl", row, "allocation"),
         );
     }
-    s += "\n*build*: ours is the build as the binary logs it (`hvm_build done: ... us`); \
+    s += "\n*build*: ours is the build as the binary logs it (`<mode>_build done: ... us`); \
 libxenguest's is libxl's `xc_dom_allocate` to `xc_dom_release` in `xl -vvv` output, time-stamped \
 as it is written. *in populate calls*: time inside `xc_domain_populate_physmap(_exact)`, measured, \
 like the call and extent counts, by the same `LD_PRELOAD` shim on both sides (`e2e/popcount`; the \
 builder's process only, not the device model). *whole command*: fork to exit of our binary run \
 with xenopsd's argv (exec, dynamic linking, syslog, xenstore and the build), and the whole \
 `xl create -p` (domain creation and the device model's start included). Extents are the first \
-build's; libxenguest's log counts the VGA hole's 32 pages that it does not populate.\n";
+build's; libxenguest's log counts the VGA hole's 32 pages that it does not populate (and has no \
+such line for PV and PVH). The Linux rows build Debian's xz-compressed vmlinuz with a busybox \
+initramfs (PV: ramdisk; PVH: module): most of their build is decompressing the kernel, on both \
+sides.\n";
     s
 }
 
@@ -472,20 +485,32 @@ mod report_tests {
 [4] @@BENCH ours size=128 rep=1 E2E name=b domid=2 create_ms=20.0 build_ms=200.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=95000
 [5] @@BENCH ours size=128 rep=2 E2E name=b domid=3 create_ms=30.0 build_ms=100.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=90000
 [6] @@BENCH xl size=128 rep=1 domid=4 TIMED wall_ms=1500 rc=0 XLPHASE libxenguest_build_ms=99 allocation="4k=512 2m=63 1g=0" POPCOUNT comm=xl calls=20
+[7] @@BENCH ours guest=linux-pv size=256 rep=1 E2E name=k domid=5 build_ms=7000.0 POPCOUNT comm=xenguest calls=1 populate_us=5000 4k=0 2m=128 1g=0 core_us=6500000
+[8] @@BENCH xl guest=linux-pv size=256 rep=1 domid=6 TIMED wall_ms=9000 rc=0 XLPHASE libxenguest_build_ms=6000 allocation="?" POPCOUNT comm=xl calls=2 populate_us=4000 4k=0 2m=128 1g=0
 "#;
         let r = bench_report(log, 300);
         assert!(
-            r.contains("| 128 MiB | Rust xenguest | 95 (90–95) ms | ? | ? | 200 (100–200) ms xenguest process |"),
+            r.contains("| hvm 128 MiB | Rust xenguest | 95 (90–95) ms | ? | ? | 200 (100–200) ms xenguest process |"),
             "{r}"
         );
         assert!(
-            r.contains("| 128 MiB | libxenguest (xl) | 99 (99–99) ms | ? | ? | 1500 (1500–1500) ms `xl create -p` |"),
+            r.contains("| hvm 128 MiB | libxenguest (xl) | 99 (99–99) ms | ? | ? | 1500 (1500–1500) ms `xl create -p` |"),
             "{r}"
         );
         assert!(
-            r.contains("| 128 MiB | 3 | 20 | 496/63/0 | ?/?/? | 4k=512 2m=63 1g=0 |"),
+            r.contains("| hvm 128 MiB | 3 | 20 | 496/63/0 | ?/?/? | 4k=512 2m=63 1g=0 |"),
             "{r}"
         );
+        // The Linux rows come after the HVM ones, keyed by guest.
+        assert!(
+            r.contains("| linux-pv 256 MiB | Rust xenguest | 6500 (6500–6500) ms | 5 (5–5) ms | 6495 (6495–6495) ms | 7000 (7000–7000) ms xenguest process |"),
+            "{r}"
+        );
+        assert!(
+            r.contains("| linux-pv 256 MiB | 1 | 2 | 0/128/0 | 0/128/0 | ? |"),
+            "{r}"
+        );
+        assert!(r.find("| hvm 128 MiB | 3 |") < r.find("| linux-pv 256 MiB | 1 |"));
         assert!(
             r.contains(
                 "| hvm | PASS | 190.0 ms | 900 ms | poweroff | `(d1) XENGUEST-E2E-HVM-OK guest firmware reached` |"
