@@ -143,9 +143,41 @@ boot_kernel pv ocaml-pv XENGUEST-E2E-PV-OK ring $OCAML --mem-mib 128 --image /gu
 # ------------------------------------------------------------------ 4. build benchmark
 # The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`
 # (libxl with the C libxenguest); populate calls counted by the same LD_PRELOAD shim on both.
+# bench_pair GUEST MIB REP XL_NAME XG-E2E-MODE-AND-ARGS...: one build of each, xl's from
+# /etc/xen/XL_NAME.cfg, as `@@BENCH ours|xl guest=GUEST size=MIB rep=REP ...` lines.
+bench_pair() {
+    guest=$1 size=$2 r=$3 xlname=$4
+    shift 4
+    pl=/tmp/pop-ours-$guest-$size-$r.log
+    xg-e2e settle
+    out=$(xg-e2e "$@" --name bench-$guest-$size-$r --mem-mib $size --xenguest /usr/bin/xenguest \
+          --preload /usr/lib/libpopcount.so --poplog $pl 2>&1)
+    line=$(echo "$out" | grep '^E2E name=')
+    if [ -z "$line" ]; then fail "our $guest build $size MiB rep $r"; echo "$out" | tail -5; fi
+    d=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+    pc=$(xg-e2e count $pl "$d" | grep 'comm=xenguest')
+    # the core's own account: "<mode>_build done: ... in N populate calls, M hypercalls, T us"
+    core=$(grep "xenguest-$d-build.*_build done" /var/log/messages | tail -1 |
+           sed -n 's/.* \([0-9]*\) us$/core_us=\1/p')
+    echo "@@BENCH ours guest=$guest size=$size rep=$r $line $pc $core"
+
+    pl=/tmp/pop-xl-$guest-$size-$r.log; tl=/tmp/xl-$guest-$size-$r.log
+    rm -f $pl
+    xg-e2e settle
+    t=$(XG_POPULATE_LOG=$pl LD_PRELOAD=/usr/lib/libpopcount.so \
+        timeout 180 xg-e2e timed $tl -- xl -vvv create -p -e /etc/xen/$xlname.cfg)
+    xrc=$?
+    d=$(xl domid $xlname 2>/dev/null)
+    if [ $xrc != 0 ] || [ -z "$d" ]; then fail "xl create $guest $size MiB rep $r"; tail -20 $tl; fi
+    ph=$(xg-e2e xl-phase $tl)
+    pc=$(xg-e2e count $pl "${d:-0}" | grep 'comm=xl ')
+    echo "@@BENCH xl guest=$guest size=$size rep=$r domid=$d $t $ph $pc"
+    xl destroy $xlname 2>/dev/null
+}
+
 mark bench-begin
 for size in $(echo "$SIZES" | tr ',' ' '); do
-    cat > /etc/xen/bench-$size.cfg <<EOF
+    cat > /etc/xen/xl-bench-$size.cfg <<EOF
 name = "xl-bench-$size"
 type = "hvm"
 memory = $size
@@ -159,41 +191,17 @@ on_crash = "destroy"
 EOF
     r=1
     while [ $r -le "$REPS" ]; do
-        pl=/tmp/pop-ours-$size-$r.log
-        xg-e2e settle
-        out=$(xg-e2e hvm --name bench-$size-$r --mem-mib $size --xenguest /usr/bin/xenguest \
-              --image /usr/lib/xen-4.17/boot/hvmloader --firmware /guest/marker.fd \
-              --ipxe /guest/ipxe.rom --preload /usr/lib/libpopcount.so --poplog $pl 2>&1)
-        line=$(echo "$out" | grep '^E2E name=')
-        if [ -z "$line" ]; then fail "our build $size MiB rep $r"; echo "$out" | tail -5; fi
-        d=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
-        pc=$(xg-e2e count $pl "$d" | grep 'comm=xenguest')
-        # the core's own account: "hvm_build done: ... in N populate calls, M hypercalls, T us"
-        core=$(grep "xenguest-$d-build.*hvm_build done" /var/log/messages | tail -1 |
-               sed -n 's/.* \([0-9]*\) us$/core_us=\1/p')
-        echo "@@BENCH ours size=$size rep=$r $line $pc $core"
-
-        pl=/tmp/pop-xl-$size-$r.log; tl=/tmp/xl-$size-$r.log
-        rm -f $pl
-        xg-e2e settle
-        t=$(XG_POPULATE_LOG=$pl LD_PRELOAD=/usr/lib/libpopcount.so \
-            timeout 180 xg-e2e timed $tl -- xl -vvv create -p -e /etc/xen/bench-$size.cfg)
-        xrc=$?
-        d=$(xl domid xl-bench-$size 2>/dev/null)
-        if [ $xrc != 0 ] || [ -z "$d" ]; then fail "xl create $size MiB rep $r"; tail -20 $tl; fi
-        ph=$(xg-e2e xl-phase $tl)
-        pc=$(xg-e2e count $pl "${d:-0}" | grep 'comm=xl ')
-        echo "@@BENCH xl size=$size rep=$r domid=$d $t $ph $pc"
-        xl destroy xl-bench-$size 2>/dev/null
+        bench_pair hvm $size $r xl-bench-$size hvm --image /usr/lib/xen-4.17/boot/hvmloader \
+            --firmware /guest/marker.fd --ipxe /guest/ipxe.rom
         r=$((r+1))
     done
 done
 # Debian's kernel as a PV and as a PVH guest (256 MiB, the boot tests' kernel and initramfs),
-# built but not run, by ours and by `xl create -p`, at most 3 times each.
+# built but not run, at most 3 times each.
 KREPS=$((REPS < 3 ? REPS : 3))
 for mode in pv pvh; do
-    if [ $mode = pv ]; then initrd="--ramdisk /guest/initrd.cpio"; else initrd="--module /guest/initrd.cpio"; fi
-    cat > /etc/xen/kbench-$mode.cfg <<EOF
+    if [ $mode = pv ]; then initrd=--ramdisk; else initrd=--module; fi
+    cat > /etc/xen/xl-kbench-$mode.cfg <<EOF
 name = "xl-kbench-$mode"
 type = "$mode"
 kernel = "/guest/vmlinuz"
@@ -206,31 +214,8 @@ on_crash = "destroy"
 EOF
     r=1
     while [ $r -le "$KREPS" ]; do
-        pl=/tmp/pop-ours-$mode-$r.log
-        xg-e2e settle
-        out=$(xg-e2e $mode --name kbench-$mode-$r --mem-mib 256 --xenguest /usr/bin/xenguest \
-              --image /guest/vmlinuz $initrd --cmdline "console=hvc0" \
-              --preload /usr/lib/libpopcount.so --poplog $pl 2>&1)
-        line=$(echo "$out" | grep '^E2E name=')
-        if [ -z "$line" ]; then fail "our linux-$mode build rep $r"; echo "$out" | tail -5; fi
-        d=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
-        pc=$(xg-e2e count $pl "$d" | grep 'comm=xenguest')
-        core=$(grep "xenguest-$d-build.*_build done" /var/log/messages | tail -1 |
-               sed -n 's/.* \([0-9]*\) us$/core_us=\1/p')
-        echo "@@BENCH ours guest=linux-$mode size=256 rep=$r $line $pc $core"
-
-        pl=/tmp/pop-xl-$mode-$r.log; tl=/tmp/xl-$mode-$r.log
-        rm -f $pl
-        xg-e2e settle
-        t=$(XG_POPULATE_LOG=$pl LD_PRELOAD=/usr/lib/libpopcount.so \
-            timeout 180 xg-e2e timed $tl -- xl -vvv create -p -e /etc/xen/kbench-$mode.cfg)
-        xrc=$?
-        d=$(xl domid xl-kbench-$mode 2>/dev/null)
-        if [ $xrc != 0 ] || [ -z "$d" ]; then fail "xl create linux-$mode rep $r"; tail -20 $tl; fi
-        ph=$(xg-e2e xl-phase $tl)
-        pc=$(xg-e2e count $pl "${d:-0}" | grep 'comm=xl ')
-        echo "@@BENCH xl guest=linux-$mode size=256 rep=$r domid=$d $t $ph $pc"
-        xl destroy xl-kbench-$mode 2>/dev/null
+        bench_pair linux-$mode 256 $r xl-kbench-$mode $mode --image /guest/vmlinuz \
+            $initrd /guest/initrd.cpio --cmdline "console=hvc0"
         r=$((r+1))
     done
 done
