@@ -85,7 +85,13 @@ pub fn payload(data: &[u8]) -> Result<(&[u8], Format), BzImageError> {
 /// bytes, and the format it was in.
 pub fn unpack(data: &[u8], limit: u64) -> Result<(Vec<u8>, Format), BzImageError> {
     let (bytes, format) = payload(data)?;
-    Ok((decompress::decompress(format, bytes, limit)?, format))
+    // Linux ends every payload with its uncompressed size (gzip's ISIZE is the same field).
+    let expected = bytes
+        .len()
+        .checked_sub(4)
+        .map_or(0, |at| u64::from(le32(bytes, at)));
+    let elf = decompress::decompress_sized(format, bytes, limit, expected)?;
+    Ok((elf, format))
 }
 
 /// A bzImage around `payload` (for tests): a setup area of `setup_sects` + 1 sectors and

@@ -92,24 +92,37 @@ pub const LZMA_MEMLIMIT: u64 = 128 << 20;
 /// Decompress `data` of `format`, producing at most `limit` bytes. Data after the end of
 /// the first stream (such as the size Linux appends to its payloads) is ignored.
 pub fn decompress(format: Format, data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
+    decompress_sized(format, data, limit, 0)
+}
+
+/// [`decompress`] into a buffer sized up front for `expected_bytes` (at most `limit`), the
+/// size the producer says it wrote (a bzImage payload ends with it), as libxenguest sizes
+/// its output: no regrowth of a large kernel. A wrong hint only costs speed.
+pub fn decompress_sized(
+    format: Format,
+    data: &[u8],
+    limit: u64,
+    expected_bytes: u64,
+) -> Result<Vec<u8>, DecompressError> {
     let corrupt = |reason: String| DecompressError::Corrupt { format, reason };
+    let out = Vec::with_capacity(expected_bytes.min(limit) as usize);
     match format {
-        Format::Gzip => gunzip(data, limit),
-        Format::Bzip2 => read_limited(format, bzip2::read::BzDecoder::new(data), limit),
+        Format::Gzip => read_limited(format, flate2::read::GzDecoder::new(data), limit, out),
+        Format::Bzip2 => read_limited(format, bzip2::read::BzDecoder::new(data), limit, out),
         Format::Xz => {
             let stream = xz2::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
                 .map_err(|e| corrupt(e.to_string()))?;
-            run_lzma(format, stream, data, limit)
+            run_lzma(format, stream, data, limit, out)
         }
         Format::Lzma => {
             let stream = xz2::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
                 .map_err(|e| corrupt(e.to_string()))?;
-            run_lzma(format, stream, data, limit)
+            run_lzma(format, stream, data, limit, out)
         }
         Format::Zstd => {
             let decoder = ruzstd::decoding::StreamingDecoder::new(data)
                 .map_err(|e| corrupt(e.to_string()))?;
-            read_limited(format, decoder, limit)
+            read_limited(format, decoder, limit, out)
         }
         Format::Lzo => unlzop(data, limit),
         Format::Lz4 => unlz4_legacy(data, limit),
@@ -118,7 +131,12 @@ pub fn decompress(format: Format, data: &[u8], limit: u64) -> Result<Vec<u8>, De
 
 /// Decompress one gzip member, producing at most `limit` bytes.
 pub fn gunzip(data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
-    read_limited(Format::Gzip, flate2::read::GzDecoder::new(data), limit)
+    read_limited(
+        Format::Gzip,
+        flate2::read::GzDecoder::new(data),
+        limit,
+        Vec::new(),
+    )
 }
 
 /// Whether `data` looks gzipped: the magic and room for the trailer, as libxenguest's
@@ -133,12 +151,21 @@ fn run_lzma(
     mut stream: xz2::stream::Stream,
     data: &[u8],
     limit: u64,
+    mut out: Vec<u8>,
 ) -> Result<Vec<u8>, DecompressError> {
     let corrupt = |reason: String| DecompressError::Corrupt { format, reason };
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
     let mut pos = 0usize;
     loop {
+        // liblzma writes straight into the spare capacity; one byte past the limit tells.
+        if out.len() == out.capacity() {
+            if out.len() as u64 > limit {
+                return Err(DecompressError::TooLarge { format, limit });
+            }
+            let grown = (out.capacity() as u64 * 2)
+                .max(64 << 10)
+                .min(limit.saturating_add(1));
+            out.reserve_exact(grown as usize - out.len());
+        }
         let (in0, out0) = (stream.total_in(), stream.total_out());
         let action = if pos == data.len() {
             xz2::stream::Action::Finish
@@ -146,24 +173,30 @@ fn run_lzma(
             xz2::stream::Action::Run
         };
         let status = stream
-            .process(&data[pos..], &mut buf, action)
+            .process_vec(&data[pos..], &mut out, action)
             .map_err(|e| corrupt(e.to_string()))?;
         let consumed = (stream.total_in() - in0) as usize;
         let produced = (stream.total_out() - out0) as usize;
         pos += consumed;
-        push_limited(format, &mut out, &buf[..produced], limit)?;
+        if out.len() as u64 > limit {
+            return Err(DecompressError::TooLarge { format, limit });
+        }
         if status == xz2::stream::Status::StreamEnd {
             return Ok(out);
         }
-        if consumed == 0 && produced == 0 {
+        if consumed == 0 && produced == 0 && out.len() < out.capacity() {
             return Err(corrupt("truncated stream".into()));
         }
     }
 }
 
 /// Read `r` to its end, failing as soon as the output passes `limit`.
-fn read_limited(format: Format, mut r: impl Read, limit: u64) -> Result<Vec<u8>, DecompressError> {
-    let mut out: Vec<u8> = Vec::new();
+fn read_limited(
+    format: Format,
+    mut r: impl Read,
+    limit: u64,
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>, DecompressError> {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match r.read(&mut buf) {
@@ -664,6 +697,25 @@ pub(crate) mod tests {
         let packed = lzop(&data);
         assert!(packed.len() < 2_000, "matches were used");
         assert_eq!(decompress(Format::Lzo, &packed, 1 << 20).unwrap(), data);
+    }
+
+    #[test]
+    fn the_limit_is_exact_whatever_the_size_hint() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let n = data.len() as u64;
+        for (format, packed) in all_formats(&data) {
+            for hint in [0, 1, n - 1, n, n + 1, 1 << 40] {
+                let ok = decompress_sized(format, &packed, n, hint);
+                assert_eq!(ok.as_deref(), Ok(&data[..]), "{format} hint {hint}");
+                for limit in [n - 1, 10, 0] {
+                    assert_eq!(
+                        decompress_sized(format, &packed, limit, hint),
+                        Err(DecompressError::TooLarge { format, limit }),
+                        "{format} hint {hint} limit {limit}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
