@@ -65,6 +65,35 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         firmware.entry,
         start_info_paddr,
     )?;
+    finish_container(
+        env,
+        super::BuildMode::Hvm,
+        req,
+        started,
+        &hv,
+        &store,
+        &flags,
+        hvm_layout,
+        ram,
+    )
+}
+
+/// The end every HVM container build shares (HVM and PVH): grant entries for the console
+/// and xenstore pages, the HVM params, the CPUID policy (the HVM maximum when there is no
+/// `platform/featureset`: see `build::pvh` for why PVH too), then the result and report.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish_container(
+    env: BuildEnv<'_>,
+    mode: super::BuildMode,
+    req: &BuildRequest,
+    started: Instant,
+    hv: &Counting<'_>,
+    store: &Recording<'_>,
+    flags: &PlatformFlags,
+    layout: HvmLayout,
+    ram: PopulateStats,
+) -> Result<BuildOutput> {
+    let domid = req.domid;
     hv.gnttab_seed(
         domid,
         Special::Console.gfn(),
@@ -73,8 +102,8 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         req.store_domid,
     )
     .map_err(Error::xc("xc_dom_gnttab_init"))?;
-    set_params(&hv, domid, &flags)?;
-    cpuid::construct_cpuid_policy(&hv, domid, &flags, true)?;
+    set_params(hv, domid, flags)?;
+    cpuid::construct_cpuid_policy(hv, domid, flags, true)?;
 
     let result = BuildResult {
         store_mfn: Special::Xenstore.gfn().0,
@@ -82,21 +111,13 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
         protocol: None,
     };
     let built = super::Built {
-        layout: Some(hvm_layout),
+        layout: Some(layout),
         pod_target_pages: (req.mem_start_mib < req.mem_max_mib)
             .then(|| pages_of_mib(req.mem_start_mib)),
         ram,
         result,
     };
-    Ok(super::finish(
-        env,
-        super::BuildMode::Hvm,
-        req,
-        started,
-        &hv,
-        &store,
-        built,
-    ))
+    Ok(super::finish(env, mode, req, started, hv, store, built))
 }
 
 /// `hvm_safety_check`: refuse combinations Xen cannot run safely, unless `-force`.

@@ -10,7 +10,6 @@
 use super::{hvm, BuildEnv, BuildOutput, BuildRequest};
 use crate::acpi::{self, AcpiConfig, PvhAcpi};
 use crate::boot::{self, param, Special, StartModule};
-use crate::cpuid;
 use crate::error::{Error, Result};
 use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags, XcError};
 use crate::image::{
@@ -21,9 +20,9 @@ use crate::image::{
 use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
 use crate::memory::PopulateStats;
 use crate::platform::{self, PlatformFlags};
-use crate::report::{BuildResult, Counting, Recording};
+use crate::report::{Counting, Recording};
 use crate::store::Store;
-use crate::types::{pages_of_bytes, pages_of_mib, DomId, E820Entry, E820Type, Gfn, PAGE_BYTES};
+use crate::types::{pages_of_bytes, DomId, E820Entry, E820Type, Gfn, PAGE_BYTES};
 use crate::vcpu;
 use std::path::Path;
 use std::time::Instant;
@@ -74,41 +73,21 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
 
     let start_info_paddr = build_image(&hv, domid, req, &plan, &kernel, &modules, &tables)?;
     boot_image(&hv, domid, req, kernel.entry, start_info_paddr)?;
-    hv.gnttab_seed(
-        domid,
-        Special::Console.gfn(),
-        Special::Xenstore.gfn(),
-        req.console_domid,
-        req.store_domid,
-    )
-    .map_err(Error::xc("xc_dom_gnttab_init"))?;
-    hvm::set_params(&hv, domid, &flags)?;
-    // Without platform/featureset, the HVM maximum, as libxl gives PVH guests. (The C code
-    // passes `hvm = !is_pvh` and so the PV maximum, which lacks PGE: Debian's kernel then
-    // triple-faults at its first write of CR4.PGE; `make e2e` boots it.)
-    cpuid::construct_cpuid_policy(&hv, domid, &flags, true)?;
-
-    let result = BuildResult {
-        store_mfn: Special::Xenstore.gfn().0,
-        console_mfn: Special::Console.gfn().0,
-        protocol: None,
-    };
-    let built = super::Built {
-        layout: Some(plan),
-        pod_target_pages: (req.mem_start_mib < req.mem_max_mib)
-            .then(|| pages_of_mib(req.mem_start_mib)),
-        ram,
-        result,
-    };
-    Ok(super::finish(
+    // Grants, params and CPUID as for HVM. Without platform/featureset that is the HVM
+    // maximum, as libxl gives PVH guests: the C code passes `hvm = !is_pvh` and so the PV
+    // maximum, which lacks PGE, and Debian's kernel triple-faults at its first write of
+    // CR4.PGE (`make e2e` boots it).
+    hvm::finish_container(
         env,
         super::BuildMode::Pvh,
         req,
         started,
         &hv,
         &store,
-        built,
-    ))
+        &flags,
+        plan,
+        ram,
+    )
 }
 
 /// Sizes and modules that cannot make a guest are refused before anything is touched.
