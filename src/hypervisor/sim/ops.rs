@@ -631,66 +631,20 @@ impl HostState {
     }
 
     pub(super) fn write_guest(&mut self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
-        const F: &str = "xc_map_foreign_range";
-        let dom = self.dom_mut(domid, F)?;
-        let (g0, g1) = frames(F, paddr, data.len())?;
-        if !dom.hvm {
-            check_pv_frames(F, dom, g0, g1)?;
-        } else if let Some(hole) = dom.first_hole(g0, g1) {
-            return Err(XcError::errno_with(
-                F,
-                EFAULT,
-                format!("gfn {hole:#x} is not populated"),
-            ));
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let addr = paddr + done as u64;
-            let gfn = addr >> PAGE_SHIFT;
-            let off = (addr % PAGE_BYTES) as usize;
-            let n = (PAGE_BYTES as usize - off).min(data.len() - done);
-            let mfn = if dom.hvm {
-                dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
-            } else {
-                gfn
-            };
-            dom.page_mut(mfn)[off..off + n].copy_from_slice(&data[done..done + n]);
-            done += n;
-        }
-        Ok(())
+        let dom = self.dom_mut(domid, MAP_FUNCTION)?;
+        map_pages(dom, paddr, data.len(), |dom, mfn, off, range| {
+            dom.page_mut(mfn)[off..off + range.len()].copy_from_slice(&data[range]);
+        })
     }
 
     pub(super) fn read_guest(&mut self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
-        const F: &str = "xc_map_foreign_range";
-        let dom = self.dom_mut(domid, F)?;
-        let (g0, g1) = frames(F, paddr, buf.len())?;
-        if !dom.hvm {
-            check_pv_frames(F, dom, g0, g1)?;
-        } else if let Some(hole) = dom.first_hole(g0, g1) {
-            return Err(XcError::errno_with(
-                F,
-                EFAULT,
-                format!("gfn {hole:#x} is not populated"),
-            ));
-        }
-        let mut done = 0usize;
-        while done < buf.len() {
-            let addr = paddr + done as u64;
-            let gfn = addr >> PAGE_SHIFT;
-            let off = (addr % PAGE_BYTES) as usize;
-            let n = (PAGE_BYTES as usize - off).min(buf.len() - done);
-            let mfn = if dom.hvm {
-                dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
-            } else {
-                gfn
-            };
+        let dom = self.dom_mut(domid, MAP_FUNCTION)?;
+        map_pages(dom, paddr, buf.len(), |dom, mfn, off, range| {
             match dom.page(mfn) {
-                Some(page) => buf[done..done + n].copy_from_slice(&page[off..off + n]),
-                None => buf[done..done + n].fill(0),
+                Some(page) => buf[range.clone()].copy_from_slice(&page[off..off + range.len()]),
+                None => buf[range].fill(0),
             }
-            done += n;
-        }
-        Ok(())
+        })
     }
 
     fn hvm_dom_mut(&mut self, domid: DomId, function: &'static str) -> XcResult<&mut Domain> {
@@ -815,6 +769,46 @@ impl HostState {
 
 /// PV: every machine frame in `[first, end)` must be the domain's (a foreign map of
 /// another domain's frame fails in Xen).
+/// What the simulated host calls a foreign mapping (the real backend's `xc_map_foreign_range`).
+const MAP_FUNCTION: &str = "xc_map_foreign_range";
+
+/// A foreign mapping of `len` bytes at `paddr` (a gfn address for HVM, an MFN one for PV):
+/// its frames checked as Xen checks them, then `f(domain, mfn, offset in the page, byte range
+/// of the caller's buffer)` page by page.
+fn map_pages(
+    dom: &mut Domain,
+    paddr: u64,
+    len: usize,
+    mut f: impl FnMut(&mut Domain, u64, usize, std::ops::Range<usize>),
+) -> XcResult<()> {
+    const F: &str = MAP_FUNCTION;
+    let (g0, g1) = frames(F, paddr, len)?;
+    if !dom.hvm {
+        check_pv_frames(F, dom, g0, g1)?;
+    } else if let Some(hole) = dom.first_hole(g0, g1) {
+        return Err(XcError::errno_with(
+            F,
+            EFAULT,
+            format!("gfn {hole:#x} is not populated"),
+        ));
+    }
+    let mut done = 0usize;
+    while done < len {
+        let addr = paddr + done as u64;
+        let gfn = addr >> PAGE_SHIFT;
+        let off = (addr % PAGE_BYTES) as usize;
+        let n = (PAGE_BYTES as usize - off).min(len - done);
+        let mfn = if dom.hvm {
+            dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
+        } else {
+            gfn
+        };
+        f(dom, mfn, off, done..done + n);
+        done += n;
+    }
+    Ok(())
+}
+
 fn check_pv_frames(function: &'static str, dom: &Domain, first: u64, end: u64) -> XcResult<()> {
     match (first..end).find(|&m| !dom.pv_owns(m)) {
         Some(m) => Err(XcError::errno_with(
