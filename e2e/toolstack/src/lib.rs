@@ -84,6 +84,8 @@ pub struct PopulateCount {
     pub pages_by_order: BTreeMap<u32, u64>,
     /// Time spent inside the calls, microseconds.
     pub us: u64,
+    /// The same, by extent order.
+    pub us_by_order: BTreeMap<u32, u64>,
 }
 
 impl PopulateCount {
@@ -96,6 +98,12 @@ impl PopulateCount {
     pub fn extents_text(&self) -> String {
         let n = |order: u32| self.pages_by_order.get(&order).unwrap_or(&0) >> order;
         format!("4k={} 2m={} 1g={}", n(0), n(9), n(18))
+    }
+
+    /// `us4k=<us> us2m=<us> us1g=<us>`: time inside the calls of each extent order.
+    pub fn us_text(&self) -> String {
+        let us = |order: u32| self.us_by_order.get(&order).copied().unwrap_or(0);
+        format!("us4k={} us2m={} us1g={}", us(0), us(9), us(18))
     }
 }
 
@@ -128,7 +136,9 @@ pub fn count_populates(log: &str, domid: u32) -> BTreeMap<String, PopulateCount>
             .or_default();
         c.calls += 1;
         c.extents += nr as u64;
-        c.us += num("us").unwrap_or(0).max(0) as u64;
+        let us = num("us").unwrap_or(0).max(0) as u64;
+        c.us += us;
+        *c.us_by_order.entry(order as u32).or_default() += us;
         *c.pages_by_order.entry(order as u32).or_default() += (done as u64) << order;
     }
     out
@@ -227,8 +237,8 @@ mod tests {
     fn populate_log_is_summed_per_process_and_domain() {
         let log = "\
 popcount comm=xenguest pid=9 fn=xc_domain_populate_physmap domid=3 order=9 nr=10 rc=10 us=700
-popcount comm=xenguest pid=9 fn=xc_domain_populate_physmap domid=3 order=0 nr=8 rc=5
-popcount comm=xenguest pid=9 fn=xc_domain_populate_physmap_exact domid=3 order=0 nr=16 rc=0
+popcount comm=xenguest pid=9 fn=xc_domain_populate_physmap domid=3 order=0 nr=8 rc=5 us=20
+popcount comm=xenguest pid=9 fn=xc_domain_populate_physmap_exact domid=3 order=0 nr=16 rc=0 us=30
 popcount comm=xl pid=7 fn=xc_domain_populate_physmap_exact domid=3 order=0 nr=4 rc=-1
 popcount comm=xl pid=7 fn=xc_domain_populate_physmap domid=4 order=18 nr=1 rc=1
 garbage
@@ -237,7 +247,8 @@ garbage
         let ours = &c["xenguest"];
         assert_eq!(ours.calls, 3);
         assert_eq!(ours.extents, 34);
-        assert_eq!(ours.us, 700);
+        assert_eq!(ours.us, 750);
+        assert_eq!(ours.us_text(), "us4k=50 us2m=700 us1g=0");
         assert_eq!(ours.pages(), 10 * 512 + 5 + 16);
         assert_eq!(ours.extents_text(), "4k=21 2m=10 1g=0");
         assert_eq!(c["xl"].calls, 1);
@@ -429,8 +440,8 @@ next): read the medians and minima, and compare rows with each other, not with b
         );
     }
     s += "\nPopulate calls and extents (4k/2m/1g) per build:\n\n";
-    s += "| guest | calls: ours | calls: libxenguest | extents: ours | extents: libxenguest | libxenguest's own debug log |\n";
-    s += "|---|---|---|---|---|---|\n";
+    s += "| guest | calls: ours | calls: libxenguest | extents: ours | extents: libxenguest | in populate, 4k/2m/1g extents: ours | the same: libxenguest | libxenguest's own debug log |\n";
+    s += "|---|---|---|---|---|---|---|---|\n";
     for row @ (guest, size) in &sizes {
         let pages = |who: &str| {
             format!(
@@ -440,12 +451,21 @@ next): read the medians and minima, and compare rows with each other, not with b
                 text(who, row, "1g")
             )
         };
+        // median ms inside the calls of each extent order
+        let by_order = |who: &str| {
+            ["us4k", "us2m", "us1g"]
+                .map(|k| ms(median(pick(who, row, k)).map(|us| us / 1000.0)))
+                .join("/")
+                + " ms"
+        };
         s += &format!(
-            "| {guest} {size} MiB | {} | {} | {} | {} | {} |\n",
+            "| {guest} {size} MiB | {} | {} | {} | {} | {} | {} | {} |\n",
             ms(median(pick("ours", row, "calls"))),
             ms(median(pick("xl", row, "calls"))),
             pages("ours"),
             pages("xl"),
+            by_order("ours"),
+            by_order("xl"),
             text("xl", row, "allocation"),
         );
     }
@@ -453,7 +473,7 @@ next): read the medians and minima, and compare rows with each other, not with b
 libxenguest's is libxl's `xc_dom_allocate` to `xc_dom_release` in `xl -vvv` output, time-stamped \
 as it is written. *in populate calls*: time inside `xc_domain_populate_physmap(_exact)`, measured, \
 like the call and extent counts, by the same `LD_PRELOAD` shim on both sides (`e2e/popcount`; the \
-builder's process only, not the device model). *whole command*: fork to exit of our binary run \
+builder's process only, not the device model), in all and by the order of the extents asked for. *whole command*: fork to exit of our binary run \
 with xenopsd's argv (exec, dynamic linking, syslog, xenstore and the build), and the whole \
 `xl create -p` (domain creation and the device model's start included). Extents are the first \
 build's; libxenguest's log counts the VGA hole's 32 pages that it does not populate (and has no \
@@ -485,7 +505,7 @@ mod report_tests {
 [4] @@BENCH ours size=128 rep=1 E2E name=b domid=2 create_ms=20.0 build_ms=200.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=95000
 [5] @@BENCH ours size=128 rep=2 E2E name=b domid=3 create_ms=30.0 build_ms=100.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=90000
 [6] @@BENCH xl size=128 rep=1 domid=4 TIMED wall_ms=1500 rc=0 XLPHASE libxenguest_build_ms=99 allocation="4k=512 2m=63 1g=0" POPCOUNT comm=xl calls=20
-[7] @@BENCH ours guest=linux-pv size=256 rep=1 E2E name=k domid=5 build_ms=7000.0 POPCOUNT comm=xenguest calls=1 populate_us=5000 4k=0 2m=128 1g=0 core_us=6500000
+[7] @@BENCH ours guest=linux-pv size=256 rep=1 E2E name=k domid=5 build_ms=7000.0 POPCOUNT comm=xenguest calls=1 populate_us=5000 4k=0 2m=128 1g=0 us4k=0 us2m=5000 us1g=0 core_us=6500000
 [8] @@BENCH xl guest=linux-pv size=256 rep=1 domid=6 TIMED wall_ms=9000 rc=0 XLPHASE libxenguest_build_ms=6000 allocation="?" POPCOUNT comm=xl calls=2 populate_us=4000 4k=0 2m=128 1g=0
 "#;
         let r = bench_report(log, 300);
@@ -498,7 +518,7 @@ mod report_tests {
             "{r}"
         );
         assert!(
-            r.contains("| hvm 128 MiB | 3 | 20 | 496/63/0 | ?/?/? | 4k=512 2m=63 1g=0 |"),
+            r.contains("| hvm 128 MiB | 3 | 20 | 496/63/0 | ?/?/? | ?/?/? ms | ?/?/? ms | 4k=512 2m=63 1g=0 |"),
             "{r}"
         );
         // The Linux rows come after the HVM ones, keyed by guest.
@@ -507,7 +527,9 @@ mod report_tests {
             "{r}"
         );
         assert!(
-            r.contains("| linux-pv 256 MiB | 1 | 2 | 0/128/0 | 0/128/0 | ? |"),
+            r.contains(
+                "| linux-pv 256 MiB | 1 | 2 | 0/128/0 | 0/128/0 | 0/5/0 ms | ?/?/? ms | ? |"
+            ),
             "{r}"
         );
         assert!(r.find("| hvm 128 MiB | 3 |") < r.find("| linux-pv 256 MiB | 1 |"));

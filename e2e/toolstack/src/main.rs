@@ -100,12 +100,13 @@ fn count(path: &str, domid: &str) -> Res<()> {
     let domid: u32 = domid.parse().map_err(|_| format!("bad domid {domid}"))?;
     for (comm, c) in xg_e2e::count_populates(&log, domid) {
         println!(
-            "POPCOUNT comm={comm} domid={domid} calls={} populate_us={} extents={} pages={} {}",
+            "POPCOUNT comm={comm} domid={domid} calls={} populate_us={} extents={} pages={} {} {}",
             c.calls,
             c.us,
             c.extents,
             c.pages(),
-            c.extents_text()
+            c.extents_text(),
+            c.us_text()
         );
     }
     Ok(())
