@@ -55,7 +55,7 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
     write_layout(&hv, &store, domid, &hvm_layout)?;
 
     let start_info_paddr = load_images(&hv, domid, &hvm_layout, &firmware)?;
-    setup_special_pages(&hv, domid)?;
+    setup_special_pages(&hv, domid, true)?;
     boot_late(
         &hv,
         domid,
@@ -375,39 +375,67 @@ fn load_images(hv: &dyn Hypervisor, domid: DomId, plan: &HvmLayout, fw: &Firmwar
     Ok(next)
 }
 
-/// `alloc_magic_pages_hvm`: the 8 special pages and 8 ioreq-server pages, populated in one
-/// call (libxenguest uses two), cleared, their params set, the identity page table written.
-fn setup_special_pages(hv: &dyn Hypervisor, domid: DomId) -> Result<()> {
-    let step = "xc_dom_build_image";
-    let first = boot::IOREQ_SERVER_GFN.0;
-    let nr = boot::NR_IOREQ_SERVER_PAGES + boot::NR_SPECIAL_PAGES;
-    let mut gfns: Vec<u64> = (first..first + nr).collect();
+/// `xc_domain_populate_physmap_exact` of single pages at `gfns`: all of them, or an ENOMEM
+/// error saying how many of `what` were populated.
+pub(super) fn populate_pages_exact(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    gfns: &mut [u64],
+    what: &str,
+) -> Result<()> {
     let done = hv
-        .domain_populate_physmap(domid, 0, MemFlags::default(), &mut gfns)
-        .map_err(Error::xc(step))?;
+        .domain_populate_physmap(domid, 0, MemFlags::default(), gfns)
+        .map_err(Error::xc(SPECIAL_PAGES_STEP))?;
     if done != gfns.len() {
         return Err(Error::Xc {
-            step,
+            step: SPECIAL_PAGES_STEP,
             source: crate::hypervisor::XcError {
                 function: "xc_domain_populate_physmap_exact",
                 code: libc::ENOMEM,
-                message: format!("special pages: {done} of {nr} populated"),
+                message: format!("{what}: {done} of {} populated", gfns.len()),
             },
         });
     }
+    Ok(())
+}
+
+/// The step special pages (and PVH's ACPI pages) are placed in.
+const SPECIAL_PAGES_STEP: &str = "xc_dom_build_image";
+
+/// `alloc_magic_pages_hvm`: the 8 special pages, cleared, their params set, the identity
+/// page table written. With a device model (HVM, not PVH) the 8 ioreq-server pages below
+/// them too, populated in the same call (libxenguest uses two), with their params.
+pub(super) fn setup_special_pages(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    ioreq_server: bool,
+) -> Result<()> {
+    let step = SPECIAL_PAGES_STEP;
+    let (first, nr) = if ioreq_server {
+        (
+            boot::IOREQ_SERVER_GFN.0,
+            boot::NR_IOREQ_SERVER_PAGES + boot::NR_SPECIAL_PAGES,
+        )
+    } else {
+        (Special::Paging.gfn().0, boot::NR_SPECIAL_PAGES)
+    };
+    let mut gfns: Vec<u64> = (first..first + nr).collect();
+    populate_pages_exact(hv, domid, &mut gfns, "special pages")?;
     hv.clear_domain_pages(domid, Gfn(first), nr)
         .map_err(Error::xc(step))?;
     for (p, value) in boot::special_page_params() {
         hv.hvm_param_set(domid, p, value).map_err(Error::xc(step))?;
     }
-    hv.hvm_param_set(domid, param::IOREQ_SERVER_PFN, first)
+    if ioreq_server {
+        hv.hvm_param_set(domid, param::IOREQ_SERVER_PFN, first)
+            .map_err(Error::xc(step))?;
+        hv.hvm_param_set(
+            domid,
+            param::NR_IOREQ_SERVER_PAGES,
+            boot::NR_IOREQ_SERVER_PAGES,
+        )
         .map_err(Error::xc(step))?;
-    hv.hvm_param_set(
-        domid,
-        param::NR_IOREQ_SERVER_PAGES,
-        boot::NR_IOREQ_SERVER_PAGES,
-    )
-    .map_err(Error::xc(step))?;
+    }
     hv.write_guest(
         domid,
         Special::IdentPt.gfn().paddr(),

@@ -9,9 +9,9 @@
 
 use super::{hvm, BuildEnv, BuildOutput, BuildRequest};
 use crate::acpi::{self, AcpiConfig, PvhAcpi};
-use crate::boot::{self, param, Special, StartModule};
+use crate::boot::{self, param, StartModule};
 use crate::error::{Error, Result};
-use crate::hypervisor::{HvmBootVcpu, Hypervisor, MemFlags, XcError};
+use crate::hypervisor::{HvmBootVcpu, Hypervisor, XcError};
 use crate::image::{
     self, decompress,
     elf::{Elf, Segment},
@@ -22,7 +22,7 @@ use crate::memory::PopulateStats;
 use crate::platform::{self, PlatformFlags};
 use crate::report::{Counting, Recording};
 use crate::store::Store;
-use crate::types::{pages_of_bytes, DomId, E820Entry, E820Type, Gfn, PAGE_BYTES};
+use crate::types::{pages_of_bytes, DomId, E820Entry, E820Type, PAGE_BYTES};
 use crate::vcpu;
 use std::path::Path;
 use std::time::Instant;
@@ -388,24 +388,6 @@ fn no_room(what: &str, reason: String) -> Error {
     }
 }
 
-fn populate_exact(hv: &dyn Hypervisor, domid: DomId, gfns: &mut [u64], what: &str) -> Result<()> {
-    let step = "xc_dom_build_image";
-    let done = hv
-        .domain_populate_physmap(domid, 0, MemFlags::default(), gfns)
-        .map_err(Error::xc(step))?;
-    if done != gfns.len() {
-        return Err(Error::Xc {
-            step,
-            source: XcError {
-                function: "xc_domain_populate_physmap_exact",
-                code: libc::ENOMEM,
-                message: format!("{what}: {done} of {} pages populated", gfns.len()),
-            },
-        });
-    }
-    Ok(())
-}
-
 /// `xc_dom_build_image` for a PVH kernel: its segments at their physical addresses, each
 /// module page by page after it, the ACPI modules at their addresses (pages outside RAM
 /// populated first), the special pages, then room for the start info after the modules.
@@ -472,7 +454,7 @@ fn build_image(
     }
 
     load_acpi_modules(hv, domid, plan, tables)?;
-    setup_special_pages(hv, domid)?;
+    hvm::setup_special_pages(hv, domid, false)?;
 
     let start_info_paddr = next;
     let start_info =
@@ -516,36 +498,13 @@ fn load_acpi_modules(
     gfns.sort_unstable();
     gfns.dedup();
     if !gfns.is_empty() {
-        populate_exact(hv, domid, &mut gfns, "ACPI pages")?;
+        hvm::populate_pages_exact(hv, domid, &mut gfns, "ACPI pages")?;
     }
     for m in tables.modules() {
         hv.write_guest(domid, m.paddr, &m.data)
             .map_err(Error::xc(step))?;
     }
     Ok(())
-}
-
-/// `alloc_magic_pages_hvm` without a device model: the 8 special pages, populated in one
-/// call and cleared, their params, the identity page table. No ioreq-server pages.
-fn setup_special_pages(hv: &dyn Hypervisor, domid: DomId) -> Result<()> {
-    let step = "xc_dom_build_image";
-    let first = Special::Paging.gfn().0;
-    let nr = boot::NR_SPECIAL_PAGES;
-    let mut gfns: Vec<u64> = (first..first + nr).collect();
-    populate_exact(hv, domid, &mut gfns, "special pages")?;
-    hv.clear_domain_pages(domid, Gfn(first), nr)
-        .map_err(Error::xc(step))?;
-    for (p, value) in boot::special_page_params() {
-        hv.hvm_param_set(domid, p, value).map_err(Error::xc(step))?;
-    }
-    hv.write_guest(
-        domid,
-        Special::IdentPt.gfn().paddr(),
-        &boot::ident_page_table(),
-    )
-    .map_err(Error::xc(step))?;
-    hv.hvm_param_set(domid, param::IDENT_PT, Special::IdentPt.gfn().paddr())
-        .map_err(Error::xc(step))
 }
 
 /// `xc_dom_boot_image` (`bootlate_hvm` + `vcpu_hvm`): the event channels, then the BSP in
