@@ -164,13 +164,13 @@ impl HostState {
     fn dom(&self, domid: DomId, function: &'static str) -> XcResult<&Domain> {
         self.domains
             .get(&domid)
-            .ok_or_else(|| XcError::errno_with(function, ESRCH, format!("no domain {domid}")))
+            .ok_or_else(|| no_domain(function, domid))
     }
 
     fn dom_mut(&mut self, domid: DomId, function: &'static str) -> XcResult<&mut Domain> {
         self.domains
             .get_mut(&domid)
-            .ok_or_else(|| XcError::errno_with(function, ESRCH, format!("no domain {domid}")))
+            .ok_or_else(|| no_domain(function, domid))
     }
 
     /// `domain_update_node_affinity()` for a domain with automatic affinity: the nodes of
@@ -277,9 +277,10 @@ impl HostState {
     }
 
     pub(super) fn destroy_domain(&mut self, domid: DomId) -> XcResult<()> {
-        let dom = self.domains.remove(&domid).ok_or_else(|| {
-            XcError::errno_with("xc_domain_destroy", ESRCH, format!("no domain {domid}"))
-        })?;
+        let dom = self
+            .domains
+            .remove(&domid)
+            .ok_or_else(|| no_domain("xc_domain_destroy", domid))?;
         for (mfn, len) in dom.owned_blocks() {
             self.heap.free_range(mfn, len);
         }
@@ -440,9 +441,7 @@ impl HostState {
             outstanding_claims,
             ..
         } = self;
-        let dom = domains
-            .get_mut(&domid)
-            .ok_or_else(|| XcError::errno_with(F, ESRCH, format!("no domain {domid}")))?;
+        let dom = domains.get_mut(&domid).ok_or_else(|| no_domain(F, domid))?;
         if !dom.hvm {
             return Err(XcError::errno_with(F, EINVAL, "PoD needs an HVM container"));
         }
@@ -540,9 +539,7 @@ impl HostState {
             outstanding_claims,
             ..
         } = self;
-        let dom = domains
-            .get_mut(&domid)
-            .ok_or_else(|| XcError::errno_with(F, ESRCH, format!("no domain {domid}")))?;
+        let dom = domains.get_mut(&domid).ok_or_else(|| no_domain(F, domid))?;
         // Every early refusal below is Xen's silent "0 extents done".
         if extents.len() as u64 > u64::from(u32::MAX >> 6) {
             return Ok(0);
@@ -769,6 +766,11 @@ impl HostState {
 
 /// PV: every machine frame in `[first, end)` must be the domain's (a foreign map of
 /// another domain's frame fails in Xen).
+/// Xen's answer for a domain that does not exist.
+fn no_domain(function: &'static str, domid: DomId) -> XcError {
+    XcError::errno_with(function, ESRCH, format!("no domain {domid}"))
+}
+
 /// What the simulated host calls a foreign mapping (the real backend's `xc_map_foreign_range`).
 const MAP_FUNCTION: &str = "xc_map_foreign_range";
 
