@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use xenguest::build::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::hypervisor::*;
 use xenguest::layout::{self, HvmLayoutInput};
@@ -66,7 +66,7 @@ fn our_build(host: &SimHost, mem_mib: u64) -> xenguest::report::BuildReport {
     let domid = new_domain(host, &store, mem_mib);
     let p = paths();
     let req = BuildRequest::new(domid, mem_mib, mem_mib, HVMLOADER);
-    let out = build::build(
+    let out = builder::build(
         BuildEnv {
             hv: host,
             store: &store,
@@ -307,7 +307,7 @@ fn cost_table(out: &mut String) {
     out.push_str("## 2. Our cost per build\n\n");
     out.push_str(
         "Median of 21 builds per size on a simulated 2-node host with plentiful memory (release build, \
-         this 2-core machine). *Total* is the wall time of `build::build`; *in the simulated host* is the \
+         this 2-core machine). *Total* is the wall time of `builder::build`; *in the simulated host* is the \
          time spent inside hypervisor calls (measured by a timing wrapper on the seam); *ours* is the \
          difference: platform parsing, planning, image parsing and the builder's own bookkeeping. *Peak \
          heap* is the most heap in use during one build above what was in use before it (counting \
@@ -330,7 +330,7 @@ fn cost_table(out: &mut String) {
             let base = CURRENT.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
             let t = Instant::now();
-            build::build(
+            builder::build(
                 BuildEnv {
                     hv: &timed,
                     store: &store,
@@ -436,7 +436,7 @@ fn storm_table(out: &mut String) {
                     let req = BuildRequest::new(domid, 4096, 4096, HVMLOADER);
                     barrier.wait();
                     let t = Instant::now();
-                    build::build(
+                    builder::build(
                         BuildEnv {
                             hv: &*host,
                             store: &store,

@@ -62,7 +62,7 @@ pub fn parse_featureset(s: &str) -> std::result::Result<Vec<u32>, String> {
 
 /// The policy to apply: featureset words sized to the host's, adjusted as the C code does.
 /// `hvm_fallback` picks the host maximum used when `platform/featureset` is absent: HVM for
-/// HVM and PVH guests, PV for PV ones (the C code gives PVH the PV maximum; see `build::pvh`).
+/// HVM and PVH guests, PV for PV ones (the C code gives PVH the PV maximum; see `builder::pvh`).
 pub fn plan_policy(
     flags: &PlatformFlags,
     host: &[u32],

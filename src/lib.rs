@@ -7,7 +7,7 @@
 
 pub mod acpi;
 pub mod boot;
-pub mod build;
+pub mod builder;
 pub mod cpuid;
 pub mod error;
 pub mod hypervisor;

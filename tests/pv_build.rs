@@ -8,8 +8,8 @@ mod common;
 use common::compress::compress;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use xenguest::build::pv::{start_info_offsets as si, SIF_MOD_START_PFN};
-use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
+use xenguest::builder::pv::{start_info_offsets as si, SIF_MOD_START_PFN};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, Fault, GfnState, SimHost};
 use xenguest::hypervisor::Hypervisor;
 use xenguest::image::bzimage;
@@ -198,7 +198,7 @@ impl Fixture {
     }
 
     fn build(&self, req: &BuildRequest) -> xenguest::Result<BuildOutput> {
-        build::build(
+        builder::build(
             BuildEnv {
                 hv: &self.host,
                 store: &self.store,

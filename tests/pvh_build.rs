@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use xenguest::acpi::{self, byte_sum, AcpiConfig};
 use xenguest::boot::{self, param};
-use xenguest::build::{BuildMode, BuildOutput, BuildRequest, Module};
+use xenguest::builder::{BuildMode, BuildOutput, BuildRequest, Module};
 use xenguest::hypervisor::{FeaturesetKind, HvmBootVcpu, Hypervisor, PciSbdf};
 use xenguest::image::bzimage;
 use xenguest::image::xen_notes::{self, XenNotes};

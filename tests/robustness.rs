@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 use xenguest::boot::param;
-use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{
     xc_function, DomainConfig, Fault, FaultAction, SimHost, TraceEntry,
 };
@@ -153,7 +153,7 @@ fn pvh_modules(fx: &Fixture) -> BuildRequest {
     let mut req = BuildRequest::new(domid, 1024, 1024, fx.file("vmlinux", &kernel));
     req.cmdline = "console=hvc0".into();
     req.modules = (0..2)
-        .map(|i| build::Module {
+        .map(|i| builder::Module {
             path: fx.file(&format!("module{i}"), &vec![i as u8; 5000 + 3000 * i]),
             cmdline: format!("module {i}"),
         })
@@ -272,7 +272,7 @@ fn run(fx: &Fixture, mode: BuildMode, req: &BuildRequest) -> xenguest::Result<Bu
         store: &fx.store,
         paths: &fx.paths,
     };
-    build::build(env, mode, req)
+    builder::build(env, mode, req)
 }
 
 /// A scenario on a fresh fixture: the fixture, the request, and the free pages before the
@@ -703,7 +703,7 @@ fn parallel_builds(
                 paths: &paths,
             };
             let outcome =
-                catch_unwind(AssertUnwindSafe(|| build::build(env, BuildMode::Hvm, &req)));
+                catch_unwind(AssertUnwindSafe(|| builder::build(env, BuildMode::Hvm, &req)));
             let _ = tx.send((domid, outcome.map_err(|_| domid)));
         });
     }
@@ -949,7 +949,7 @@ fn xenstored_killed_mid_build_is_a_clear_error_not_a_hang() {
                     store: &*store,
                     paths: &paths,
                 };
-                let _ = tx.send(build::build(
+                let _ = tx.send(builder::build(
                     env,
                     BuildMode::Hvm,
                     &request(domid, 1024, 1024),

@@ -6,7 +6,7 @@
 //! included by either crate.
 
 use std::collections::BTreeMap;
-use xenguest::build::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
 use xenguest::cpuid;
 use xenguest::hypervisor::sim::{DomainConfig, Fault, FaultAction, HostSpec, SimHost, CALL_KINDS};
 use xenguest::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
@@ -16,7 +16,7 @@ use xenguest::memory;
 use xenguest::platform;
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
-use xenguest::{build::passthrough, vcpu, Error};
+use xenguest::{builder::passthrough, vcpu, Error};
 
 /// Every library check by target name (the CLI targets live in the fuzz crate only, as the
 /// parser is part of the binary).
@@ -557,7 +557,7 @@ pub fn platform(data: &[u8]) {
     for a in f.vcpu_affinity.iter().flatten() {
         assert_eq!(vcpu::affinity_mask(a, 64).len(), 64);
     }
-    let _ = build::hvm::viridian_mask(&f);
+    let _ = builder::hvm::viridian_mask(&f);
     let host = xenguest::hypervisor::sim::featureset(xenguest::hypervisor::FeaturesetKind::Host);
     match cpuid::plan_policy(&f, host, || Ok(host.to_vec()), false) {
         Ok(p) => assert_eq!(p.featureset.len(), host.len()),
@@ -795,7 +795,7 @@ pub fn hvm_build(data: &[u8]) {
         paths: &paths,
     };
     let before = host.trace_for(domid).len();
-    match build::build(env, BuildMode::Hvm, &req) {
+    match builder::build(env, BuildMode::Hvm, &req) {
         Ok(out) => {
             assert_eq!(out.result.wire_text(), "1044476 1044479");
             let snap = host.domain_snapshot(domid).unwrap();

@@ -4,7 +4,7 @@
 pub mod compress;
 
 use std::path::{Path, PathBuf};
-use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
@@ -72,7 +72,7 @@ impl Fixture {
     }
 
     pub fn build(&self, req: &BuildRequest) -> xenguest::Result<BuildOutput> {
-        build::build(
+        builder::build(
             BuildEnv {
                 hv: &self.host,
                 store: &self.store,
@@ -125,7 +125,7 @@ pub fn request(domid: DomId, mem_max_mib: u64, mem_start_mib: u64) -> BuildReque
 impl Fixture {
     /// Build in `mode` (PVH, PV) rather than HVM.
     pub fn build_mode(&self, mode: BuildMode, req: &BuildRequest) -> xenguest::Result<BuildOutput> {
-        build::build(
+        builder::build(
             BuildEnv {
                 hv: &self.host,
                 store: &self.store,

@@ -8,7 +8,7 @@ use std::borrow::Borrow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use xenguest::build::{self, BuildEnv, BuildMode, BuildRequest, HostPaths, Module};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths, Module};
 use xenguest::hypervisor::sim::{DomainConfig, Fault, SimHost, CALL_KINDS};
 use xenguest::hypervisor::PciSbdf;
 use xenguest::report::BuildReport;
@@ -177,7 +177,7 @@ fn open(kind: &str) -> Result<Option<Arc<Backend>>, Failure> {
         }
         #[cfg(feature = "xen")]
         None => {
-            let (hv, store) = build::open_real_host().map_err(|e| failure(&e))?;
+            let (hv, store) = builder::open_real_host().map_err(|e| failure(&e))?;
             Ok(Some(Arc::new(Backend::Real {
                 hv,
                 store,
@@ -322,11 +322,11 @@ fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Out
                     store: &store,
                     paths: &sim.paths,
                 };
-                build::build(env, mode, &req)
+                builder::build(env, mode, &req)
             }
             #[cfg(feature = "xen")]
             Backend::Real { hv, store, paths } => {
-                build::build(BuildEnv { hv, store, paths }, mode, &req)
+                builder::build(BuildEnv { hv, store, paths }, mode, &req)
             }
         }
         .map_err(|e| failure(&e))?;

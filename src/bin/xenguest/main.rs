@@ -10,7 +10,7 @@ use cli::{Action, Mode, Options};
 use control::ControlFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xenguest::build::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths, Module};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths, Module};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
@@ -136,8 +136,8 @@ fn build_on_xen(
     req: &BuildRequest,
     paths: &HostPaths,
 ) -> Result<BuildOutput, Error> {
-    let (hv, store) = build::open_real_host()?;
-    build::build(
+    let (hv, store) = builder::open_real_host()?;
+    builder::build(
         BuildEnv {
             hv: &hv,
             store: &store,
@@ -254,7 +254,7 @@ fn build_on_sim(
         req.domid,
         host.spec()
     );
-    build::build(
+    builder::build(
         BuildEnv {
             hv: &host,
             store: &store,

@@ -80,7 +80,7 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
 
 /// The end every HVM container build shares (HVM and PVH): grant entries for the console
 /// and xenstore pages, the HVM params, the CPUID policy (the HVM maximum when there is no
-/// `platform/featureset`: see `build::pvh` for why PVH too), then the result and report.
+/// `platform/featureset`: see `builder::pvh` for why PVH too), then the result and report.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finish_container(
     env: BuildEnv<'_>,
