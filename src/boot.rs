@@ -1,8 +1,13 @@
-//! Guest-visible structures an HVM container boots from, as bytes: the special pages and
-//! their HVM params, the identity page table, `hvm_info_table` and `hvm_start_info`.
-//! Pure: the builders decide where they go and write them through the seam.
+//! Guest-visible structures a guest boots from, as bytes: for an HVM container the special
+//! pages and their HVM params, the identity page table, `hvm_info_table` and
+//! `hvm_start_info`; for a PV guest `start_info` and shared info. The layouts are the
+//! [`crate::abi`] types. Pure: the builders decide where they go and write them through the seam.
 
+use crate::abi::{self, FromZeros, HvmInfoTable, HvmModlistEntry, HvmStartInfo};
 use crate::types::{Gfn, PAGE_BYTES};
+use core::mem::size_of;
+use once_cell::sync::Lazy;
+use zerocopy::{Immutable, IntoBytes};
 
 /// HVM parameter indices (`xen/include/public/hvm/params.h`).
 pub mod param {
@@ -120,19 +125,23 @@ pub fn special_page_params() -> [(u32, u64); 7] {
 
 /// The identity page table: 1024 4 MiB PSE entries mapping the first 4 GiB
 /// (present, rw, user, accessed, dirty, PSE), used by EPT guests while paging is off.
-pub fn ident_page_table() -> Vec<u8> {
-    const FLAGS: u32 = 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80;
-    (0..1024u32)
-        .flat_map(|i| ((i << 22) | FLAGS).to_le_bytes())
-        .collect()
+/// The same page for every guest, so it is built once, on first use.
+pub fn ident_page_table() -> &'static [u8] {
+    static TABLE: Lazy<Vec<u8>> = Lazy::new(|| {
+        const FLAGS: u32 = 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80;
+        (0..1024u32)
+            .flat_map(|i| ((i << 22) | FLAGS).to_le_bytes())
+            .collect()
+    });
+    &TABLE
 }
 
 /// `HVM_INFO_PFN`: the page holding `hvm_info_table`.
 pub const HVM_INFO_GFN: Gfn = Gfn(0x9F);
-/// Offset of the table in its page.
+/// Offset of the table in its page (`HVM_INFO_OFFSET`).
 pub const HVM_INFO_OFFSET: u64 = 0x800;
 /// Size of `struct hvm_info_table`.
-pub const HVM_INFO_BYTES: usize = 48;
+pub const HVM_INFO_BYTES: usize = size_of::<HvmInfoTable>();
 
 /// What `hvm_info_table` describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,32 +160,31 @@ pub struct HvmInfo {
     pub reserved_mem_pgstart: u64,
 }
 
-/// `struct hvm_info_table` as bytes (Xen's `public/hvm/hvm_info_table.h`): "HVM INFO", length,
-/// checksum (bytes sum to 0), apic_mode, nr_vcpus, low/reserved/high page bounds at 20/24/28,
-/// then the 128-bit online map at 32.
+/// [`abi::HvmInfoTable`] as bytes: "HVM INFO", its length, a checksum that makes the bytes
+/// sum to 0, the page bounds and the online map.
 pub fn hvm_info_table(info: &HvmInfo) -> [u8; HVM_INFO_BYTES] {
-    let mut t = [0u8; HVM_INFO_BYTES];
-    t[0..8].copy_from_slice(b"HVM INFO");
-    t[8..12].copy_from_slice(&(HVM_INFO_BYTES as u32).to_le_bytes());
-    t[13] = info.apic_mode;
-    t[16..20].copy_from_slice(&info.nr_vcpus.to_le_bytes());
-    t[20..24].copy_from_slice(&((info.lowmem_end / PAGE_BYTES) as u32).to_le_bytes());
-    t[24..28].copy_from_slice(&(info.reserved_mem_pgstart as u32).to_le_bytes());
-    t[28..32].copy_from_slice(&((info.highmem_end / PAGE_BYTES) as u32).to_le_bytes());
-    for cpu in 0..info.vcpus_online.min(128) as usize {
-        t[32 + cpu / 8] |= 1 << (cpu % 8);
+    let mut t = HvmInfoTable::new_zeroed();
+    t.signature = *b"HVM INFO";
+    t.length = HVM_INFO_BYTES as u32;
+    t.apic_mode = info.apic_mode;
+    t.nr_vcpus = info.nr_vcpus;
+    t.low_mem_pgend = (info.lowmem_end / PAGE_BYTES) as u32;
+    t.reserved_mem_pgstart = info.reserved_mem_pgstart as u32;
+    t.high_mem_pgend = (info.highmem_end / PAGE_BYTES) as u32;
+    for cpu in 0..(info.vcpus_online as usize).min(abi::HVM_MAX_VCPUS) {
+        t.vcpu_online[cpu / 8] |= 1 << (cpu % 8);
     }
-    let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-    t[12] = sum.wrapping_neg();
-    t
+    let sum = t.as_bytes().iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    t.checksum = sum.wrapping_neg();
+    zerocopy::transmute!(t)
 }
 
 /// `XEN_HVM_START_MAGIC_VALUE`.
-pub const START_INFO_MAGIC: u32 = 0x336e_c578;
+pub const START_INFO_MAGIC: u32 = abi::XEN_HVM_START_MAGIC_VALUE;
 /// `sizeof(struct hvm_start_info)` (version 1).
-pub const START_INFO_BYTES: usize = 56;
+pub const START_INFO_BYTES: usize = size_of::<HvmStartInfo>();
 /// `sizeof(struct hvm_modlist_entry)`.
-pub const MODLIST_ENTRY_BYTES: usize = 32;
+pub const MODLIST_ENTRY_BYTES: usize = size_of::<HvmModlistEntry>();
 /// hvmloader takes at most this many modules (`HVMLOADER_MODULE_MAX_COUNT`).
 pub const HVMLOADER_MODULE_MAX_COUNT: usize = 2;
 /// Room for each module's command line (`HVMLOADER_MODULE_CMDLINE_SIZE`).
@@ -193,6 +201,44 @@ pub struct StartModule {
     pub cmdline: String,
 }
 
+/// Copy `value`'s bytes into `seg` at `at` (a place the caller's layout made room for).
+fn put<T: IntoBytes + Immutable + ?Sized>(seg: &mut [u8], at: usize, value: &T) {
+    let bytes = value.as_bytes();
+    seg[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// The module list entries for `modules` (in order), with each command line in its 1 KiB
+/// slot from `cmdlines_at` in `seg` (at `paddr`), cut at 1023 bytes.
+fn module_entries<'a>(
+    seg: &mut [u8],
+    paddr: u64,
+    cmdlines_at: usize,
+    modules: impl Iterator<Item = &'a StartModule>,
+) -> Vec<HvmModlistEntry> {
+    modules
+        .enumerate()
+        .map(|(i, m)| {
+            let slot = cmdlines_at + i * MODULE_CMDLINE_BYTES;
+            let text = &m.cmdline.as_bytes()[..m.cmdline.len().min(MODULE_CMDLINE_BYTES - 1)];
+            put(seg, slot, text);
+            HvmModlistEntry {
+                paddr: m.paddr,
+                size: m.size,
+                cmdline_paddr: paddr + slot as u64,
+                reserved: 0,
+            }
+        })
+        .collect()
+}
+
+/// A version 1 [`abi::HvmStartInfo`] with nothing filled in.
+fn start_info_v1() -> HvmStartInfo {
+    let mut si = HvmStartInfo::new_zeroed();
+    si.magic = START_INFO_MAGIC;
+    si.version = 1;
+    si
+}
+
 /// Bytes of the `hvm_start_info` segment for an HVM guest with hvmloader: the structure,
 /// the module list (room for [`HVMLOADER_MODULE_MAX_COUNT`]), then each module's command
 /// line in a 1 KiB slot. `paddr` is where the segment will live.
@@ -200,26 +246,15 @@ pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
     let modlist_at = START_INFO_BYTES;
     let cmdlines_at = modlist_at + MODLIST_ENTRY_BYTES * HVMLOADER_MODULE_MAX_COUNT;
     let mut seg = vec![0u8; cmdlines_at + MODULE_CMDLINE_BYTES * HVMLOADER_MODULE_MAX_COUNT];
-    let put32 =
-        |seg: &mut Vec<u8>, at: usize, v: u32| seg[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |seg: &mut Vec<u8>, at: usize, v: u64| seg[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut seg, 0, START_INFO_MAGIC);
-    put32(&mut seg, 4, 1);
     let count = modules.len().min(HVMLOADER_MODULE_MAX_COUNT);
-    put32(&mut seg, 12, count as u32);
+    let entries = module_entries(&mut seg, paddr, cmdlines_at, modules.iter().take(count));
+    let mut si = start_info_v1();
+    si.nr_modules = count as u32;
     if count > 0 {
-        put64(&mut seg, 16, paddr + modlist_at as u64);
+        si.modlist_paddr = paddr + modlist_at as u64;
     }
-    for (i, m) in modules.iter().take(count).enumerate() {
-        let entry = modlist_at + i * MODLIST_ENTRY_BYTES;
-        put64(&mut seg, entry, m.paddr);
-        put64(&mut seg, entry + 8, m.size);
-        let slot = cmdlines_at + i * MODULE_CMDLINE_BYTES;
-        let text = &m.cmdline.as_bytes()[..m.cmdline.len().min(MODULE_CMDLINE_BYTES - 1)];
-        seg[slot..slot + text.len()].copy_from_slice(text);
-        put64(&mut seg, entry + 16, paddr + slot as u64);
-    }
+    put(&mut seg, 0, &si);
+    put(&mut seg, modlist_at, entries.as_slice());
     seg
 }
 
@@ -263,32 +298,99 @@ pub fn pvh_start_info(
     let cmdlines_at = modlist_at + MODLIST_ENTRY_BYTES * slots;
     let memmap_at = cmdlines_at + MODULE_CMDLINE_BYTES * slots;
     let mut seg = vec![0u8; pvh_start_info_bytes(cmdline, modules.len())];
-    let put32 =
-        |seg: &mut [u8], at: usize, v: u32| seg[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |seg: &mut [u8], at: usize, v: u64| seg[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut seg, 0, START_INFO_MAGIC);
-    put32(&mut seg, 4, 1);
-    seg[cmdline_at..cmdline_at + cmdline.len()].copy_from_slice(cmdline.as_bytes());
-    put64(&mut seg, 24, paddr + cmdline_at as u64);
-    put64(&mut seg, 32, rsdp_paddr);
-    let mut count = 0;
-    for m in modules.iter().filter(|m| m.size > 0) {
-        let entry = modlist_at + count * MODLIST_ENTRY_BYTES;
-        put64(&mut seg, entry, m.paddr);
-        put64(&mut seg, entry + 8, m.size);
-        let slot = cmdlines_at + count * MODULE_CMDLINE_BYTES;
-        let text = &m.cmdline.as_bytes()[..m.cmdline.len().min(MODULE_CMDLINE_BYTES - 1)];
-        seg[slot..slot + text.len()].copy_from_slice(text);
-        put64(&mut seg, entry + 16, paddr + slot as u64);
-        count += 1;
+    put(&mut seg, cmdline_at, cmdline.as_bytes());
+    let present = modules.iter().filter(|m| m.size > 0);
+    let entries = module_entries(&mut seg, paddr, cmdlines_at, present);
+    let mut si = start_info_v1();
+    si.nr_modules = entries.len() as u32;
+    if !entries.is_empty() {
+        si.modlist_paddr = paddr + modlist_at as u64;
     }
-    put32(&mut seg, 12, count as u32);
-    if count > 0 {
-        put64(&mut seg, 16, paddr + modlist_at as u64);
-    }
-    put64(&mut seg, 40, paddr + memmap_at as u64);
+    si.cmdline_paddr = paddr + cmdline_at as u64;
+    si.rsdp_paddr = rsdp_paddr;
+    si.memmap_paddr = paddr + memmap_at as u64;
+    put(&mut seg, 0, &si);
+    put(&mut seg, modlist_at, entries.as_slice());
     seg
+}
+
+/// What a 64-bit PV guest's start info carries ([`abi::StartInfo`]), as the PV build knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PvStartInfo {
+    /// `nr_pages`.
+    pub nr_pages: u64,
+    /// Machine address of shared info.
+    pub shared_info: u64,
+    /// `SIF_*`.
+    pub flags: u32,
+    /// Xenstore ring MFN.
+    pub store_mfn: u64,
+    /// Xenstore event channel.
+    pub store_evtchn: u32,
+    /// Console ring MFN.
+    pub console_mfn: u64,
+    /// Console event channel.
+    pub console_evtchn: u32,
+    /// Virtual address of the L4.
+    pub pt_base: u64,
+    /// Frames of the initial page tables.
+    pub nr_pt_frames: u64,
+    /// Virtual address of the p2m list.
+    pub mfn_list: u64,
+    /// Ramdisk: virtual address, or frame with `SIF_MOD_START_PFN`.
+    pub mod_start: u64,
+    /// Ramdisk length, bytes.
+    pub mod_len: u64,
+    /// Command line (cut at its first NUL and to 1023 bytes).
+    pub cmdline: String,
+    /// First frame of the p2m (with `INIT_P2M`).
+    pub first_p2m_pfn: u64,
+    /// Frames of the p2m and its tables (with `INIT_P2M`).
+    pub nr_p2m_frames: u64,
+}
+
+impl PvStartInfo {
+    /// The start_info page as libxenguest's `start_info_x86_64` fills it: the structure at
+    /// offset 0, zeros after it.
+    pub fn page(&self) -> Vec<u8> {
+        let mut si = abi::StartInfo::new_zeroed();
+        let magic = abi::GUEST_TYPE_X86_64.as_bytes();
+        si.magic[..magic.len()].copy_from_slice(magic);
+        si.nr_pages = self.nr_pages;
+        si.shared_info = self.shared_info;
+        si.flags = self.flags;
+        si.store_mfn = self.store_mfn;
+        si.store_evtchn = self.store_evtchn;
+        si.console.mfn = self.console_mfn;
+        si.console.evtchn = self.console_evtchn;
+        si.pt_base = self.pt_base;
+        si.nr_pt_frames = self.nr_pt_frames;
+        si.mfn_list = self.mfn_list;
+        si.mod_start = self.mod_start;
+        si.mod_len = self.mod_len;
+        // strncpy + forced NUL: at most 1023 bytes, cut at a NUL.
+        let cmd = self.cmdline.as_bytes();
+        let cmd = &cmd[..cmd.iter().position(|&b| b == 0).unwrap_or(cmd.len())];
+        let n = cmd.len().min(abi::MAX_GUEST_CMDLINE - 1);
+        si.cmd_line[..n].copy_from_slice(&cmd[..n]);
+        si.first_p2m_pfn = self.first_p2m_pfn;
+        si.nr_p2m_frames = self.nr_p2m_frames;
+        let mut page = vec![0u8; PAGE_BYTES as usize];
+        put(&mut page, 0, &si);
+        page
+    }
+}
+
+/// A page of shared info as libxenguest's `shared_info_x86_64` leaves it: zero, every legacy
+/// vCPU's `evtchn_upcall_mask` set.
+pub fn pv_shared_info_page() -> Vec<u8> {
+    let mut info = abi::SharedInfo::new_zeroed();
+    for vcpu in &mut info.vcpu_info {
+        vcpu.evtchn_upcall_mask = 1;
+    }
+    let mut page = vec![0u8; PAGE_BYTES as usize];
+    put(&mut page, 0, &info);
+    page
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! simulated host) and [`store::Store`] (xenstore; a real xenstored and an in-memory tree).
 //! The faces (the `xenguest` binary and the OCaml module) call the core, never the reverse.
 
+pub mod abi;
 pub mod acpi;
 pub mod boot;
 pub mod builder;

@@ -8,7 +8,7 @@ mod common;
 use common::compress::compress;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use xenguest::builder::pv::{start_info_offsets as si, SIF_MOD_START_PFN};
+use xenguest::abi::SIF_MOD_START_PFN;
 use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, Fault, GfnState, SimHost};
 use xenguest::hypervisor::Hypervisor;
@@ -23,6 +23,27 @@ const KSTART: u64 = VIRT_BASE + PADDR;
 const ENTRY: u64 = KSTART + 0x40;
 const HYPERCALL: u64 = KSTART + 0x2000;
 const INIT_P2M: u64 = 0x80_0000_0000;
+
+/// Offsets in the x86_64 `start_info_t` (xen-project/xen RELEASE-4.17.0,
+/// `xen/include/public/xen.h` lines 828-860), written out here so the test checks the bytes
+/// independently of `xenguest::abi`.
+mod si {
+    pub const NR_PAGES: usize = 32;
+    pub const SHARED_INFO: usize = 40;
+    pub const FLAGS: usize = 48;
+    pub const STORE_MFN: usize = 56;
+    pub const STORE_EVTCHN: usize = 64;
+    pub const CONSOLE_MFN: usize = 72;
+    pub const CONSOLE_EVTCHN: usize = 80;
+    pub const PT_BASE: usize = 88;
+    pub const NR_PT_FRAMES: usize = 96;
+    pub const MFN_LIST: usize = 104;
+    pub const MOD_START: usize = 112;
+    pub const MOD_LEN: usize = 120;
+    pub const CMD_LINE: usize = 128;
+    pub const FIRST_P2M_PFN: usize = 1152;
+    pub const NR_P2M_FRAMES: usize = 1160;
+}
 
 /// What the synthetic kernel declares.
 #[derive(Clone)]

@@ -41,8 +41,22 @@ const TYPES: &[&str] = &[
     "xs_perm_type",
 ];
 
+/// Guest ABI structures (`abi.h`): the main crate's `abi` module is checked against these,
+/// and bindgen's layout tests check these against clang's layout of the C headers.
+const ABI_TYPES: &[&str] = &[
+    "hvm_info_table",
+    "hvm_start_info",
+    "hvm_modlist_entry",
+    "hvm_memmap_table_entry",
+    "start_info_x86_64",
+    "shared_info_x86_64",
+    "vcpu_info_x86_64",
+    "vcpu_guest_context_x86_64",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=abi.h");
     println!("cargo:rerun-if-changed=build.rs");
     let mut builder = bindgen::Builder::default()
         .header("wrapper.h")
@@ -51,7 +65,7 @@ fn main() {
         .raw_line("use xenctrl_sys::*;")
         .derive_default(true)
         .prepend_enum_name(false)
-        .layout_tests(false);
+        .layout_tests(true);
     for f in FUNCTIONS {
         builder = builder.allowlist_function(f);
     }
@@ -68,6 +82,19 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");
+    // The ABI structures with everything they contain, in a module of their own so their names
+    // cannot clash with xenctrl-sys's (which binds the same headers without layout tests).
+    let mut abi = bindgen::Builder::default()
+        .header("abi.h")
+        .derive_default(true)
+        .layout_tests(true);
+    for t in ABI_TYPES {
+        abi = abi.allowlist_type(t);
+    }
+    abi.generate()
+        .expect("bindgen over abi.h (needs libxen-dev and libclang-dev)")
+        .write_to_file(out.join("abi.rs"))
+        .expect("write abi.rs");
     // xenctrl-sys links libxenctrl; libxencall makes the raw domctls, libxenguest holds the
     // featureset and gnttab calls, libxentoollog the logger functions both crates declare.
     for lib in ["xenguest", "xencall", "xenstore", "xentoollog"] {

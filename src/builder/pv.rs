@@ -16,6 +16,8 @@
 //! them (`CONFIG_PV32`).
 
 use super::{BuildEnv, BuildOutput, BuildRequest};
+use crate::abi::SIF_MOD_START_PFN;
+use crate::boot::{pv_shared_info_page, PvStartInfo};
 use crate::cpuid;
 use crate::error::{Error, Result};
 use crate::hypervisor::{
@@ -40,16 +42,8 @@ use std::time::Instant;
 pub const KERNEL_MAX_KEY: &str = "/mh/limits/pv-kernel-max_size";
 /// Ramdisk size limit key (absolute path).
 pub const RAMDISK_MAX_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
-/// The guest type a 64-bit PV kernel boots as (start_info magic).
-pub const GUEST_TYPE_X86_64: &str = "xen-3.0-x86_64";
-/// `SIF_MOD_START_PFN`: `mod_start` is a frame number.
-pub const SIF_MOD_START_PFN: u32 = 1 << 3;
-/// `MAX_GUEST_CMDLINE`.
-pub const MAX_GUEST_CMDLINE: usize = 1024;
 /// `XENFEAT_auto_translated_physmap`.
 const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
-/// `XEN_LEGACY_MAX_VCPUS` vcpu_info slots in shared info, 64 bytes each.
-const LEGACY_VCPUS: usize = 32;
 /// Xen's part of a 64-bit PV address space, which a guest cannot map.
 const XEN_AREA: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8800_0000_0000);
 /// Kernel and ramdisk images are assembled and written this much at a time (4 MiB), so a
@@ -645,7 +639,7 @@ fn boot_image(
         Some(seg) => (seg.vstart, seg.vend - seg.vstart),
         None => (0, 0),
     };
-    let si = StartInfo {
+    let si = PvStartInfo {
         nr_pages: layout.total_pages,
         shared_info: shared_info_mfn * PAGE_BYTES,
         flags,
@@ -691,7 +685,7 @@ fn boot_image(
     let l4_mfn = mem.mfn(layout.pgtables.pfn)?;
     hv.mmuext_pin_l4_table(domid, l4_mfn)
         .map_err(Error::xc(step))?;
-    hv.write_guest(domid, shared_info_mfn * PAGE_BYTES, &shared_info_page())
+    hv.write_guest(domid, shared_info_mfn * PAGE_BYTES, &pv_shared_info_page())
         .map_err(Error::xc(step))?;
 
     // vcpu_x86_64
@@ -717,121 +711,6 @@ fn boot_image(
     };
     hv.vcpu_setcontext_pv(domid, 0, &ctx)
         .map_err(Error::xc(step))
-}
-
-/// A page of shared info as `shared_info_x86_64` leaves it: zero, every legacy vCPU's
-/// `evtchn_upcall_mask` set.
-pub fn shared_info_page() -> Vec<u8> {
-    let mut page = vec![0u8; PAGE_BYTES as usize];
-    for v in 0..LEGACY_VCPUS {
-        page[v * 64 + 1] = 1;
-    }
-    page
-}
-
-/// `start_info_t` for x86_64 (1168 bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StartInfo {
-    /// `nr_pages`.
-    pub nr_pages: u64,
-    /// Machine address of shared info.
-    pub shared_info: u64,
-    /// `SIF_*`.
-    pub flags: u32,
-    /// Xenstore ring MFN.
-    pub store_mfn: u64,
-    /// Xenstore event channel.
-    pub store_evtchn: u32,
-    /// Console ring MFN.
-    pub console_mfn: u64,
-    /// Console event channel.
-    pub console_evtchn: u32,
-    /// Virtual address of the L4.
-    pub pt_base: u64,
-    /// Frames of the initial page tables.
-    pub nr_pt_frames: u64,
-    /// Virtual address of the p2m list.
-    pub mfn_list: u64,
-    /// Ramdisk: virtual address, or frame with `SIF_MOD_START_PFN`.
-    pub mod_start: u64,
-    /// Ramdisk length, bytes.
-    pub mod_len: u64,
-    /// Command line (cut to 1023 bytes).
-    pub cmdline: String,
-    /// First frame of the p2m (with `INIT_P2M`).
-    pub first_p2m_pfn: u64,
-    /// Frames of the p2m and its tables (with `INIT_P2M`).
-    pub nr_p2m_frames: u64,
-}
-
-/// Offsets in `start_info_t` (x86_64).
-pub mod start_info_offsets {
-    /// `magic[32]`.
-    pub const MAGIC: usize = 0;
-    /// `nr_pages`.
-    pub const NR_PAGES: usize = 32;
-    /// `shared_info`.
-    pub const SHARED_INFO: usize = 40;
-    /// `flags`.
-    pub const FLAGS: usize = 48;
-    /// `store_mfn`.
-    pub const STORE_MFN: usize = 56;
-    /// `store_evtchn`.
-    pub const STORE_EVTCHN: usize = 64;
-    /// `console.domU.mfn`.
-    pub const CONSOLE_MFN: usize = 72;
-    /// `console.domU.evtchn`.
-    pub const CONSOLE_EVTCHN: usize = 80;
-    /// `pt_base`.
-    pub const PT_BASE: usize = 88;
-    /// `nr_pt_frames`.
-    pub const NR_PT_FRAMES: usize = 96;
-    /// `mfn_list`.
-    pub const MFN_LIST: usize = 104;
-    /// `mod_start`.
-    pub const MOD_START: usize = 112;
-    /// `mod_len`.
-    pub const MOD_LEN: usize = 120;
-    /// `cmd_line[1024]`.
-    pub const CMD_LINE: usize = 128;
-    /// `first_p2m_pfn`.
-    pub const FIRST_P2M_PFN: usize = 1152;
-    /// `nr_p2m_frames`.
-    pub const NR_P2M_FRAMES: usize = 1160;
-    /// `sizeof(start_info_t)`.
-    pub const SIZE: usize = 1168;
-}
-
-impl StartInfo {
-    /// The start_info page: the structure at offset 0, zeros after it.
-    pub fn page(&self) -> Vec<u8> {
-        use start_info_offsets as o;
-        let mut p = vec![0u8; PAGE_BYTES as usize];
-        let magic = GUEST_TYPE_X86_64.as_bytes();
-        p[o::MAGIC..o::MAGIC + magic.len()].copy_from_slice(magic);
-        let mut put = |at: usize, v: u64| p[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        put(o::NR_PAGES, self.nr_pages);
-        put(o::SHARED_INFO, self.shared_info);
-        put(o::STORE_MFN, self.store_mfn);
-        put(o::CONSOLE_MFN, self.console_mfn);
-        put(o::PT_BASE, self.pt_base);
-        put(o::NR_PT_FRAMES, self.nr_pt_frames);
-        put(o::MFN_LIST, self.mfn_list);
-        put(o::MOD_START, self.mod_start);
-        put(o::MOD_LEN, self.mod_len);
-        put(o::FIRST_P2M_PFN, self.first_p2m_pfn);
-        put(o::NR_P2M_FRAMES, self.nr_p2m_frames);
-        p[o::FLAGS..o::FLAGS + 4].copy_from_slice(&self.flags.to_le_bytes());
-        p[o::STORE_EVTCHN..o::STORE_EVTCHN + 4].copy_from_slice(&self.store_evtchn.to_le_bytes());
-        p[o::CONSOLE_EVTCHN..o::CONSOLE_EVTCHN + 4]
-            .copy_from_slice(&self.console_evtchn.to_le_bytes());
-        // strncpy + forced NUL: at most 1023 bytes, cut at a NUL.
-        let cmd = self.cmdline.as_bytes();
-        let cmd = &cmd[..cmd.iter().position(|&b| b == 0).unwrap_or(cmd.len())];
-        let n = cmd.len().min(MAX_GUEST_CMDLINE - 1);
-        p[o::CMD_LINE..o::CMD_LINE + n].copy_from_slice(&cmd[..n]);
-        p
-    }
 }
 
 #[cfg(test)]

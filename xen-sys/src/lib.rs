@@ -28,3 +28,18 @@ mod extra {
 }
 
 pub use extra::*;
+
+/// Xen's guest ABI structures (`hvm_info_table`, `hvm_start_info` and its list entries, the
+/// x86_64 `start_info`, `shared_info`, `vcpu_info` and `vcpu_guest_context`), generated with
+/// bindgen's layout tests: each size, alignment and field offset is checked at compile time
+/// against clang's layout of the installed headers.
+pub mod abi {
+    #![allow(
+        non_upper_case_globals,
+        non_camel_case_types,
+        non_snake_case,
+        dead_code
+    )]
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/abi.rs"));
+}
