@@ -397,6 +397,152 @@ pub fn pv_shared_info_page() -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// A zero buffer of `len` bytes with each `(offset, bytes)` copied in: the layout written
+    /// out by hand from Xen's headers, independently of [`crate::abi`].
+    fn by_hand(len: usize, fields: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        for (at, bytes) in fields {
+            b[*at..*at + bytes.len()].copy_from_slice(bytes);
+        }
+        b
+    }
+
+    #[test]
+    fn hvm_info_table_golden() {
+        let t = hvm_info_table(&HvmInfo {
+            apic_mode: 1,
+            nr_vcpus: 4,
+            vcpus_online: 10,
+            lowmem_end: 0xF000_0000,
+            highmem_end: 0x1_1000_0000,
+            reserved_mem_pgstart: 0xFEFF0,
+        });
+        let mut expected = by_hand(
+            48,
+            &[
+                (0, b"HVM INFO"),
+                (8, &48u32.to_le_bytes()),
+                (13, &[1]),
+                (16, &4u32.to_le_bytes()),
+                (20, &0xF0000u32.to_le_bytes()),
+                (24, &0xFEFF0u32.to_le_bytes()),
+                (28, &0x110000u32.to_le_bytes()),
+                (32, &[0xFF, 0x03]),
+            ],
+        );
+        expected[12] = expected.iter().fold(0u8, |s, b| s.wrapping_sub(*b));
+        assert_eq!(t.as_slice(), expected.as_slice());
+    }
+
+    #[test]
+    fn pvh_start_info_golden() {
+        let modules = [
+            StartModule {
+                paddr: 0x200_0000,
+                size: 0x1234,
+                cmdline: "initrd".into(),
+            },
+            StartModule {
+                paddr: 0x300_0000,
+                size: 0x10,
+                cmdline: String::new(),
+            },
+        ];
+        let paddr = 0x10_0000u64;
+        let seg = pvh_start_info(paddr, "quiet", &modules, 0xFFFC0);
+        // 56-byte hvm_start_info, "quiet\0" in 8 bytes at 56, the list at 64 (2 x 32 bytes),
+        // command-line slots at 128 and 1152, the empty memory map at 2176.
+        let expected = by_hand(
+            2176,
+            &[
+                (0, &0x336e_c578u32.to_le_bytes()),
+                (4, &1u32.to_le_bytes()),
+                (12, &2u32.to_le_bytes()),
+                (16, &(paddr + 64).to_le_bytes()),
+                (24, &(paddr + 56).to_le_bytes()),
+                (32, &0xFFFC0u64.to_le_bytes()),
+                (40, &(paddr + 2176).to_le_bytes()),
+                (56, b"quiet"),
+                (64, &0x200_0000u64.to_le_bytes()),
+                (72, &0x1234u64.to_le_bytes()),
+                (80, &(paddr + 128).to_le_bytes()),
+                (96, &0x300_0000u64.to_le_bytes()),
+                (104, &0x10u64.to_le_bytes()),
+                (112, &(paddr + 1152).to_le_bytes()),
+                (128, b"initrd"),
+            ],
+        );
+        assert_eq!(seg, expected);
+    }
+
+    #[test]
+    fn pv_start_info_page_golden() {
+        let page = PvStartInfo {
+            nr_pages: 0x40000,
+            shared_info: 0x1234_5000,
+            flags: 8,
+            store_mfn: 0xABCDE,
+            store_evtchn: 7,
+            console_mfn: 0xABCDF,
+            console_evtchn: 8,
+            pt_base: 0xffff_ffff_8100_0000,
+            nr_pt_frames: 9,
+            mfn_list: 0xffff_ffff_8200_0000,
+            mod_start: 0x555,
+            mod_len: 0x3000,
+            cmdline: "console=hvc0".into(),
+            first_p2m_pfn: 0x666,
+            nr_p2m_frames: 0x77,
+        }
+        .page();
+        let expected = by_hand(
+            4096,
+            &[
+                (0, b"xen-3.0-x86_64"),
+                (32, &0x40000u64.to_le_bytes()),
+                (40, &0x1234_5000u64.to_le_bytes()),
+                (48, &8u32.to_le_bytes()),
+                (56, &0xABCDEu64.to_le_bytes()),
+                (64, &7u32.to_le_bytes()),
+                (72, &0xABCDFu64.to_le_bytes()),
+                (80, &8u32.to_le_bytes()),
+                (88, &0xffff_ffff_8100_0000u64.to_le_bytes()),
+                (96, &9u64.to_le_bytes()),
+                (104, &0xffff_ffff_8200_0000u64.to_le_bytes()),
+                (112, &0x555u64.to_le_bytes()),
+                (120, &0x3000u64.to_le_bytes()),
+                (128, b"console=hvc0"),
+                (1152, &0x666u64.to_le_bytes()),
+                (1160, &0x77u64.to_le_bytes()),
+            ],
+        );
+        assert_eq!(page, expected);
+    }
+
+    #[test]
+    fn pv_start_info_cmdline_is_cut_at_a_nul_and_at_1023_bytes() {
+        let cmd_line = |cmdline: String| {
+            let page = PvStartInfo {
+                cmdline,
+                ..Default::default()
+            }
+            .page();
+            page[128..1152].to_vec()
+        };
+        let cut = cmd_line("a\0b".into());
+        assert_eq!(&cut[..3], b"a\0\0");
+        let long = cmd_line("y".repeat(1500));
+        assert!(long[..1023].iter().all(|&b| b == b'y'));
+        assert_eq!(long[1023], 0, "always NUL-terminated");
+    }
+
+    #[test]
+    fn pv_shared_info_page_masks_every_legacy_vcpu() {
+        let mask_at: Vec<usize> = (0..32).map(|v| v * 64 + 1).collect();
+        let fields: Vec<(usize, &[u8])> = mask_at.iter().map(|&at| (at, &[1u8][..])).collect();
+        assert_eq!(pv_shared_info_page(), by_hand(4096, &fields));
+    }
+
     #[test]
     fn special_pages_are_where_libxenguest_puts_them() {
         assert_eq!(Special::Xenstore.gfn(), Gfn(1044476));

@@ -86,7 +86,6 @@ fn main() {
     // cannot clash with xenctrl-sys's (which binds the same headers without layout tests).
     let mut abi = bindgen::Builder::default()
         .header("abi.h")
-        .derive_default(true)
         .layout_tests(true);
     for t in ABI_TYPES {
         abi = abi.allowlist_type(t);

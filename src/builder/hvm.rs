@@ -439,7 +439,7 @@ pub(super) fn setup_special_pages(
     hv.write_guest(
         domid,
         Special::IdentPt.gfn().paddr(),
-        &boot::ident_page_table(),
+        boot::ident_page_table(),
     )
     .map_err(Error::xc(step))?;
     hv.hvm_param_set(domid, param::IDENT_PT, Special::IdentPt.gfn().paddr())

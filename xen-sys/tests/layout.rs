@@ -53,9 +53,21 @@ fn vcpu_guest_context_fields_the_backend_sets_match_the_layout_tested_ones() {
     }
     // The names name the registers the backend means (the layout-tested struct, at the
     // offsets Xen's header gives).
-    assert_eq!(offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_14.rsi), 13 * 8);
-    assert_eq!(offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_16.rip), 128);
-    assert_eq!(offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_17.rflags), 144);
-    assert_eq!(offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_18.rsp), 152);
+    assert_eq!(
+        offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_14.rsi),
+        13 * 8
+    );
+    assert_eq!(
+        offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_16.rip),
+        128
+    );
+    assert_eq!(
+        offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_17.rflags),
+        144
+    );
+    assert_eq!(
+        offset_of!(abi::cpu_user_regs_x86_64, __bindgen_anon_18.rsp),
+        152
+    );
     assert_eq!(offset_of!(abi::vcpu_guest_context_x86_64, user_regs), 520);
 }
