@@ -8,8 +8,8 @@ pub mod pvh;
 
 use crate::hypervisor::Hypervisor;
 // The request is parsed in crate::request; the builds take it from here.
-use crate::request::BuildRequest;
 use crate::report::{BuildReport, BuildResult};
+use crate::request::BuildRequest;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 

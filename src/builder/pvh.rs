@@ -554,7 +554,7 @@ mod tests {
     fn requests_past_the_limits_are_refused() {
         let mut req = BuildRequest::new(DomId(1), 1024, 1024, "/k");
         req.modules = (0..11)
-            .map(|i| super::super::Module {
+            .map(|i| crate::request::Module {
                 path: format!("/m{i}").into(),
                 cmdline: String::new(),
             })

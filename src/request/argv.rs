@@ -22,8 +22,8 @@
 //! Error values carry the C message text without the `xenguest: ` prefix: the caller reports
 //! `xenguest: <error>\n` like C's `xg_err`.
 
-use std::fmt;
 use super::Module;
+use std::fmt;
 
 /// `XCFLAGS_LIVE`: bit 0 of the flags word, set by `-live`.
 pub const XCFLAGS_LIVE: i32 = 1 << 0;
@@ -730,7 +730,8 @@ mod tests {
             Some("0000:03:00.0,0000:04:00.1")
         );
         assert_eq!(
-            crate::request::parse_pci_passthrough(o.pci_passthrough.as_deref().unwrap_or("")).unwrap(),
+            crate::request::parse_pci_passthrough(o.pci_passthrough.as_deref().unwrap_or(""))
+                .unwrap(),
             vec![
                 PciSbdf {
                     seg: 0,
@@ -1339,7 +1340,10 @@ mod tests {
         assert_eq!(Options::default().check_required(), Err(ArgvError::NoMode));
         assert_eq!(ArgvError::NoMode.to_string(), "no `-mode' option specified");
         let with = |w: &[&str]| run(w).check_required();
-        assert_eq!(with(&["-mode", "hvm_build"]), Err(ArgvError::MissingOptions));
+        assert_eq!(
+            with(&["-mode", "hvm_build"]),
+            Err(ArgvError::MissingOptions)
+        );
         assert_eq!(
             ArgvError::MissingOptions.to_string(),
             "missing command line options"

@@ -136,7 +136,9 @@ mod tests {
             matches!(&e, LimitsError::Store { key, source } if *key == KERNEL_MAX_SIZE_KEY && source.code == libc::EACCES),
             "{e:?}"
         );
-        assert!(e.to_string().starts_with("reading /mh/limits/pv-kernel-max_size: "));
+        assert!(e
+            .to_string()
+            .starts_with("reading /mh/limits/pv-kernel-max_size: "));
         let wire = crate::Error::from(e).wire_text();
         assert!(
             wire.starts_with("xenguest: get_image_max_size: [13] "),

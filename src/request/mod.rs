@@ -140,13 +140,7 @@ pub fn build_command(opts: &Options) -> Result<BuildCommand, Error> {
     let non_negative = |name: &str, v: i32| {
         u32::try_from(v).map_err(|_| invalid(format!("-{name} {v} is negative")))
     };
-    let pci = opts
-        .pci_passthrough
-        .as_deref()
-        .map(parse_pci_passthrough)
-        .transpose()
-        .map_err(|e| invalid(e.to_string()))?
-        .unwrap_or_default();
+    let pci = parse_pci_passthrough(opts.pci_passthrough.as_deref().unwrap_or(""))?;
     let request = BuildRequest {
         domid: DomId(non_negative("domid", opts.domid)?),
         mem_max_mib: non_negative("mem_max_mib", opts.mem_max_mib)?.into(),

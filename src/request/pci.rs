@@ -17,6 +17,16 @@ pub enum PciError {
     BadToken(String),
 }
 
+impl From<PciError> for crate::Error {
+    /// An invalid request at step `main`, where the binary has always refused its arguments.
+    fn from(e: PciError) -> Self {
+        crate::Error::InvalidRequest {
+            step: "main",
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// Parse a `-pci_passthrough` list. Empty tokens are ignored, as C's `strtok` does, so `""`
 /// and `",,"` give no devices; devices keep the order given.
 pub fn parse_pci_passthrough(list: &str) -> Result<Vec<PciSbdf>, PciError> {
@@ -107,8 +117,8 @@ mod tests {
             );
         }
         assert_eq!(
-            PciError::BadToken("zz".into()).to_string(),
-            "bad PCI address 'zz' in -pci_passthrough (want SSSS:BB:DD.F or BB:DD.F, hex)"
+            crate::Error::from(PciError::BadToken("zz".into())).wire_text(),
+            "xenguest: main: [22] bad PCI address 'zz' in -pci_passthrough (want SSSS:BB:DD.F or BB:DD.F, hex)\n"
         );
     }
 
