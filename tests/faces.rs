@@ -124,6 +124,9 @@ impl Host {
     }
 }
 
+/// Name, argv, absolute xenstore keys, the expected line (a prefix when it ends with `:`).
+type Case<'a> = (&'a str, Vec<String>, Vec<(String, String)>, String);
+
 fn words(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -196,7 +199,7 @@ fn the_binary_and_the_library_path_agree() {
     let big_kernel_error = format!(
         "error:xenguest: xc_dom_kernel_file: [27] {big_kernel}: 2097152 bytes exceeds the limit of 1048576\n"
     );
-    let cases: Vec<(&str, Vec<String>, Vec<(String, String)>, String)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "hvm",
             xenopsd(&hvm, &[]),

@@ -224,3 +224,97 @@ pub fn command_of_argv<S: AsRef<str>>(args: &[S]) -> Result<(Options, BuildComma
     let command = build_command(&opts)?;
     Ok((opts, command))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hvm(extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "xenguest",
+            "-mode",
+            "hvm_build",
+            "-image",
+            "/h",
+            "-domid",
+            "4",
+            "-store_port",
+            "1",
+            "-console_port",
+            "2",
+            "-mem_max_mib",
+            "64",
+            "-mem_start_mib",
+            "32",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    #[test]
+    fn an_argv_becomes_a_typed_request() {
+        let (_, c) = command_of_argv(&hvm(&[
+            "-vgpu",
+            "--force",
+            "-mem_pnode",
+            "1",
+            "-pci_passthrough",
+            "0000:03:00.0,04:00.1",
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, BuildMode::Hvm);
+        let mut want = BuildRequest::new(DomId(4), 64, 32, "/h");
+        want.vgpu = true;
+        want.force = true;
+        want.mem_pnode = Some(1);
+        want.pci_passthrough = vec![
+            PciSbdf {
+                seg: 0,
+                bus: 3,
+                dev: 0,
+                func: 0,
+            },
+            PciSbdf {
+                seg: 0,
+                bus: 4,
+                dev: 0,
+                func: 1,
+            },
+        ];
+        assert_eq!(c.request, want);
+    }
+
+    #[test]
+    fn refusals_and_their_texts() {
+        let text = |extra: &[&str]| command_of_argv(&hvm(extra)).unwrap_err().wire_text();
+        assert_eq!(
+            text(&["-mem_max_mib", "-5"]),
+            "xenguest: main: [22] -mem_max_mib -5 is negative\n"
+        );
+        assert_eq!(
+            text(&["-pci_passthrough", "0000:03:00.0,3:0"]),
+            "xenguest: main: [22] bad PCI address '3:0' in -pci_passthrough (want SSSS:BB:DD.F or BB:DD.F, hex)\n"
+        );
+        assert_eq!(
+            text(&["-bogus"]),
+            "xenguest: invalid command line '-bogus'\n"
+        );
+        assert_eq!(
+            text(&["-mode", "restore", "-fd", "3"]),
+            "xenguest: restore: [38] not implemented: the restore mode is not built yet\n"
+        );
+        assert_eq!(
+            text(&["-mode", "test"]),
+            "xenguest: test: [38] not implemented: test mode not supported\n"
+        );
+        let e = command_of_argv(&hvm(&["-supports", "sim"])).unwrap_err();
+        assert_eq!((e.step(), e.code()), ("parse_options", 0));
+        let e = command_of_argv(&hvm(&["-domid", "x"])).unwrap_err();
+        assert_eq!((e.step(), e.code()), ("parse_options", 0));
+        let e = command_of_argv(&hvm(&["-console_domid", "-2"])).unwrap_err();
+        assert_eq!((e.step(), e.code()), ("main", libc::EINVAL));
+    }
+}
