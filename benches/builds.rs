@@ -8,10 +8,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::hypervisor::*;
 use xenguest::layout::{self, HvmLayoutInput};
+use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::{DomId, E820Entry, Gfn};
 

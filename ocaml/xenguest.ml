@@ -85,17 +85,9 @@ external pv_stub :
   int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
   = "stub_xc_pv_build_bytecode" "stub_xc_pv_build"
 
-let run (stub : build_stub) h a =
+let of_outcome outcome =
   let ((store, console, protocol), (by_order, by_node, calls, writes, elapsed, populate)) =
-    ok
-      (stub h a.domid a.mem_max_mib a.mem_start_mib a.image a.cmdline
-         (Option.value a.ramdisk ~default:"")
-         a.modules a.features a.flags
-         (a.store_port, a.store_domid, a.console_port, a.console_domid)
-         a.vgpu
-         (String.concat "," a.pci_passthrough)
-         (Option.value a.mem_pnode ~default:(-1))
-         a.force)
+    ok outcome
   in
   ( { store_mfn = Nativeint.of_int store; console_mfn = Nativeint.of_int console; protocol },
     {
@@ -103,9 +95,24 @@ let run (stub : build_stub) h a =
       populate_calls = populate; xenstore_writes = writes; elapsed_us = elapsed;
     } )
 
+let run (stub : build_stub) h a =
+  of_outcome
+    (stub h a.domid a.mem_max_mib a.mem_start_mib a.image a.cmdline
+       (Option.value a.ramdisk ~default:"")
+       a.modules a.features a.flags
+       (a.store_port, a.store_domid, a.console_port, a.console_domid)
+       a.vgpu
+       (String.concat "," a.pci_passthrough)
+       (Option.value a.mem_pnode ~default:(-1))
+       a.force)
+
 let hvm_build h a = run hvm_stub h a
 let pvh_build h a = run pvh_stub h a
 let pv_build h a = run pv_stub h a
+
+external argv_stub : handle -> string list -> raw_outcome = "stub_xenguest_build_of_argv"
+
+let build_of_argv h argv = of_outcome (argv_stub h argv)
 
 module Sim = struct
   type t = handle

@@ -43,7 +43,7 @@ type report = {
 }
 
 (** The arguments xenopsd passes to the binary. [modules] pairs each PVH module with its
-    command line. [pci_passthrough] is ["SSSS:BB:DD.F,..."]. *)
+    command line. [pci_passthrough] lists [SSSS:BB:DD.F] or [BB:DD.F] (segment 0), as [-pci_passthrough] takes. *)
 type build_args = {
   domid : domid;
   mem_max_mib : int;
@@ -78,6 +78,18 @@ val pvh_build : handle -> build_args -> result * report
 
 val pv_build : handle -> build_args -> result * report
 (** [-mode linux_build]: a PV kernel as [image]. *)
+
+val build_of_argv : handle -> string list -> result * report
+(** The build xenopsd's argv for the binary asks for (without the program name), e.g.
+    [["-controloutfd"; "5"; "-mode"; "hvm_build"; "-image"; hvmloader; "-domid"; "7"; ...]],
+    parsed by the binary's own parser: the same options, prefixes and [-opt=value] forms,
+    [-pci_passthrough SSSS:BB:DD.F,BB:DD.F], [-module] with and without its [-cmdline].
+    The result, or the {!Error} [message], is what the binary would write after [result:]
+    or [error:] on its control fd for that argv. Options that only steer the binary's
+    process (control fds, [-debuglog], [-stderr], [-report], [-summary]) have no effect;
+    [-sim] and [-sim-key] raise {!Error} (the handle is the host), as does [-supports].
+    @raise Error for a command-line error with the binary's text and step
+    ["parse_options"], e.g. ["xenguest: missing command line options"]. *)
 
 (** A simulated Xen host, for tests without Xen: the same builds run against a model of
     the hypervisor (NUMA nodes, buddy allocator, claims, PoD) and an in-memory xenstore. *)

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod platform;
 pub mod pv_layout;
 pub mod report;
+pub mod request;
 pub mod store;
 pub mod types;
 pub mod vcpu;

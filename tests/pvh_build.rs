@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use xenguest::acpi::{self, byte_sum, AcpiConfig};
 use xenguest::boot::{self, param};
-use xenguest::builder::{BuildMode, BuildOutput, BuildRequest, Module};
+use xenguest::builder::{BuildMode, BuildOutput};
 use xenguest::hypervisor::{FeaturesetKind, HvmBootVcpu, Hypervisor, PciSbdf};
 use xenguest::image::bzimage;
 use xenguest::image::xen_notes::{self, XenNotes};
+use xenguest::request::{BuildRequest, Module};
 use xenguest::store::Store;
 use xenguest::types::{DomId, E820Entry, E820Type};
 

@@ -26,11 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 use xenguest::boot::param;
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
 use xenguest::hypervisor::sim::{
     xc_function, DomainConfig, Fault, FaultAction, SimHost, TraceEntry,
 };
 use xenguest::hypervisor::{strerror, Hypervisor, PciSbdf, ReservedRange};
+use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store, StoreResult, XenstoredStore};
 use xenguest::types::DomId;
 use xenguest::Error;
@@ -153,7 +154,7 @@ fn pvh_modules(fx: &Fixture) -> BuildRequest {
     let mut req = BuildRequest::new(domid, 1024, 1024, fx.file("vmlinux", &kernel));
     req.cmdline = "console=hvc0".into();
     req.modules = (0..2)
-        .map(|i| builder::Module {
+        .map(|i| xenguest::request::Module {
             path: fx.file(&format!("module{i}"), &vec![i as u8; 5000 + 3000 * i]),
             cmdline: format!("module {i}"),
         })
@@ -702,8 +703,9 @@ fn parallel_builds(
                 store: &*store,
                 paths: &paths,
             };
-            let outcome =
-                catch_unwind(AssertUnwindSafe(|| builder::build(env, BuildMode::Hvm, &req)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                builder::build(env, BuildMode::Hvm, &req)
+            }));
             let _ = tx.send((domid, outcome.map_err(|_| domid)));
         });
     }

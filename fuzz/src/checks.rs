@@ -6,7 +6,7 @@
 //! included by either crate.
 
 use std::collections::BTreeMap;
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, HostPaths};
 use xenguest::cpuid;
 use xenguest::hypervisor::sim::{DomainConfig, Fault, FaultAction, HostSpec, SimHost, CALL_KINDS};
 use xenguest::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
@@ -14,6 +14,7 @@ use xenguest::image::elf::Elf;
 use xenguest::layout::{self, HvmLayoutInput};
 use xenguest::memory;
 use xenguest::platform;
+use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
 use xenguest::{builder::passthrough, vcpu, Error};

@@ -1,6 +1,7 @@
-//! Checks for the binary's command-line parser (`src/bin/xenguest/cli.rs`).
+//! Checks for the command-line parsers both faces share (`src/request/`).
 
-use crate::cli::{self, Action};
+use xenguest::request::argv::{self as cli, Action};
+use xenguest::request::{build_command, parse_pci_passthrough, PciError};
 
 /// argv words from fuzz bytes: NUL-separated, lossy UTF-8 (argv can hold no NUL).
 pub fn argv(data: &[u8]) -> Vec<String> {
@@ -28,14 +29,13 @@ pub fn command_line(data: &[u8]) {
                 assert!(!e.to_string().is_empty() && !e.to_string().contains('\n'));
             }
             assert_eq!(opts.modules().len(), opts.module_paths.len());
-            let pci = opts.pci_devices();
-            if let Some(list) = &opts.pci_passthrough {
-                assert_eq!(pci, cli::parse_pci_passthrough(list));
+            if opts.check_required().is_ok() {
+                if let Err(e) = build_command(opts) {
+                    let text = e.wire_text();
+                    assert!(text.starts_with("xenguest: ") && text.ends_with('\n'), "{text}");
+                }
             }
-            let _ = (
-                opts.debug_enabled(),
-                cli::syslog_ident(opts.domid, opts.mode),
-            );
+            let _ = opts.debug_enabled();
         }
         Ok(Action::Supports(feature)) => {
             let _ = cli::supports_feature(feature);
@@ -48,23 +48,31 @@ pub fn command_line(data: &[u8]) {
             }
         }
     }
-    let _ = cli::joined_command_line(&args);
+    let (seen, partial) = cli::parse_partial(&args);
+    assert_eq!(partial, parsed, "parse_partial agrees with parse");
+    if let Ok(Action::Run(opts)) = &parsed {
+        assert_eq!(**opts, seen);
+    }
 }
 
-/// `-pci_passthrough`: every non-empty token is either a device or skipped, in order, and a
-/// device prints back as a token that parses to the same device.
+/// `-pci_passthrough`: a list parses to one device per non-empty token, in order, each of
+/// which prints back as a token that parses to the same device; or it is refused naming a
+/// token of the list.
 pub fn pci_list(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
-    let list = cli::parse_pci_passthrough(&s);
-    let tokens = s.split(',').filter(|t| !t.is_empty()).count();
-    assert_eq!(list.devices.len() + list.skipped.len(), tokens);
-    for d in &list.devices {
-        let again = cli::parse_pci_passthrough(&d.to_string());
-        assert_eq!(again.devices, vec![*d], "{d}");
-        assert!(d.dev <= 0x1f && d.func <= 7);
-    }
-    for t in &list.skipped {
-        assert!(s.contains(t.as_str()));
+    match parse_pci_passthrough(&s) {
+        Ok(devices) => {
+            let tokens = s.split(',').filter(|t| !t.is_empty()).count();
+            assert_eq!(devices.len(), tokens);
+            for d in &devices {
+                let again = parse_pci_passthrough(&d.to_string());
+                assert_eq!(again, Ok(vec![*d]), "{d}");
+                assert!(d.dev <= 0x1f && d.func <= 7);
+            }
+        }
+        Err(PciError::BadToken(t)) => {
+            assert!(!t.is_empty() && s.split(',').any(|x| x == t), "{t:?}");
+        }
     }
 }
 

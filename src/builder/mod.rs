@@ -6,10 +6,11 @@ pub mod passthrough;
 pub mod pv;
 pub mod pvh;
 
-use crate::hypervisor::{Hypervisor, PciSbdf};
+use crate::hypervisor::Hypervisor;
+// The request is parsed in crate::request; the builds take it from here.
 use crate::report::{BuildReport, BuildResult};
+use crate::request::BuildRequest;
 use crate::store::Store;
-use crate::types::DomId;
 use std::path::{Path, PathBuf};
 
 /// Which build.
@@ -30,84 +31,6 @@ impl BuildMode {
             BuildMode::Hvm => "hvm_build",
             BuildMode::Pvh => "pvh_build",
             BuildMode::Pv => "linux_build",
-        }
-    }
-}
-
-/// A module (PVH) with its command line.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Module {
-    /// File.
-    pub path: PathBuf,
-    /// Its command line ("" when none was given).
-    pub cmdline: String,
-}
-
-/// What xenopsd asks for: the binary's command line, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRequest {
-    /// Domain to build (created empty by the toolstack).
-    pub domid: DomId,
-    /// Maximum memory, MiB.
-    pub mem_max_mib: u64,
-    /// Memory at boot, MiB (PoD target for HVM/PVH when below max).
-    pub mem_start_mib: u64,
-    /// hvmloader (HVM), kernel or shim (PVH), kernel (PV).
-    pub image: PathBuf,
-    /// Kernel command line (PVH/PV).
-    pub cmdline: String,
-    /// PV ramdisk.
-    pub ramdisk: Option<PathBuf>,
-    /// PVH modules.
-    pub modules: Vec<Module>,
-    /// PV ELF feature string.
-    pub features: String,
-    /// PV start_info flags (`-flags`).
-    pub flags: u32,
-    /// Xenstore event channel.
-    pub store_port: u32,
-    /// Xenstore backend domain.
-    pub store_domid: DomId,
-    /// Console event channel.
-    pub console_port: u32,
-    /// Console backend domain.
-    pub console_domid: DomId,
-    /// An NVIDIA vGPU is attached (`-vgpu`).
-    pub vgpu: bool,
-    /// Passthrough devices (`-pci_passthrough`).
-    pub pci_passthrough: Vec<PciSbdf>,
-    /// Populate guest RAM from this NUMA node only (`-mem_pnode`).
-    pub mem_pnode: Option<u32>,
-    /// Skip the safety checks (`-force`).
-    pub force: bool,
-}
-
-impl BuildRequest {
-    /// A request with xenopsd's usual values for everything but the essentials.
-    pub fn new(
-        domid: DomId,
-        mem_max_mib: u64,
-        mem_start_mib: u64,
-        image: impl Into<PathBuf>,
-    ) -> Self {
-        BuildRequest {
-            domid,
-            mem_max_mib,
-            mem_start_mib,
-            image: image.into(),
-            cmdline: String::new(),
-            ramdisk: None,
-            modules: Vec::new(),
-            features: String::new(),
-            flags: 0,
-            store_port: 1,
-            store_domid: DomId(0),
-            console_port: 2,
-            console_domid: DomId(0),
-            vgpu: false,
-            pci_passthrough: Vec::new(),
-            mem_pnode: None,
-            force: false,
         }
     }
 }

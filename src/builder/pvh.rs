@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Most `-module`s (`PVH_MODULE_MAX` in the C xenguest).
-pub const PVH_MODULE_MAX: usize = 10;
+pub use crate::request::PVH_MODULE_MAX;
 /// xenstore key bounding the kernel size (absolute path), bytes.
 pub const KERNEL_MAX_SIZE_KEY: &str = "/mh/limits/pv-kernel-max_size";
 /// xenstore key bounding each module's size (absolute path), bytes.
@@ -93,37 +93,7 @@ pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
 /// Sizes and modules that cannot make a guest are refused before anything is touched.
 fn check_request(req: &BuildRequest) -> Result<()> {
     super::check_container_sizes(req, "pvh_build")?;
-    let invalid = |reason: String| {
-        Err(Error::InvalidRequest {
-            step: "pvh_build",
-            reason,
-        })
-    };
-    // The C xenguest writes past its 10-entry module array (and libxenguest past its own
-    // 2-entry one); refuse instead.
-    if req.modules.len() > PVH_MODULE_MAX {
-        return invalid(format!(
-            "{} modules given: a PVH guest takes at most {PVH_MODULE_MAX}",
-            req.modules.len()
-        ));
-    }
-    // libxenguest asserts a module command line fits its 1 KiB slot with the NUL.
-    if let Some(m) = req
-        .modules
-        .iter()
-        .find(|m| m.cmdline.len() >= boot::MODULE_CMDLINE_BYTES)
-    {
-        return invalid(format!(
-            "the command line of module {} is {} bytes: at most {} fit",
-            m.path.display(),
-            m.cmdline.len(),
-            boot::MODULE_CMDLINE_BYTES - 1
-        ));
-    }
-    if req.cmdline.contains('\0') || req.modules.iter().any(|m| m.cmdline.contains('\0')) {
-        return invalid("command lines cannot contain NUL".into());
-    }
-    Ok(())
+    crate::request::validate(req).map_err(|e| e.at("pvh_build"))
 }
 
 /// Kernel and module size limits.
@@ -584,7 +554,7 @@ mod tests {
     fn requests_past_the_limits_are_refused() {
         let mut req = BuildRequest::new(DomId(1), 1024, 1024, "/k");
         req.modules = (0..11)
-            .map(|i| super::super::Module {
+            .map(|i| crate::request::Module {
                 path: format!("/m{i}").into(),
                 cmdline: String::new(),
             })

@@ -4,8 +4,9 @@
 pub mod compress;
 
 use std::path::{Path, PathBuf};
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
+use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
 

@@ -8,10 +8,10 @@ use std::borrow::Borrow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildRequest, HostPaths, Module};
+use xenguest::builder::{self, BuildEnv, BuildMode, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, Fault, SimHost, CALL_KINDS};
-use xenguest::hypervisor::PciSbdf;
 use xenguest::report::BuildReport;
+use xenguest::request::{self, BuildRequest, Module, RequestError};
 use xenguest::store::{domain_path, MemoryStore, Store, StoreResult};
 use xenguest::types::DomId;
 
@@ -214,36 +214,11 @@ fn non_negative(name: &str, v: i64) -> Result<u32, Failure> {
     u32::try_from(v).map_err(|_| invalid("stub_xc_build", format!("{name} {v} is out of range")))
 }
 
-fn parse_pci(list: &str) -> Result<Vec<PciSbdf>, Failure> {
-    let mut devices = Vec::new();
-    for token in list.split(',').filter(|t| !t.is_empty()) {
-        let bad = || {
-            invalid(
-                "stub_xc_build",
-                format!("bad PCI address '{token}' (want SSSS:BB:DD.F)"),
-            )
-        };
-        let (seg, rest) = token.split_once(':').ok_or_else(bad)?;
-        let (bus, rest) = rest.split_once(':').ok_or_else(bad)?;
-        let (dev, func) = rest.split_once('.').ok_or_else(bad)?;
-        let hex = |s: &str| u32::from_str_radix(s, 16).map_err(|_| bad());
-        let (seg, bus, dev, func) = (hex(seg)?, hex(bus)?, hex(dev)?, hex(func)?);
-        if seg > 0xffff || bus > 0xff || dev > 0x1f || func > 7 {
-            return Err(bad());
-        }
-        devices.push(PciSbdf {
-            seg: seg as u16,
-            bus: bus as u8,
-            dev: dev as u8,
-            func: func as u8,
-        });
-    }
-    Ok(devices)
-}
-
 impl BuildArgs {
-    fn request(&self) -> Result<BuildRequest, Failure> {
-        Ok(BuildRequest {
+    /// The typed request, through the parsers and checks the binary's argv goes through
+    /// (`xenguest::request`): the same PCI list syntax and the same refusals and texts.
+    fn request(&self, mode: BuildMode) -> Result<BuildRequest, Failure> {
+        let req = BuildRequest {
             domid: DomId(non_negative("domid", self.domid)?),
             mem_max_mib: non_negative("mem_max_mib", self.mem_max_mib)?.into(),
             mem_start_mib: non_negative("mem_start_mib", self.mem_start_mib)?.into(),
@@ -265,13 +240,42 @@ impl BuildArgs {
             console_port: non_negative("console_port", self.ports.2)?,
             console_domid: DomId(non_negative("console_domid", self.ports.3)?),
             vgpu: self.vgpu,
-            pci_passthrough: parse_pci(&self.pci_passthrough)?,
+            pci_passthrough: request::parse_pci_passthrough(&self.pci_passthrough)
+                .map_err(|e| failure(&e.into()))?,
             mem_pnode: (self.mem_pnode >= 0)
                 .then(|| non_negative("mem_pnode", self.mem_pnode))
                 .transpose()?,
             force: self.force,
-        })
+        };
+        request::validate(&req).map_err(|e| failure(&e.at(mode.name())))?;
+        Ok(req)
     }
+}
+
+fn request_failure(e: &RequestError) -> Failure {
+    (
+        e.step().to_string(),
+        e.code().into(),
+        e.wire_text().trim_end().to_string(),
+    )
+}
+
+/// xenopsd's argv for a build (without the program name), parsed as the binary parses it.
+/// Options that only steer the binary's process (control fds, logging, `-report`,
+/// `-summary`) are accepted and have no effect here; `-sim` and `-sim-key` are refused, as
+/// the handle is the host.
+fn command_of_argv(args: &[String]) -> Result<request::BuildCommand, Failure> {
+    let argv: Vec<&str> = std::iter::once("xenguest")
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    let (opts, command) = request::command_of_argv(&argv).map_err(|e| request_failure(&e))?;
+    if opts.sim.is_some() || !opts.sim_keys.is_empty() {
+        return Err(invalid(
+            "parse_options",
+            "-sim and -sim-key are the binary's: here the handle is the host".into(),
+        ));
+    }
+    Ok(command)
 }
 
 /// `((store_mfn, console_mfn, protocol), (pages by order, pages by node, calls, xenstore
@@ -312,8 +316,22 @@ fn report_tuple(r: &BuildReport) -> ReportTuple {
 }
 
 fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Outcome, Failure> {
+    guarded(|| build_request(backend, mode, &args.request(mode)?))
+}
+
+fn run_argv(backend: &Backend, args: &[String]) -> Result<Outcome, Failure> {
     guarded(|| {
-        let req = args.request()?;
+        let command = command_of_argv(args)?;
+        build_request(backend, command.mode, &command.request)
+    })
+}
+
+fn build_request(
+    backend: &Backend,
+    mode: BuildMode,
+    req: &BuildRequest,
+) -> Result<Outcome, Failure> {
+    {
         let out = match backend {
             Backend::Sim(sim) => {
                 let store = BuildStore { sim };
@@ -322,11 +340,11 @@ fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Out
                     store: &store,
                     paths: &sim.paths,
                 };
-                builder::build(env, mode, &req)
+                builder::build(env, mode, req)
             }
             #[cfg(feature = "xen")]
             Backend::Real { hv, store, paths } => {
-                builder::build(BuildEnv { hv, store, paths }, mode, &req)
+                builder::build(BuildEnv { hv, store, paths }, mode, req)
             }
         }
         .map_err(|e| failure(&e))?;
@@ -335,7 +353,7 @@ fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Out
             (r.store_mfn as i64, r.console_mfn as i64, r.protocol.clone()),
             report_tuple(&out.report),
         ))
-    })
+    }
 }
 
 /// The OCaml type of a build's outcome.
@@ -452,6 +470,24 @@ fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result
 }
 
 ocaml_export! {
+    fn stub_xenguest_build_of_argv(
+        cr,
+        handle: OCamlRef<DynBox<Handle>>,
+        args: OCamlRef<OCamlList<String>>,
+    ) -> OCaml<OcamlOutcome> {
+        let backend = {
+            let h = cr.get(handle);
+            let h: &Handle = h.borrow();
+            h.backend()
+        };
+        let args: Vec<String> = args.to_rust(cr);
+        let outcome = match backend {
+            Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args)),
+            Err(f) => Err(f),
+        };
+        outcome.to_ocaml(cr)
+    }
+
     fn stub_xenguest_open(cr, kind: OCamlRef<String>) -> OCaml<DynBox<Handle>> {
         let kind: String = kind.to_rust(cr);
         let state = cr.releasing_runtime(|| open(&kind));

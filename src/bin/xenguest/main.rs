@@ -6,36 +6,32 @@ mod cli;
 mod control;
 mod syslog;
 
-use cli::{Action, Mode, Options};
 use control::ControlFd;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, BuildRequest, HostPaths, Module};
+use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
+use xenguest::request::{self, argv, Action, ArgvError, BuildRequest, Options};
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::types::DomId;
 use xenguest::Error;
 
 fn main() -> ExitCode {
     control::ignore_sigpipe();
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().map(String::as_str).unwrap_or("xenguest");
-    let opts = match cli::parse(&args).and_then(|action| {
+    let (seen, parsed) = argv::parse_partial(&args);
+    let opts = match parsed.and_then(|action| {
         if let Action::Run(opts) = &action {
             opts.check_required()?;
         }
         Ok(action)
     }) {
         Ok(Action::Supports(feature)) => {
-            println!("{}", cli::supports_feature(&feature));
+            println!("{}", argv::supports_feature(&feature));
             return ExitCode::SUCCESS;
         }
         Ok(Action::Run(opts)) => *opts,
         Err(e) => {
-            if let Some(diagnostic) = e.getopt_diagnostic() {
-                eprintln!("{argv0}: {diagnostic}");
-            }
-            eprintln!("xenguest: {e}");
+            command_line_error(argv0, &e, seen.controloutfd);
             return ExitCode::FAILURE;
         }
     };
@@ -84,32 +80,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command-line error, as C's `xg_err` reports it: on stderr (after getopt's own diagnostic)
+/// and, when `-controloutfd` came before the error, as an `error:` line on that fd: xenopsd
+/// sends stderr to /dev/null and reads only the control fd.
+fn command_line_error(argv0: &str, e: &ArgvError, controloutfd: i32) {
+    if let Some(diagnostic) = e.getopt_diagnostic() {
+        eprintln!("{argv0}: {diagnostic}");
+    }
+    let text = request::RequestError::from(e.clone()).wire_text();
+    eprint!("{text}");
+    // An fd that is not open cannot carry it; stderr already has it.
+    if let Ok(control) = ControlFd::from_raw(controloutfd) {
+        let _ = control.write_error(&text);
+    }
+}
+
 /// Run the mode: build on the simulated host (`-sim`) or on the real one.
 fn run(opts: &Options) -> Result<BuildOutput, Error> {
-    let mode = match opts.mode {
-        Some(Mode::HvmBuild) => BuildMode::Hvm,
-        Some(Mode::PvhBuild) => BuildMode::Pvh,
-        Some(Mode::LinuxBuild) => BuildMode::Pv,
-        Some(Mode::Test) => {
-            return Err(Error::NotImplemented {
-                step: "test",
-                what: "test mode not supported".into(),
-            })
-        }
-        Some(other) => {
-            return Err(Error::NotImplemented {
-                step: other.name(),
-                what: format!("the {other} mode is not built yet"),
-            })
-        }
-        None => {
-            return Err(Error::InvalidRequest {
-                step: "main",
-                reason: "no `-mode' option specified".into(),
-            })
-        }
-    };
-    let req = request(opts)?;
+    let request::BuildCommand { mode, request: req } = request::build_command(opts)?;
     let paths = HostPaths::from_env();
     let output = match &opts.sim {
         Some(spec) => build_on_sim(spec, opts, mode, &req, &paths)?,
@@ -158,50 +146,6 @@ fn build_on_xen(_: BuildMode, _: &BuildRequest, _: &HostPaths) -> Result<BuildOu
     })
 }
 
-/// The typed request from the command line (the C globals).
-fn request(opts: &Options) -> Result<BuildRequest, Error> {
-    let non_negative = |name: &str, v: i32| {
-        u32::try_from(v).map_err(|_| Error::InvalidRequest {
-            step: "main",
-            reason: format!("-{name} {v} is negative"),
-        })
-    };
-    let pci = opts.pci_devices();
-    for token in &pci.skipped {
-        log::warn!("Ignoring unparsable -pci_passthrough entry '{token}'");
-    }
-    Ok(BuildRequest {
-        domid: DomId(non_negative("domid", opts.domid)?),
-        mem_max_mib: non_negative("mem_max_mib", opts.mem_max_mib)?.into(),
-        mem_start_mib: non_negative("mem_start_mib", opts.mem_start_mib)?.into(),
-        image: PathBuf::from(opts.image.clone().unwrap_or_default()),
-        cmdline: opts.cmdline.clone().unwrap_or_default(),
-        ramdisk: opts
-            .ramdisk
-            .clone()
-            .filter(|r| !r.is_empty())
-            .map(PathBuf::from),
-        modules: opts
-            .modules()
-            .into_iter()
-            .map(|m| Module {
-                path: m.path.into(),
-                cmdline: m.cmdline,
-            })
-            .collect(),
-        features: opts.features.clone().unwrap_or_default(),
-        flags: opts.flags as u32,
-        store_port: non_negative("store_port", opts.store_port)?,
-        store_domid: DomId(non_negative("store_domid", opts.store_domid)?),
-        console_port: non_negative("console_port", opts.console_port)?,
-        console_domid: DomId(non_negative("console_domid", opts.console_domid)?),
-        vgpu: opts.vgpu,
-        pci_passthrough: pci.devices,
-        mem_pnode: opts.mem_pnode,
-        force: opts.force,
-    })
-}
-
 /// Do the toolstack's part on a fresh simulated host (create the domain, write the platform
 /// keys as xenopsd does), then build.
 fn build_on_sim(
@@ -222,9 +166,13 @@ fn build_on_sim(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()));
     for (key, value) in defaults.chain(opts.sim_keys.iter().cloned()) {
-        store
-            .write(&format!("{base}/{key}"), &value)
-            .map_err(Error::store("sim"))?;
+        // A key starting with `/` is absolute (e.g. `/mh/limits/pv-kernel-max_size`).
+        let path = if key.starts_with('/') {
+            key
+        } else {
+            format!("{base}/{key}")
+        };
+        store.write(&path, &value).map_err(Error::store("sim"))?;
     }
     let vcpus = store
         .read(&format!("{base}/platform/vcpu/number"))
