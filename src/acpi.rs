@@ -726,7 +726,7 @@ mod tests {
         assert_eq!((fadt.len(), fadt[8]), (268, 5));
         let fadt_v1 = table_at(&acpi, u32_at(&rsdt, 36).into(), b"FACP");
         assert_eq!((fadt_v1.len(), fadt_v1[8]), (116, 1));
-        assert_eq!(u64_at(&xsdt, 44), u32_at(&rsdt, 40).into(), "same MADT");
+        assert_eq!(u64_at(&xsdt, 44), u64::from(u32_at(&rsdt, 40)), "same MADT");
         let dsdt = table_at(&acpi, u64_at(&fadt, 140), b"DSDT");
         assert_eq!(u32_at(&fadt, 40) as u64, u64_at(&fadt, 140));
         assert_eq!(u32_at(&fadt_v1, 40), u32_at(&fadt, 40));

@@ -1,7 +1,7 @@
 //! `construct_cpuid_policy`: the guest's CPUID featureset from `platform/featureset` (or the
 //! host's maximum), adjusted for nx, pae and nomigrate, applied with cores-per-socket.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Step};
 use crate::hypervisor::{CpuidPolicy, FeaturesetKind, Hypervisor};
 use crate::platform::PlatformFlags;
 use crate::types::DomId;
@@ -72,17 +72,14 @@ pub fn plan_policy(
     let mut words = match &flags.featureset {
         None => fallback()?,
         Some(s) => {
-            let words = parse_featureset(s).map_err(|reason| Error::Platform {
-                path: "platform/featureset".into(),
-                value: s.clone(),
-                reason,
-            })?;
+            let words = parse_featureset(s)
+                .map_err(|reason| Error::platform("platform/featureset", s.clone(), reason))?;
             if words.iter().skip(host.len()).any(|&w| w != 0) {
-                return Err(Error::Platform {
-                    path: "platform/featureset".into(),
-                    value: s.clone(),
-                    reason: format!("Requested featureset '{s}' truncated on this host"),
-                });
+                return Err(Error::platform(
+                    "platform/featureset",
+                    s.clone(),
+                    format!("Requested featureset '{s}' truncated on this host"),
+                ));
             }
             words
         }
@@ -112,10 +109,10 @@ pub fn construct_cpuid_policy(
     flags: &PlatformFlags,
     hvm_fallback: bool,
 ) -> Result<()> {
-    let step = "construct_cpuid_policy";
+    let step = Step::ConstructCpuidPolicy;
     let host = hv
         .get_cpu_featureset(FeaturesetKind::Host)
-        .map_err(Error::xc(step))?;
+        .map_err(step.xc())?;
     let kind = if hvm_fallback {
         FeaturesetKind::HvmMax
     } else {
@@ -124,11 +121,10 @@ pub fn construct_cpuid_policy(
     let policy = plan_policy(
         flags,
         &host,
-        || hv.get_cpu_featureset(kind).map_err(Error::xc(step)),
+        || hv.get_cpu_featureset(kind).map_err(step.xc()),
         false,
     )?;
-    hv.cpuid_apply_policy(domid, &policy)
-        .map_err(Error::xc(step))
+    hv.cpuid_apply_policy(domid, &policy).map_err(step.xc())
 }
 
 #[cfg(test)]

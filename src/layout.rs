@@ -2,7 +2,7 @@
 //! RMRR and vGPU VRAM reservations, and the e820 handed to Xen. Pure: numbers in, a plan
 //! out (the C xenguest's `hvm_build_setup_mem`, before it calls libxenguest).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Step};
 use crate::hypervisor::ReservedRange;
 use crate::types::{E820Entry, E820Type, PAGE_SHIFT};
 use serde::Serialize;
@@ -110,10 +110,7 @@ fn overlaps(a: u64, a_len: u64, b: &E820Entry) -> bool {
 
 /// Plan the layout. Errors name the value that makes it impossible.
 pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
-    let invalid = |reason: String| Error::InvalidRequest {
-        step: "hvm_build_setup_mem",
-        reason,
-    };
+    let invalid = |reason: String| Step::HvmSetupMem.invalid(reason);
     if input.mem_max_mib < 2 {
         return Err(invalid(format!(
             "mem_max_mib {} is too small (at least 2 MiB)",
@@ -130,11 +127,11 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
     if input.min_mmio_hole_bytes > MAX_MMIO_HOLE_BYTES
         || !input.min_mmio_hole_bytes.is_multiple_of(1 << PAGE_SHIFT)
     {
-        return Err(Error::Platform {
-            path: "platform/mmio_hole_size".into(),
-            value: input.min_mmio_hole_bytes.to_string(),
-            reason: format!("must be a multiple of 4096 and at most {MAX_MMIO_HOLE_BYTES:#x}"),
-        });
+        return Err(Error::platform(
+            "platform/mmio_hole_size",
+            input.min_mmio_hole_bytes.to_string(),
+            format!("must be a multiple of 4096 and at most {MAX_MMIO_HOLE_BYTES:#x}"),
+        ));
     }
 
     let mut mmio_size = provisional_hole(input);
@@ -154,15 +151,15 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
     let mut overlapped_ram = 0;
     for rmrr in &input.rmrrs {
         if e820.len() >= MAX_RMRR_E820_INDEX {
-            return Err(Error::Layout(
-                "Error: too many E820 reserved entries for domain".into(),
+            return Err(Error::layout(
+                "Error: too many E820 reserved entries for domain",
             ));
         }
         // Xen reports frames below 2^40 (52-bit physical addresses); anything else would
         // wrap the byte addresses below.
         let end_pfn = rmrr.start_pfn.checked_add(rmrr.nr_pages);
         if end_pfn.is_none_or(|end| end > MAX_PFN) {
-            return Err(Error::Layout(format!(
+            return Err(Error::layout(format!(
                 "Error: RMRR at pfn {:#x} of {:#x} pages is beyond the physical address space",
                 rmrr.start_pfn, rmrr.nr_pages
             )));
@@ -199,8 +196,8 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
         while e820.iter().any(|e| overlaps(addr, VRAM_RESERVED_BYTES, e)) {
             addr -= VRAM_RESERVED_BYTES;
             if addr < mmio_start {
-                return Err(Error::Layout(
-                    "Error: failed to allocate VRAM reserved region".into(),
+                return Err(Error::layout(
+                    "Error: failed to allocate VRAM reserved region",
                 ));
             }
         }
@@ -225,6 +222,7 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn ram(addr: u64, end: u64) -> E820Entry {
         E820Entry {
@@ -345,7 +343,13 @@ mod tests {
             min_mmio_hole_bytes: 3 << 30,
             ..Default::default()
         });
-        assert!(matches!(bad, Err(Error::Platform { .. })));
+        assert!(matches!(
+            bad,
+            Err(Error {
+                kind: ErrorKind::Platform { .. },
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -481,7 +485,10 @@ mod tests {
     fn impossible_sizes_are_refused() {
         assert!(matches!(
             plan_hvm(&HvmLayoutInput::default()),
-            Err(Error::InvalidRequest { .. })
+            Err(Error {
+                kind: ErrorKind::InvalidRequest(_),
+                ..
+            })
         ));
         let huge = HvmLayoutInput {
             mem_max_mib: u64::MAX >> 20,

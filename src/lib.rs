@@ -23,7 +23,7 @@ pub mod store;
 pub mod types;
 pub mod vcpu;
 
-pub use error::{Error, Result};
+pub use error::{BuildError, Error, ErrorKind, Result, Step};
 
 /// Largest guest this builder accepts, MiB (16 TiB, Xen's x86 limit for HVM guests).
 pub const MAX_GUEST_MIB: u64 = 16 << 20;

@@ -5,7 +5,7 @@
 //! (one per order, the gfn array need not be contiguous), and when an order runs out it
 //! splits what is left into the next smaller order, as libxenguest falls back.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result, Step};
 use crate::hypervisor::{Hypervisor, MemFlags};
 use crate::types::{pages_of_order, DomId, ORDER_1G, ORDER_2M};
 use serde::Serialize;
@@ -144,7 +144,7 @@ pub fn populate(
             let asked = chunk.len();
             let done = hv
                 .domain_populate_physmap(domid, order, flags, &mut chunk)
-                .map_err(Error::xc("hvm_build_setup_mem"))?
+                .map_err(Step::HvmSetupMem.xc())?
                 .min(asked);
             *stats.calls_by_order.entry(order).or_insert(0) += 1;
             *stats.pages_by_order.entry(order).or_insert(0) += (done as u64) << order;
@@ -153,11 +153,14 @@ pub fn populate(
                 continue;
             }
             let Some(&smaller) = ORDERS.get(i + 1) else {
-                return Err(Error::OutOfMemory {
-                    wanted_pages,
-                    populated_pages: stats.pages(),
-                    node: flags.node.filter(|_| flags.exact_node),
-                });
+                return Err(Error::new(
+                    Step::HvmSetupMem,
+                    ErrorKind::OutOfMemory {
+                        wanted_pages,
+                        populated_pages: stats.pages(),
+                        node: flags.node.filter(|_| flags.exact_node),
+                    },
+                ));
             };
             log::debug!(
                 "domid = {domid}; order {order}: {done} of {asked} extents; {} extents fall back to order {smaller}",

@@ -1,7 +1,7 @@
 //! `get_flags`: the VM's platform data, read from xenstore under `/local/domain/<domid>/`
 //! and turned into typed values with the C xenguest's defaults and parsing rules.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result, Step};
 use crate::store::{domain_path, Store};
 use crate::types::DomId;
 use serde::Serialize;
@@ -146,7 +146,7 @@ impl Reader<'_> {
     fn raw(&self, key: &str) -> Result<Option<String>> {
         self.store
             .read(&self.path(key))
-            .map_err(Error::store("get_flags"))
+            .map_err(Step::GetFlags.store())
     }
 
     /// The C `xenstore_get_value`: absent or overflowing → None.
@@ -185,11 +185,11 @@ impl Reader<'_> {
     fn bounded(&self, key: &str, default: u64, max: u64) -> Result<u64> {
         let v = self.u64_or(key, default)?;
         if v > max {
-            return Err(Error::Platform {
-                path: self.path(key),
-                value: self.raw(key)?.unwrap_or_default(),
-                reason: format!("must be at most {max}"),
-            });
+            return Err(Error::platform(
+                self.path(key),
+                self.raw(key)?.unwrap_or_default(),
+                format!("must be at most {max}"),
+            ));
         }
         Ok(v)
     }
@@ -199,7 +199,7 @@ impl Reader<'_> {
         let write = |v: &str| {
             self.store
                 .write(&self.path(key), v)
-                .map_err(Error::store("get_flags"))
+                .map_err(Step::GetFlags.store())
         };
         match self.raw(key)?.as_deref() {
             Some("1") => Ok(1),
@@ -245,11 +245,11 @@ pub fn read_platform(
     };
     if hvm && f.vcpus == 0 {
         // The C xenguest built such a guest with no vCPU in its hvm_info table.
-        return Err(Error::Platform {
-            path: r.path("platform/vcpu/number"),
-            value: r.raw("platform/vcpu/number")?.unwrap_or_default(),
-            reason: "an HVM guest needs at least one vCPU".into(),
-        });
+        return Err(Error::platform(
+            r.path("platform/vcpu/number"),
+            r.raw("platform/vcpu/number")?.unwrap_or_default(),
+            "an HVM guest needs at least one vCPU",
+        ));
     }
     // Bounded for PV too: a vCPU count is a loop over xenstore reads (the affinity keys),
     // and 2^32 - 1 of them hangs the builder while its memory grows.
@@ -261,18 +261,18 @@ pub fn read_platform(
     if f.vcpus > max_vcpus {
         let value = f.vcpus.to_string();
         let reason = format!("{kind} guest has at most {max_vcpus} vCPUs");
-        return Err(Error::Platform {
-            path: r.path("platform/vcpu/number"),
+        return Err(Error::platform(
+            r.path("platform/vcpu/number"),
             value,
             reason,
-        });
+        ));
     }
     if f.vcpus_current > f.vcpus {
-        return Err(Error::Platform {
-            path: r.path("platform/vcpu/current"),
-            value: f.vcpus_current.to_string(),
-            reason: format!("more than platform/vcpu/number ({})", f.vcpus),
-        });
+        return Err(Error::platform(
+            r.path("platform/vcpu/current"),
+            f.vcpus_current.to_string(),
+            format!("more than platform/vcpu/number ({})", f.vcpus),
+        ));
     }
     for n in 0..f.vcpus {
         f.vcpu_affinity
@@ -307,10 +307,13 @@ pub fn read_platform(
     if hvm {
         f.cores_per_socket = r.bounded("platform/cores-per-socket", 0, u32::MAX.into())? as u32;
         if f.cores_per_socket != 0 && !f.vcpus.is_multiple_of(f.cores_per_socket) {
-            return Err(Error::CoresPerSocket {
-                cores_per_socket: f.cores_per_socket,
-                vcpus: f.vcpus,
-            });
+            return Err(Error::new(
+                Step::GetFlags,
+                ErrorKind::CoresPerSocket {
+                    cores_per_socket: f.cores_per_socket,
+                    vcpus: f.vcpus,
+                },
+            ));
         }
     }
     f.nested_virt = if r.raw("platform/nested-virt")?.is_some() {
@@ -332,10 +335,12 @@ pub fn read_platform(
     };
     f.timeoffset_s = match r.raw("platform/timeoffset")? {
         None => 0,
-        Some(s) => s.trim().parse::<i64>().map_err(|_| Error::Platform {
-            path: r.path("platform/timeoffset"),
-            value: s.clone(),
-            reason: "not a whole number of seconds".into(),
+        Some(s) => s.trim().parse::<i64>().map_err(|_| {
+            Error::platform(
+                r.path("platform/timeoffset"),
+                s.clone(),
+                "not a whole number of seconds",
+            )
         })?,
     };
     f.mmio_hole_size_bytes = r.u64_or("platform/mmio_hole_size", 0)?;
@@ -638,9 +643,9 @@ mod tests {
         assert!(
             matches!(
                 e,
-                Error::Store {
-                    step: "get_flags",
-                    ..
+                Error {
+                    step: Step::GetFlags,
+                    kind: ErrorKind::Store(_)
                 }
             ),
             "{e:?}"

@@ -1,7 +1,7 @@
 //! `configure_vcpus` and `configure_tsc`: hard affinity from the platform strings, credit
 //! scheduler weight and cap, TSC mode.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, Step};
 use crate::hypervisor::Hypervisor;
 use crate::platform::PlatformFlags;
 use crate::types::DomId;
@@ -21,7 +21,7 @@ pub fn affinity_mask(s: &str, nr_cpus: u32) -> Vec<bool> {
 pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags) -> Result<()> {
     let width = hv
         .physinfo()
-        .map_err(Error::xc("xc_cpumap_alloc"))?
+        .map_err(Step::CpumapAlloc.xc())?
         .nr_cpus
         .div_ceil(8)
         * 8;
@@ -29,7 +29,7 @@ pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags)
         let Some(s) = affinity else { continue };
         let mask = affinity_mask(s, width);
         hv.vcpu_setaffinity_hard(domid, vcpu as u32, &mask)
-            .map_err(Error::xc("xc_vcpu_setaffinity"))?;
+            .map_err(Step::VcpuSetaffinity.xc())?;
     }
     let mut sched = match hv.sched_credit_domain_get(domid) {
         Ok(sched) => sched,
@@ -45,13 +45,13 @@ pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags)
         sched.cap = flags.vcpu_cap;
     }
     hv.sched_credit_domain_set(domid, sched)
-        .map_err(Error::xc("xc_sched_credit_domain_set"))
+        .map_err(Step::SchedCreditDomainSet.xc())
 }
 
 /// `xc_domain_set_tsc_info(domid, tsc_mode, 0, 0, 0)`.
 pub fn configure_tsc(hv: &dyn Hypervisor, domid: DomId, tsc_mode: u32) -> Result<()> {
     hv.domain_set_tsc_info(domid, tsc_mode)
-        .map_err(Error::xc("xc_domain_set_tsc_info"))
+        .map_err(Step::DomainSetTscInfo.xc())
 }
 
 #[cfg(test)]

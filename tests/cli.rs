@@ -173,7 +173,7 @@ fn errors_go_to_the_control_fd_in_the_c_format() {
         line.starts_with("error:xenguest: hvm_build_setup_mem: [12] Could not allocate memory"),
         "{line}"
     );
-    assert!(line.contains("node 1 (exact) is short by"), "{line}");
+    assert!(line.contains("missing on node 1 (exact)"), "{line}");
 
     let o = xenguest(&hvm_args(&["-sim", "nodes=two"]));
     assert!(

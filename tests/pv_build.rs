@@ -16,7 +16,7 @@ use xenguest::image::bzimage;
 use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::types::DomId;
-use xenguest::Error;
+use xenguest::{Error, ErrorKind};
 
 const VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 const PADDR: u64 = 0x100_0000;
@@ -596,8 +596,13 @@ fn bzimages_of_every_compression_build() {
 #[track_caller]
 fn expect_image_error(r: xenguest::Result<BuildOutput>, step: &str, code: i32, text: &str) {
     match r {
-        Err(e @ Error::Image { .. }) => {
-            assert_eq!((e.step(), e.code()), (step, code), "{e}");
+        Err(
+            e @ Error {
+                kind: ErrorKind::Image { .. },
+                ..
+            },
+        ) => {
+            assert_eq!((e.step().wire_name(), e.code()), (step, code), "{e}");
             assert!(e.to_string().contains(text), "{e}");
         }
         Err(e) => panic!("unexpected error {e}"),
@@ -705,22 +710,71 @@ fn bad_kernels_give_clear_errors() {
 
 #[test]
 fn out_of_memory_is_a_clear_error() {
+    // More than the host has: refused before anything is allocated.
     let fx = Fixture::new("nodes=1,node_mib=64");
     let kernel = fx.file("vmlinux", &pv_kernel(&KernelSpec::default()));
     let d = fx.domain(128);
     let e = fx.build(&fx.request(d, 128, &kernel, None)).unwrap_err();
     assert_eq!(
-        (e.step(), e.code()),
+        (e.step().wire_name(), e.code()),
+        ("linux_build", libc::ENOMEM),
+        "{e}"
+    );
+    assert_eq!(fx.host.domain_snapshot(d).unwrap().tot_pages, 0);
+    // Enough on the host but not on the exact node: the one out-of-memory text.
+    let fx = Fixture::new("nodes=2,node_mib=64");
+    let kernel = fx.file("vmlinux", &pv_kernel(&KernelSpec::default()));
+    let d = fx.domain(100);
+    let mut req = fx.request(d, 100, &kernel, None);
+    req.mem_pnode = Some(0);
+    let e = fx.build(&req).unwrap_err();
+    assert_eq!(
+        (e.step().wire_name(), e.code()),
         ("xc_dom_boot_mem_init", libc::ENOMEM),
         "{e}"
     );
-    assert!(e.to_string().contains("short by"), "{e}");
+    assert!(
+        e.to_string().starts_with(
+            "xenguest: xc_dom_boot_mem_init: [12] Could not allocate memory for guest: \
+             25600 pages requested, "
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("missing on node 0 (exact)"), "{e}");
+    assert_eq!(fx.host.outstanding_claims(), 0);
     // Too little guest memory for the kernel and its mapping.
     let fx = Fixture::new("nodes=1,node_mib=1024");
     let kernel = fx.file("vmlinux", &pv_kernel(&KernelSpec::default()));
     let d = fx.domain(16);
     let r = fx.build(&fx.request(d, 16, &kernel, None));
     expect_image_error(r, "xc_dom_build_image", libc::ENOMEM, "too large");
+}
+
+/// A PV guest far larger than the host (4000000 MiB on 1 GiB: once 32 s and 8 GB resident
+/// of per-page bookkeeping before its ENOMEM) fails in milliseconds, before any allocation.
+#[test]
+fn an_impossible_pv_size_fails_fast_without_allocating() {
+    let fx = Fixture::new("nodes=1,node_mib=1024");
+    let kernel = fx.file("vmlinux", &pv_kernel(&KernelSpec::default()));
+    let d = fx.domain(128);
+    for mib in [4_000_000, xenguest::MAX_GUEST_MIB, u64::MAX >> 20] {
+        let started = std::time::Instant::now();
+        let e = fx.build(&fx.request(d, mib, &kernel, None)).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{mib}: {e}"
+        );
+        assert_eq!(e.step().wire_name(), "linux_build", "{mib}: {e}");
+        assert!(
+            e.code() == libc::ENOMEM || e.code() == libc::EINVAL,
+            "{mib}: {e}"
+        );
+    }
+    assert_eq!(fx.host.domain_snapshot(d).unwrap().tot_pages, 0);
+    assert_eq!(
+        fx.host.call_counts(Some(d)).get("domain_populate_physmap"),
+        None
+    );
 }
 
 #[test]
@@ -743,7 +797,11 @@ fn a_fault_at_each_pv_call_fails_the_build_at_its_step() {
         let d = fx.domain(128);
         fx.host.inject(Fault::errno(kind, 1, libc::EIO)).unwrap();
         let e = fx.build(&fx.request(d, 128, &kernel, None)).unwrap_err();
-        assert_eq!((e.step(), e.code()), (step, libc::EIO), "{kind}: {e}");
+        assert_eq!(
+            (e.step().wire_name(), e.code()),
+            (step, libc::EIO),
+            "{kind}: {e}"
+        );
         assert_eq!(fx.host.outstanding_claims(), 0);
     }
 }

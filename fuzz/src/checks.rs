@@ -558,7 +558,7 @@ pub fn platform(data: &[u8]) {
     for a in f.vcpu_affinity.iter().flatten() {
         assert_eq!(vcpu::affinity_mask(a, 64).len(), 64);
     }
-    let _ = builder::hvm::viridian_mask(&f);
+    let _ = builder::container::viridian_mask(&f);
     let host = xenguest::hypervisor::sim::featureset(xenguest::hypervisor::FeaturesetKind::Host);
     match cpuid::plan_policy(&f, host, || Ok(host.to_vec()), false) {
         Ok(p) => assert_eq!(p.featureset.len(), host.len()),

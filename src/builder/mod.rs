@@ -1,6 +1,9 @@
 //! The builds. Each mode is one function that reads top to bottom as the C xenguest's named
 //! steps, over the two seams; this module holds what they share.
 
+pub mod container;
+mod ctx;
+mod guest;
 pub mod hvm;
 pub mod passthrough;
 pub mod pv;
@@ -8,9 +11,11 @@ pub mod pvh;
 
 use crate::hypervisor::Hypervisor;
 // The request is parsed in crate::request; the builds take it from here.
+use crate::error::Step;
 use crate::report::{BuildReport, BuildResult};
 use crate::request::BuildRequest;
 use crate::store::Store;
+use crate::types::DomId;
 use std::path::{Path, PathBuf};
 
 /// Which build.
@@ -31,6 +36,15 @@ impl BuildMode {
             BuildMode::Hvm => "hvm_build",
             BuildMode::Pvh => "pvh_build",
             BuildMode::Pv => "linux_build",
+        }
+    }
+
+    /// The step a refused request reports (the mode's own name).
+    pub fn step(self) -> Step {
+        match self {
+            BuildMode::Hvm => Step::HvmBuild,
+            BuildMode::Pvh => Step::PvhBuild,
+            BuildMode::Pv => Step::LinuxBuild,
         }
     }
 }
@@ -95,62 +109,20 @@ pub struct BuildEnv<'a> {
     pub paths: &'a HostPaths,
 }
 
-/// Sizes that cannot make an HVM or PVH guest are refused before anything is touched.
-pub(crate) fn check_container_sizes(req: &BuildRequest, step: &'static str) -> crate::Result<()> {
-    let invalid = |reason: String| Err(crate::Error::InvalidRequest { step, reason });
-    if req.mem_start_mib > req.mem_max_mib {
-        return invalid(format!(
-            "mem_start_mib {} exceeds mem_max_mib {}",
-            req.mem_start_mib, req.mem_max_mib
-        ));
-    }
-    if req.mem_start_mib == 0 {
-        return invalid("mem_start_mib must be positive".into());
-    }
-    if req.mem_max_mib > crate::MAX_GUEST_MIB {
-        return invalid(format!(
-            "mem_max_mib {} exceeds {} MiB",
-            req.mem_max_mib,
-            crate::MAX_GUEST_MIB
-        ));
-    }
-    Ok(())
-}
-
-/// Guest RAM of an HVM container (`meminit_hvm`): the PoD target when start < max, then the
-/// planned extents, from `-mem_pnode`'s node exactly when given. `device_model` keeps the VGA
-/// hole unpopulated (HVM); `step` names hypercall failures as the C xenguest does.
-pub(crate) fn populate_container_ram(
+/// Run `f` (a memory step), then release the domain's claim whatever it returned, as
+/// libxenguest does once it reaches memory setup (also the toolstack's claim): the one place
+/// a successful build gives up its claim. A failed release fails the build at `step`.
+pub(crate) fn release_claim_after<T>(
     hv: &dyn Hypervisor,
-    req: &BuildRequest,
-    plan: &crate::layout::HvmLayout,
-    device_model: bool,
-    step: &'static str,
-) -> crate::Result<crate::memory::PopulateStats> {
-    let pod = req.mem_start_mib < req.mem_max_mib;
-    if pod {
-        hv.domain_set_pod_target(req.domid, crate::types::pages_of_mib(req.mem_start_mib))
-            .map_err(crate::Error::xc(step))?;
-    }
-    let mut flags = req
-        .mem_pnode
-        .map(crate::hypervisor::MemFlags::exact)
-        .unwrap_or_default();
-    flags.populate_on_demand = pod;
-    let runs = crate::memory::plan_hvm_extents(
-        &plan.ram_ranges_pages(),
-        plan.mmio_hole_pages(),
-        device_model,
-    );
-    let stats = crate::memory::populate(hv, req.domid, &runs, flags)?;
-    let pages = |order: u32| stats.pages_by_order.get(&order).copied().unwrap_or(0);
-    log::info!(
-        "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",
-        pages(0),
-        pages(9) >> 9,
-        pages(18) >> 18
-    );
-    Ok(stats)
+    domid: DomId,
+    step: Step,
+    f: impl FnOnce() -> crate::Result<T>,
+) -> crate::Result<T> {
+    let outcome = f();
+    let cancel = hv.domain_claim_pages(domid, 0).map_err(step.xc());
+    let value = outcome?;
+    cancel?;
+    Ok(value)
 }
 
 /// What a build produced, for [`finish`].
@@ -167,15 +139,8 @@ pub(crate) struct Built {
 
 /// The end of every build: the report from the seams' counting and recording wrappers, and
 /// the one info line admins (and the e2e harness) read.
-pub(crate) fn finish(
-    env: BuildEnv<'_>,
-    mode: BuildMode,
-    req: &BuildRequest,
-    started: std::time::Instant,
-    calls: &crate::report::Counting<'_>,
-    writes: &crate::report::Recording<'_>,
-    built: Built,
-) -> BuildOutput {
+pub(crate) fn finish(ctx: &ctx::BuildCtx<'_>, built: Built) -> BuildOutput {
+    let (mode, req) = (ctx.mode, ctx.req);
     let report = BuildReport {
         mode: mode.name(),
         domid: req.domid,
@@ -184,12 +149,12 @@ pub(crate) fn finish(
             pod_target_pages: built.pod_target_pages,
             exact_node: req.mem_pnode,
             ram: built.ram,
-            pages_by_node: env.hv.domain_pages_by_node(req.domid).ok(),
+            pages_by_node: ctx.env.hv.domain_pages_by_node(req.domid).ok(),
         },
-        hypercalls: calls.counts(),
-        xenstore_writes: writes.writes(),
+        hypercalls: ctx.hv.counts(),
+        xenstore_writes: ctx.store.writes(),
         result: Some(built.result.clone()),
-        elapsed_us: started.elapsed().as_micros() as u64,
+        elapsed_us: u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
     };
     let pages = |order: u32| {
         report
@@ -249,10 +214,11 @@ fn build_mode(
     mode: BuildMode,
     req: &BuildRequest,
 ) -> crate::Result<BuildOutput> {
+    let ctx = ctx::prepare(env, mode, req)?;
     match mode {
-        BuildMode::Hvm => hvm::build(env, req),
-        BuildMode::Pvh => pvh::build(env, req),
-        BuildMode::Pv => pv::build(env, req),
+        BuildMode::Hvm => hvm::build(ctx),
+        BuildMode::Pvh => pvh::build(ctx),
+        BuildMode::Pv => pv::build(ctx),
     }
 }
 
@@ -266,22 +232,20 @@ pub fn open_real_host() -> crate::Result<(
 )> {
     use crate::hypervisor::XcError;
     use crate::store::StoreError;
-    let hv = crate::hypervisor::xenctrl::XenCtrl::open().map_err(|e| crate::Error::Xc {
-        step: "xc_interface_open",
-        source: XcError {
+    let hv = crate::hypervisor::xenctrl::XenCtrl::open().map_err(|e| {
+        Step::InterfaceOpen.xc()(XcError {
             message: format!("Failed to open xc interface: {}", e.message),
             ..e
-        },
+        })
     })?;
-    let store = crate::store::XenstoredStore::open().map_err(|e| crate::Error::Store {
-        step: "xs_open",
-        source: StoreError {
+    let store = crate::store::XenstoredStore::open().map_err(|e| {
+        Step::XsOpen.store()(StoreError {
             op: "open",
             path: std::env::var("XENSTORED_PATH")
                 .unwrap_or_else(|_| "/run/xenstored/socket".into()),
             code: e.raw_os_error().unwrap_or(libc::EIO),
             message: format!("Failed to open xenstore interface: {e}"),
-        },
+        })
     })?;
     Ok((hv, store))
 }

@@ -1,7 +1,7 @@
 //! PCI passthrough facts the HVM layout needs: each device's BAR sizes from sysfs, whether
 //! it is an AMD MxGPU, and its reserved device memory (RMRRs) from Xen.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Step};
 use crate::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
 use std::path::Path;
 
@@ -61,11 +61,11 @@ pub fn scan(
         log::info!("Getting RMRRs for device '{sbdf}'");
         let rmrrs = hv
             .reserved_device_memory_map(*sbdf)
-            .map_err(Error::xc("hvm_build_setup_mem"))?;
+            .map_err(Step::HvmSetupMem.xc())?;
         if !rmrrs.is_empty() {
             rmrr_devices += 1;
             if rmrr_devices >= MAX_RMRR_DEVICES {
-                return Err(Error::Layout(format!(
+                return Err(Error::layout(format!(
                     "Error: hit limit of {MAX_RMRR_DEVICES} RMRR devices for domain"
                 )));
             }
@@ -75,14 +75,14 @@ pub fn scan(
         let dir = sysfs_devices.join(sbdf.to_string());
         let resource = dir.join("resource");
         let text = std::fs::read_to_string(&resource).map_err(|e| {
-            Error::Layout(format!(
+            Error::layout(format!(
                 "Error: unable to get PCI MMIO info: {}: {e}",
                 resource.display()
             ))
         })?;
         let bytes = parse_resource(&text).map_err(|why| {
             log::error!("Syntax error in '{}'", resource.display());
-            Error::Layout(format!(
+            Error::layout(format!(
                 "Error: unable to get PCI MMIO info: syntax error in '{}': {why}",
                 resource.display()
             ))

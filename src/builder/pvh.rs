@@ -7,25 +7,24 @@
 //! pages, no `hvm_info` table; the kernel enters in flat 32-bit protected mode at its
 //! `XEN_ELFNOTE_PHYS32_ENTRY` with `%ebx` pointing at the `hvm_start_info`.
 
-use super::{hvm, BuildEnv, BuildOutput, BuildRequest};
+use super::container;
+use super::ctx::BuildCtx;
+use super::guest::GuestMemory;
+use super::{BuildOutput, BuildRequest};
 use crate::acpi::{self, AcpiConfig, PvhAcpi};
-use crate::boot::{self, param, StartModule};
-use crate::error::{Error, Result};
-use crate::hypervisor::{HvmBootVcpu, Hypervisor, XcError};
+use crate::boot::{self, StartModule};
+use crate::error::{Error, Result, Step};
+use crate::hypervisor::Hypervisor;
 use crate::image::{
     self, decompress,
     elf::{Elf, Segment},
     summary::{self, Container},
 };
 use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
-use crate::memory::PopulateStats;
 use crate::platform::{self, PlatformFlags};
-use crate::report::{Counting, Recording};
 use crate::store::Store;
-use crate::types::{pages_of_bytes, DomId, E820Entry, E820Type, PAGE_BYTES};
-use crate::vcpu;
+use crate::types::{pages_of_bytes, E820Entry, E820Type, PAGE_BYTES};
 use std::path::Path;
-use std::time::Instant;
 
 /// Most `-module`s (`PVH_MODULE_MAX` in the C xenguest).
 pub use crate::request::PVH_MODULE_MAX;
@@ -34,66 +33,31 @@ pub const KERNEL_MAX_SIZE_KEY: &str = "/mh/limits/pv-kernel-max_size";
 /// xenstore key bounding each module's size (absolute path), bytes.
 pub const RAMDISK_MAX_SIZE_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
 
-/// Build a PVH guest.
-pub fn build(env: BuildEnv<'_>, req: &BuildRequest) -> Result<BuildOutput> {
-    let started = Instant::now();
-    let hv = Counting::new(env.hv);
-    let store = Recording::new(env.store);
-    let domid = req.domid;
-    check_request(req)?;
-    log::info!(
-        "domid = {domid}; pvh_build: mem_max_mib {} mem_start_mib {} modules {}",
-        req.mem_max_mib,
-        req.mem_start_mib,
-        req.modules.len()
-    );
+/// Build a PVH guest, after the opening steps.
+pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
+    check_request(ctx.req)?;
+    let limits = image_limits(&ctx.store)?;
+    let kernel = load_kernel(&ctx.req.image, limits.kernel)?;
+    let modules = load_modules(ctx.req, limits.module)?;
 
-    let info = hv
-        .domain_getinfo(domid)
-        .map_err(Error::xc("xc_domain_getinfo"))?;
-    if !info.hvm {
-        return Err(Error::InvalidRequest {
-            step: "xc_dom_boot_xen_init",
-            reason: format!("domain {domid} is not an HVM container: PVH needs one"),
-        });
-    }
-    let flags = platform::read_platform(&store, domid, true, req.vgpu)?;
-    hvm::safety_check(req, &flags, info.hap)?;
-    vcpu::configure_vcpus(&hv, domid, &flags)?;
-    vcpu::configure_tsc(&hv, domid, flags.tsc_mode)?;
+    let mut plan = setup_layout(ctx.req)?;
+    let ram = container::setup_ram(&ctx, &plan, false, Step::BootMemInit)?;
+    let tables = load_acpi(&ctx.flags)?;
+    plan.e820 = setup_e820(&ctx, &plan, &tables)?;
 
-    let limits = image_limits(&store)?;
-    let kernel = load_kernel(&req.image, limits.kernel)?;
-    let modules = load_modules(req, limits.module)?;
-
-    let mut plan = setup_layout(req)?;
-    let ram = setup_memory(&hv, domid, req, &plan)?;
-    let tables = load_acpi(&flags)?;
-    plan.e820 = setup_e820(&hv, domid, &plan, &tables)?;
-
-    let start_info_paddr = build_image(&hv, domid, req, &plan, &kernel, &modules, &tables)?;
-    boot_image(&hv, domid, req, kernel.entry, start_info_paddr)?;
+    let mem = GuestMemory::translated(&ctx.hv, ctx.domid);
+    let start_info_paddr = build_image(&mem, ctx.req, &plan, &kernel, &modules, &tables)?;
+    container::boot_vcpu(&ctx, kernel.entry, start_info_paddr, true)?;
     // Grants, params and CPUID as for HVM. Without platform/featureset that is the HVM
     // maximum, as libxl gives PVH guests: the C code passes `hvm = !is_pvh` and so the PV
     // maximum, which lacks PGE, and Debian's kernel triple-faults at its first write of
     // CR4.PGE (`make e2e` boots it).
-    hvm::finish_container(
-        env,
-        super::BuildMode::Pvh,
-        req,
-        started,
-        &hv,
-        &store,
-        &flags,
-        plan,
-        ram,
-    )
+    container::finish(ctx, plan, ram)
 }
 
 /// Sizes and modules that cannot make a guest are refused before anything is touched.
 fn check_request(req: &BuildRequest) -> Result<()> {
-    super::check_container_sizes(req, "pvh_build")?;
-    crate::request::validate(req).map_err(|e| e.at("pvh_build"))
+    crate::request::validate(req).map_err(|e| e.at(Step::PvhBuild))
 }
 
 /// Kernel and module size limits.
@@ -107,9 +71,7 @@ struct Limits {
 /// NULL, 0)`; absent, zero or out of range means the default, 1 GiB.
 fn image_limits(store: &dyn Store) -> Result<Limits> {
     let read = |key: &str| -> Result<u64> {
-        let value = store
-            .read(key)
-            .map_err(Error::store("xc_dom_kernel_max_size"))?;
+        let value = store.read(key).map_err(Step::ImageMaxSize.store())?;
         Ok(value
             .as_deref()
             .and_then(platform::strtoull)
@@ -136,19 +98,16 @@ struct Kernel {
 }
 
 fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
-    let file = image::read_file("xc_dom_kernel_file", path, limit)?;
-    let fail = |step: &'static str, code: i32, reason: String| Error::Image {
-        step,
-        code,
-        path: path.display().to_string(),
-        reason,
+    let file = image::read_file(Step::KernelFile, path, limit)?;
+    let fail = |step: Step, code: i32, reason: String| {
+        step.image(code, path.display().to_string(), reason)
     };
     // libxenguest's loaders: a gzipped file is inflated, a bzImage's payload (any
     // compression) unwrapped; what is left must be the ELF kernel.
     let (data, compression) = image::inflate_kernel_file(file, limit)
-        .map_err(|(code, reason)| fail("xc_dom_kernel_file", code, reason))?;
+        .map_err(|(code, reason)| fail(Step::KernelFile, code, reason))?;
     let (data, compression) = image::unwrap_bzimage(data, compression, limit)
-        .map_err(|(code, reason)| fail("xc_dom_parse_image", code, reason))?;
+        .map_err(|(code, reason)| fail(Step::ParseImage, code, reason))?;
     if let Some(format) = compression {
         log::info!(
             "{}: {format}-compressed kernel, {} bytes unpacked",
@@ -156,7 +115,7 @@ fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
             data.len()
         );
     }
-    let bad = |reason: String| fail("xc_dom_parse_image", libc::EINVAL, reason);
+    let bad = |reason: String| fail(Step::ParseImage, libc::EINVAL, reason);
     let elf = Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
     // Without Xen notes, libxenguest would take the image for HVM firmware.
     if !elf.has_xen_notes().map_err(|e| bad(e.to_string()))? {
@@ -206,7 +165,7 @@ fn load_modules(req: &BuildRequest, limit: u64) -> Result<Vec<ModuleImage>> {
     req.modules
         .iter()
         .map(|m| {
-            let raw = image::read_file("xc_dom_module_file", &m.path, limit)?;
+            let raw = image::read_file(Step::ModuleFile, &m.path, limit)?;
             let data = if decompress::is_gzip(&raw) {
                 match decompress::gunzip(&raw, limit) {
                     Ok(data) => data,
@@ -231,10 +190,7 @@ fn load_modules(req: &BuildRequest, limit: u64) -> Result<Vec<ModuleImage>> {
 fn setup_layout(req: &BuildRequest) -> Result<HvmLayout> {
     if !req.pci_passthrough.is_empty() {
         log::error!("PCI passthrough not supported under PVH");
-        return Err(Error::InvalidRequest {
-            step: "pvh_setup_mem",
-            reason: "PCI passthrough not supported under PVH".into(),
-        });
+        return Err(Step::PvhSetupMem.invalid("PCI passthrough not supported under PVH"));
     }
     let mmio_size = DEFAULT_MMIO_HOLE_BYTES;
     let mmio_start = FOUR_GIB - mmio_size;
@@ -254,44 +210,6 @@ fn setup_layout(req: &BuildRequest) -> Result<HvmLayout> {
     })
 }
 
-/// `pvh_setup_mem`, the memory half (`xc_dom_boot_mem_init` → `meminit_hvm` without a
-/// device model): PoD target when start < max, RAM extents, and always the claim cancel.
-fn setup_memory(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    req: &BuildRequest,
-    plan: &HvmLayout,
-) -> Result<PopulateStats> {
-    let step = "xc_dom_boot_mem_init";
-    let result = super::populate_container_ram(hv, req, plan, false, "xc_dom_boot_mem_init");
-    let cancel = hv.domain_claim_pages(domid, 0).map_err(Error::xc(step));
-    // The shared populate code names the HVM step; PVH reports libxenguest's.
-    let stats = result.map_err(|e| match e {
-        Error::Xc { source, .. } => Error::Xc { step, source },
-        Error::OutOfMemory {
-            wanted_pages,
-            populated_pages,
-            node,
-        } => Error::Xc {
-            step,
-            source: XcError {
-                function: "xc_domain_populate_physmap",
-                code: libc::ENOMEM,
-                message: format!(
-                    "Could not allocate memory for guest: {populated_pages} of {wanted_pages} \
-                     pages populated, short by {} pages{}",
-                    wanted_pages - populated_pages,
-                    node.map(|n| format!(" on node {n} (exact)"))
-                        .unwrap_or_default()
-                ),
-            },
-        },
-        other => other,
-    })?;
-    cancel?;
-    Ok(stats)
-}
-
 /// `xenguest_dom_load_acpi`: the tables, from the vCPU count, online vCPUs and APIC mode.
 fn load_acpi(flags: &PlatformFlags) -> Result<PvhAcpi> {
     let tables = acpi::build_pvh(&AcpiConfig {
@@ -299,28 +217,21 @@ fn load_acpi(flags: &PlatformFlags) -> Result<PvhAcpi> {
         vcpus_online: flags.vcpus_current,
         apic_mode: flags.apic,
     })
-    .map_err(|e| Error::InvalidRequest {
-        step: "xenguest_dom_load_acpi",
-        reason: e.to_string(),
-    })?;
+    .map_err(|e| Step::LoadAcpi.invalid(e.to_string()))?;
     log::debug!("ACPI tables: {tables:?}");
     Ok(tables)
 }
 
 /// `pvh_setup_e820`: RAM from 0, an ACPI entry per module (page-aligned down, so the RSDP's
 /// overlaps low RAM), RAM above 4 GiB; given to Xen for the guest's `XENMEM_memory_map`.
-fn setup_e820(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    plan: &HvmLayout,
-    tables: &PvhAcpi,
-) -> Result<Vec<E820Entry>> {
+fn setup_e820(ctx: &BuildCtx<'_>, plan: &HvmLayout, tables: &PvhAcpi) -> Result<Vec<E820Entry>> {
     let e820 = pvh_e820(plan, tables);
     for e in &e820 {
         log::debug!("e820 {e}");
     }
-    hv.domain_set_memory_map(domid, &e820)
-        .map_err(Error::xc("xc_domain_set_memory_map"))?;
+    ctx.hv
+        .domain_set_memory_map(ctx.domid, &e820)
+        .map_err(Step::DomainSetMemoryMap.xc())?;
     Ok(e820)
 }
 
@@ -350,29 +261,22 @@ pub fn pvh_e820(plan: &HvmLayout, tables: &PvhAcpi) -> Vec<E820Entry> {
 }
 
 fn no_room(what: &str, reason: String) -> Error {
-    Error::Image {
-        step: "xc_dom_build_image",
-        code: libc::ENOMEM,
-        path: what.into(),
-        reason,
-    }
+    Step::BuildImage.image(libc::ENOMEM, what, reason)
 }
 
 /// `xc_dom_build_image` for a PVH kernel: its segments at their physical addresses, each
 /// module page by page after it, the ACPI modules at their addresses (pages outside RAM
 /// populated first), the special pages, then room for the start info after the modules.
 /// Returns where the start info goes.
-#[allow(clippy::too_many_arguments)]
 fn build_image(
-    hv: &dyn Hypervisor,
-    domid: DomId,
+    mem: &GuestMemory<'_>,
     req: &BuildRequest,
     plan: &HvmLayout,
     kernel: &Kernel,
     modules: &[ModuleImage],
     tables: &PvhAcpi,
 ) -> Result<u64> {
-    let step = "xc_dom_build_image";
+    let step = Step::BuildImage;
     let limit = plan.lowmem_end;
     let (start, end) = kernel.bounds;
     let rsdp_page = acpi::RSDP_ADDRESS - acpi::RSDP_ADDRESS % PAGE_BYTES;
@@ -388,17 +292,7 @@ fn build_image(
             format!("segments [{start:#x}, {end:#x}) overlap the ACPI RSDP page {rsdp_page:#x}"),
         ));
     }
-    for seg in &kernel.segments {
-        // In bounds: checked when the image was parsed.
-        let bytes = &kernel.data[seg.offset as usize..(seg.offset + seg.filesz) as usize];
-        hv.write_guest(domid, seg.paddr, bytes)
-            .map_err(Error::xc(step))?;
-        let bss = seg.memsz - seg.filesz;
-        if bss > 0 {
-            hv.write_guest(domid, seg.paddr + seg.filesz, &vec![0; bss as usize])
-                .map_err(Error::xc(step))?;
-        }
-    }
+    container::load_segments(mem, &kernel.data, &kernel.segments)?;
 
     let mut next = start + pages_of_bytes(end - start) * PAGE_BYTES;
     let mut placed = Vec::new();
@@ -414,8 +308,7 @@ fn build_image(
                 ),
             ));
         }
-        hv.write_guest(domid, paddr, &m.data)
-            .map_err(Error::xc(step))?;
+        mem.write(step, paddr, &m.data)?;
         placed.push(StartModule {
             paddr,
             size: m.data.len() as u64,
@@ -423,8 +316,8 @@ fn build_image(
         });
     }
 
-    load_acpi_modules(hv, domid, plan, tables)?;
-    hvm::setup_special_pages(hv, domid, false)?;
+    load_acpi_modules(mem, plan, tables)?;
+    container::setup_special_pages(mem.hv(), mem.domid(), false)?;
 
     let start_info_paddr = next;
     let start_info =
@@ -438,8 +331,7 @@ fn build_image(
             ),
         ));
     }
-    hv.write_guest(domid, start_info_paddr, &start_info)
-        .map_err(Error::xc(step))?;
+    mem.write(step, start_info_paddr, &start_info)?;
     Ok(start_info_paddr)
 }
 
@@ -447,13 +339,8 @@ fn build_image(
 /// the hole; one call where libxenguest makes one per page) and copy the modules in. The
 /// RSDP page lies in low RAM, already populated: libxenguest populates it again, which
 /// leaks the page it replaces; here it is written in place.
-fn load_acpi_modules(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    plan: &HvmLayout,
-    tables: &PvhAcpi,
-) -> Result<()> {
-    let step = "xc_dom_build_image";
+fn load_acpi_modules(mem: &GuestMemory<'_>, plan: &HvmLayout, tables: &PvhAcpi) -> Result<()> {
+    let step = Step::BuildImage;
     let ram = plan.ram_ranges_pages();
     let in_ram = |gfn: u64| ram.iter().any(|&(s, e)| gfn >= s && gfn < e);
     let mut gfns: Vec<u64> = tables
@@ -468,47 +355,18 @@ fn load_acpi_modules(
     gfns.sort_unstable();
     gfns.dedup();
     if !gfns.is_empty() {
-        hvm::populate_pages_exact(hv, domid, &mut gfns, "ACPI pages")?;
+        container::populate_pages_exact(mem.hv(), mem.domid(), &mut gfns, "ACPI pages")?;
     }
     for m in tables.modules() {
-        hv.write_guest(domid, m.paddr, &m.data)
-            .map_err(Error::xc(step))?;
+        mem.write(step, m.paddr, &m.data)?;
     }
     Ok(())
-}
-
-/// `xc_dom_boot_image` (`bootlate_hvm` + `vcpu_hvm`): the event channels, then the BSP in
-/// flat 32-bit protected mode at the physical entry, `%ebx` = start info, MTRRs write-back.
-fn boot_image(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    req: &BuildRequest,
-    entry: u32,
-    start_info_paddr: u64,
-) -> Result<()> {
-    let step = "xc_dom_boot_image";
-    hv.hvm_param_set(domid, param::CONSOLE_EVTCHN, req.console_port.into())
-        .map_err(Error::xc(step))?;
-    hv.hvm_param_set(domid, param::STORE_EVTCHN, req.store_port.into())
-        .map_err(Error::xc(step))?;
-    let start_info_paddr = u32::try_from(start_info_paddr).map_err(|_| Error::InvalidRequest {
-        step,
-        reason: "start info above 4 GiB".into(),
-    })?;
-    hv.domain_hvm_set_boot_vcpu(
-        domid,
-        &HvmBootVcpu {
-            entry,
-            start_info_paddr,
-            mtrr_write_back: true,
-        },
-    )
-    .map_err(Error::xc(step))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::DomId;
 
     #[test]
     fn layout_has_an_exact_256_mib_hole() {

@@ -7,7 +7,7 @@ pub mod elf;
 pub mod summary;
 pub mod xen_notes;
 
-use crate::error::Error;
+use crate::error::{Error, Step};
 use decompress::{DecompressError, Format};
 use std::path::Path;
 
@@ -15,13 +15,8 @@ use std::path::Path;
 pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 1 << 30;
 
 /// Read a whole file of at most `max_bytes`, reporting failures as `step` would in C.
-pub fn read_file(step: &'static str, path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
-    let fail = |code: i32, reason: String| Error::Image {
-        step,
-        code,
-        path: path.display().to_string(),
-        reason,
-    };
+pub fn read_file(step: Step, path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
+    let fail = |code: i32, reason: String| step.image(code, path.display().to_string(), reason);
     let meta = std::fs::metadata(path).map_err(|e| fail(io_code(&e), io_text(&e)))?;
     if !meta.is_file() {
         return Err(fail(libc::EINVAL, "not a regular file".into()));

@@ -31,10 +31,7 @@ pub enum LimitsError {
 impl From<LimitsError> for crate::Error {
     fn from(e: LimitsError) -> Self {
         match e {
-            LimitsError::Store { source, .. } => crate::Error::Store {
-                step: "get_image_max_size",
-                source,
-            },
+            LimitsError::Store { source, .. } => crate::Step::ImageMaxSize.store()(source),
         }
     }
 }

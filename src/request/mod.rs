@@ -21,7 +21,7 @@ pub use validate::{validate, ValidationError};
 use crate::builder::BuildMode;
 use crate::hypervisor::PciSbdf;
 use crate::types::DomId;
-use crate::Error;
+use crate::{Error, ErrorKind, Step};
 use std::path::PathBuf;
 
 /// `PVH_MODULE_MAX` in the C xenguest: the size of its module array (xenserver/xen.pg
@@ -124,16 +124,16 @@ pub fn build_command(opts: &Options) -> Result<BuildCommand, Error> {
         Some(Mode::PvhBuild) => BuildMode::Pvh,
         Some(Mode::LinuxBuild) => BuildMode::Pv,
         Some(Mode::Test) => {
-            return Err(Error::NotImplemented {
-                step: "test",
-                what: "test mode not supported".into(),
-            })
+            return Err(Error::new(
+                Step::Mode("test"),
+                ErrorKind::NotImplemented("test mode not supported".into()),
+            ))
         }
         Some(other) => {
-            return Err(Error::NotImplemented {
-                step: other.name(),
-                what: format!("the {other} mode is not built yet"),
-            })
+            return Err(Error::new(
+                Step::Mode(other.name()),
+                ErrorKind::NotImplemented(format!("the {other} mode is not built yet")),
+            ))
         }
         None => return Err(invalid(ArgvError::NoMode.to_string())),
     };
@@ -164,16 +164,13 @@ pub fn build_command(opts: &Options) -> Result<BuildCommand, Error> {
         mem_pnode: opts.mem_pnode,
         force: opts.force,
     };
-    validate(&request).map_err(|e| e.at(mode.name()))?;
+    validate(&request).map_err(|e| e.at(mode.step()))?;
     Ok(BuildCommand { mode, request })
 }
 
 /// The request conversion's errors: step `main`, as the binary has always named them.
 fn invalid(reason: String) -> Error {
-    Error::InvalidRequest {
-        step: "main",
-        reason,
-    }
+    Step::Main.invalid(reason)
 }
 
 /// Why an argv does not make a build.
@@ -200,7 +197,7 @@ impl RequestError {
     pub fn step(&self) -> &'static str {
         match self {
             RequestError::Argv(_) | RequestError::Supports(_) => "parse_options",
-            RequestError::Build(e) => e.step(),
+            RequestError::Build(e) => e.step().wire_name(),
         }
     }
 

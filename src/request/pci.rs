@@ -20,10 +20,7 @@ pub enum PciError {
 impl From<PciError> for crate::Error {
     /// An invalid request at step `main`, where the binary has always refused its arguments.
     fn from(e: PciError) -> Self {
-        crate::Error::InvalidRequest {
-            step: "main",
-            reason: e.to_string(),
-        }
+        crate::Step::Main.invalid(e.to_string())
     }
 }
 

@@ -34,11 +34,8 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// The build error, reported at `step` (the mode's name, e.g. `pvh_build`).
-    pub fn at(self, step: &'static str) -> crate::Error {
-        crate::Error::InvalidRequest {
-            step,
-            reason: self.to_string(),
-        }
+    pub fn at(self, step: crate::Step) -> crate::Error {
+        step.invalid(self.to_string())
     }
 }
 
@@ -89,7 +86,7 @@ mod tests {
         let e = validate(&with_modules(PVH_MODULE_MAX + 1, "")).unwrap_err();
         assert_eq!(e, ValidationError::TooManyModules { count: 11 });
         assert_eq!(
-            e.at("pvh_build").wire_text(),
+            e.at(crate::Step::PvhBuild).wire_text(),
             "xenguest: pvh_build: [22] 11 modules given: a PVH guest takes at most 10\n"
         );
     }

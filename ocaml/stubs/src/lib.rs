@@ -38,6 +38,15 @@ fn invalid(step: &str, message: String) -> Failure {
     )
 }
 
+/// A simulated host's own operation failed (not a build step): its step, code and text.
+fn sim_failure(step: &str, code: i32, what: &str) -> Failure {
+    (
+        step.to_string(),
+        code.into(),
+        format!("xenguest: {step}: [{code}] {what}"),
+    )
+}
+
 const fn libc_einval() -> i64 {
     22
 }
@@ -247,7 +256,7 @@ impl BuildArgs {
                 .transpose()?,
             force: self.force,
         };
-        request::validate(&req).map_err(|e| failure(&e.at(mode.name())))?;
+        request::validate(&req).map_err(|e| failure(&e.at(mode.step())))?;
         Ok(req)
     }
 }
@@ -529,7 +538,7 @@ ocaml_export! {
                 let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
                 let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
                 let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
-                let domid = sim.host.create_domain(&cfg).map_err(|e| failure(&xenguest::Error::Xc { step: "create_domain", source: e }))?;
+                let domid = sim.host.create_domain(&cfg).map_err(|e| sim_failure("create_domain", e.code, &e.to_string()))?;
                 Ok(i64::from(domid.0))
             })
         };
@@ -543,8 +552,8 @@ ocaml_export! {
             let h: &Handle = h.borrow();
             with_sim(h, |sim| {
                 let d = DomId(non_negative("domid", domid)?);
-                sim.host.destroy_domain(d).map_err(|e| failure(&xenguest::Error::Xc { step: "destroy_domain", source: e }))?;
-                sim.store.rm(&domain_path(d)).map_err(|e| failure(&xenguest::Error::Store { step: "destroy_domain", source: e }))
+                sim.host.destroy_domain(d).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))?;
+                sim.store.rm(&domain_path(d)).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))
             })
         };
         r.to_ocaml(cr)
@@ -555,7 +564,7 @@ ocaml_export! {
         let r = {
             let h = cr.get(handle);
             let h: &Handle = h.borrow();
-            with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| failure(&xenguest::Error::Store { step: "write", source: e })))
+            with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| sim_failure("write", e.code, &e.to_string())))
         };
         r.to_ocaml(cr)
     }
@@ -565,7 +574,7 @@ ocaml_export! {
         let r = {
             let h = cr.get(handle);
             let h: &Handle = h.borrow();
-            with_sim(h, |sim| sim.store.read(&path).map_err(|e| failure(&xenguest::Error::Store { step: "read", source: e })))
+            with_sim(h, |sim| sim.store.read(&path).map_err(|e| sim_failure("read", e.code, &e.to_string())))
         };
         r.to_ocaml(cr)
     }

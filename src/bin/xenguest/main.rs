@@ -12,7 +12,7 @@ use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::request::{self, argv, Action, ArgvError, BuildRequest, Options};
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::Error;
+use xenguest::{Error, Step};
 
 fn main() -> ExitCode {
     control::ignore_sigpipe();
@@ -105,10 +105,8 @@ fn run(opts: &Options) -> Result<BuildOutput, Error> {
     };
     if let Some(path) = &opts.report {
         let json = serde_json::to_string_pretty(&output.report).unwrap_or_default();
-        std::fs::write(path, json + "\n").map_err(|e| Error::InvalidRequest {
-            step: "report",
-            reason: format!("cannot write {path}: {e}"),
-        })?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| Step::Report.invalid(format!("cannot write {path}: {e}")))?;
     }
     if opts.summary {
         print!("{}", output.report.summary());
@@ -139,11 +137,13 @@ fn build_on_xen(
 /// Without the `xen` feature the binary has only the simulated host.
 #[cfg(not(feature = "xen"))]
 fn build_on_xen(_: BuildMode, _: &BuildRequest, _: &HostPaths) -> Result<BuildOutput, Error> {
-    Err(Error::NotImplemented {
-        step: "xc_interface_open",
-        what: "built without the `xen` feature; use -sim <host spec> to build on a simulated host"
-            .into(),
-    })
+    Err(Error::new(
+        "xc_interface_open",
+        ErrorKind::NotImplemented(
+            "built without the `xen` feature; use -sim <host spec> to build on a simulated host"
+                .into(),
+        ),
+    ))
 }
 
 /// Do the toolstack's part on a fresh simulated host (create the domain, write the platform
@@ -155,10 +155,7 @@ fn build_on_sim(
     req: &BuildRequest,
     paths: &HostPaths,
 ) -> Result<BuildOutput, Error> {
-    let sim_error = |reason: String| Error::InvalidRequest {
-        step: "sim",
-        reason,
-    };
+    let sim_error = |reason: String| Step::Sim.invalid(reason);
     let host = SimHost::from_spec(spec).map_err(|e| sim_error(e.to_string()))?;
     let store = MemoryStore::new();
     let base = domain_path(req.domid);
@@ -172,7 +169,7 @@ fn build_on_sim(
         } else {
             format!("{base}/{key}")
         };
-        store.write(&path, &value).map_err(Error::store("sim"))?;
+        store.write(&path, &value).map_err(Step::Sim.store())?;
     }
     let vcpus = store
         .read(&format!("{base}/platform/vcpu/number"))
@@ -196,7 +193,7 @@ fn build_on_sim(
     } else {
         config
     };
-    host.create_domain(&config).map_err(Error::xc("sim"))?;
+    host.create_domain(&config).map_err(Step::Sim.xc())?;
     log::info!(
         "domid = {}; created on a simulated host ({})",
         req.domid,
