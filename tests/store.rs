@@ -93,6 +93,30 @@ fn xenstored_store_honours_the_contract_and_fails_cleanly_when_the_daemon_dies()
         Some("b")
     );
 
+    // A stalled daemon stops accepting once its listen backlog is full: opening and
+    // reconnecting must be bounded too.
+    daemon.pause();
+    let started = std::time::Instant::now();
+    let opened: Vec<_> = (0..8)
+        .map(|_| XenstoredStore::open_with_timeout(std::time::Duration::from_millis(100)))
+        .collect();
+    let waited = started.elapsed();
+    daemon.resume();
+    eprintln!(
+        "stalled xenstored: 8 opens took {waited:?}, {} refused",
+        opened.iter().filter(|o| o.is_err()).count()
+    );
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    for e in opened.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("did not accept a connection"), "{e}");
+    }
+    assert!(
+        opened.iter().any(|o| o.is_err()),
+        "the backlog filled: the bound was exercised"
+    );
+    drop(opened);
+
     daemon.kill();
     let started = std::time::Instant::now();
     let err = store

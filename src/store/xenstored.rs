@@ -6,7 +6,8 @@
 //! [`DEFAULT_TIMEOUT`] (10 s), overridden by the environment variable
 //! `XENGUEST_XENSTORE_TIMEOUT_MS` (read by [`XenstoredStore::open`]) or by the argument of
 //! [`XenstoredStore::open_with_timeout`]. A missed deadline is a [`StoreError`] with
-//! `ETIMEDOUT` naming the operation, the path and the deadline.
+//! `ETIMEDOUT` naming the operation, the path and the deadline. Connecting is bounded by the
+//! same deadline (a stalled daemon's full listen backlog would block `connect(2)` forever).
 //!
 //! `xenstore-rs` has no timeout and hides its socket, so on the socket this module speaks the
 //! wire protocol itself (xen-project/xen RELEASE-4.17.0 `docs/misc/xenstore.txt` and
@@ -75,7 +76,7 @@ impl XenstoredStore {
     pub fn open_with_timeout(timeout: Duration) -> io::Result<Self> {
         let timeout = timeout.max(Duration::from_millis(1));
         Ok(XenstoredStore {
-            conn: Mutex::new(Some(connect()?)),
+            conn: Mutex::new(Some(connect(timeout)?)),
             timeout,
         })
     }
@@ -92,7 +93,12 @@ impl XenstoredStore {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let conn = match slot.take() {
             Some(conn) => conn,
-            None => connect().map_err(|e| to_store_error(op, path, &e))?,
+            // The whole operation, reconnecting included, keeps to one deadline.
+            None => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                connect(left.max(Duration::from_millis(1)))
+                    .map_err(|e| to_store_error(op, path, &e))?
+            }
         };
         let (result, keep) = conn.transact(deadline, msg_type, path, value);
         // Kept only if the exchange ended cleanly: after a timeout or a garbled reply the
@@ -131,17 +137,70 @@ fn timeout_from_env(value: Option<&str>) -> io::Result<Duration> {
     }
 }
 
-fn connect() -> io::Result<Conn> {
+fn connect(timeout: Duration) -> io::Result<Conn> {
     let path =
         std::env::var("XENSTORED_PATH").unwrap_or_else(|_| "/run/xenstored/socket".to_string());
-    match UnixStream::connect(&path) {
+    match connect_by(&path, timeout) {
         Ok(stream) => Ok(Conn::Socket {
             stream,
             next_req_id: 1,
         }),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "xenstored did not accept a connection on {path} within {} ms",
+                timeout.as_millis()
+            ),
+        )),
         // No daemon socket: xenstore-rs tries it again, then the xenbus device.
         Err(_) => DeviceWorker::spawn(XsUnix::new()?).map(Conn::Device),
     }
+}
+
+/// `connect(2)` to a Unix socket, bounded: a stalled daemon whose listen backlog is full
+/// leaves a blocking connect waiting forever, and `UnixStream` has no connect timeout. Linux
+/// bounds that wait by the socket's `SO_SNDTIMEO` (`unix_stream_connect` in
+/// torvalds/linux v6.1 `net/unix/af_unix.c`), failing with EAGAIN.
+fn connect_by(path: &str, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: socket(2) takes no pointers; the new descriptor is owned just below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns or closes.
+    let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    stream.set_write_timeout(Some(timeout))?;
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) address.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{path}: not a usable Unix socket path"),
+        ));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `addr` is an initialised sockaddr_un that outlives the call, and the length
+    // passed is its size.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EAGAIN) {
+            io::ErrorKind::TimedOut.into()
+        } else {
+            e
+        });
+    }
+    Ok(stream)
 }
 
 impl Conn {
