@@ -2,7 +2,13 @@
 
 use std::process::{Command, Output};
 
-const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
+#[path = "common/firmware.rs"]
+mod firmware;
+
+/// The generated test firmware (Debian's hvmloader is not needed to drive the binary).
+fn hvmloader() -> &'static str {
+    firmware::firmware().to_str().expect("UTF-8 target dir")
+}
 
 fn xenguest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xenguest"))
@@ -31,7 +37,7 @@ fn hvm_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         "-mode",
         "hvm_build",
         "-image",
-        HVMLOADER,
+        hvmloader(),
         "-domid",
         "3",
         "-store_port",
@@ -79,7 +85,7 @@ fn double_dash_prefixes_and_equals_forms_are_accepted() {
         "--controloutfd=1",
         "-mode=hvm_build",
         "--image",
-        HVMLOADER,
+        hvmloader(),
         "-domid",
         "3",
         "-store_p",

@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{request, Fixture, HVMLOADER};
+use common::{real_hvmloader, request, Fixture};
 use std::collections::BTreeMap;
+use std::path::Path;
 use xenguest::boot::{self, param, Special};
 use xenguest::hypervisor::sim::{Fault, FaultAction};
 use xenguest::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
@@ -29,10 +30,23 @@ fn orders(pages: &BTreeMap<u32, u64>) -> (u64, u64, u64) {
 
 #[test]
 fn golden_4096_mib() {
+    golden_4096(common::firmware::firmware());
+}
+
+#[test]
+fn golden_4096_mib_with_debians_hvmloader() {
+    if let Some(image) = real_hvmloader("golden_4096_mib_with_debians_hvmloader") {
+        golden_4096(Path::new(image));
+    }
+}
+
+fn golden_4096(image: &Path) {
     let fx = Fixture::new("nodes=2,node_mib=8192");
     let domid = fx.domain(4096, &[]);
     fx.host.clear_trace();
-    let out = fx.build(&request(domid, 4096, 4096)).unwrap();
+    let mut req = request(domid, 4096, 4096);
+    req.image = image.to_path_buf();
+    let out = fx.build(&req).unwrap();
 
     assert_eq!(out.result.wire_text(), "1044476 1044479");
     let layout = out.report.layout.as_ref().unwrap();
@@ -101,6 +115,31 @@ fn golden_4096_mib() {
 
 #[test]
 fn firmware_lands_at_its_physical_addresses_and_boot_structures_are_right() {
+    let (segments, bounds, _) = firmware_lands(common::firmware::firmware());
+    assert_eq!(segments, 2, "text and data+bss");
+    assert_eq!(
+        bounds,
+        (
+            u64::from(common::firmware::FIRMWARE_PADDR),
+            u64::from(common::firmware::FIRMWARE_END)
+        )
+    );
+}
+
+#[test]
+fn debians_hvmloader_lands_at_its_physical_addresses() {
+    if let Some(image) = real_hvmloader("debians_hvmloader_lands_at_its_physical_addresses") {
+        let (_, bounds, module_paddr) = firmware_lands(Path::new(image));
+        // The generated firmware ends where this one does, so modules land alike.
+        assert_eq!(bounds.1, u64::from(common::firmware::FIRMWARE_END));
+        let (_, _, generated) = firmware_lands(common::firmware::firmware());
+        assert_eq!(module_paddr, generated, "iPXE at the same address");
+    }
+}
+
+/// Build a 1 GiB guest with `image_path`, check every segment and the boot structures;
+/// the image's segment count and physical bounds, and where the iPXE module went.
+fn firmware_lands(image_path: &Path) -> (usize, (u64, u64), u64) {
     let fx = Fixture::new("nodes=1,node_mib=4096");
     let domid = fx.domain(
         1024,
@@ -110,9 +149,11 @@ fn firmware_lands_at_its_physical_addresses_and_boot_structures_are_right() {
             ("platform/apic", "1"),
         ],
     );
-    fx.build(&request(domid, 1024, 1024)).unwrap();
+    let mut req = request(domid, 1024, 1024);
+    req.image = image_path.to_path_buf();
+    fx.build(&req).unwrap();
 
-    let image = std::fs::read(HVMLOADER).unwrap();
+    let image = std::fs::read(image_path).unwrap();
     let elf = Elf::parse(&image).unwrap();
     for seg in &elf.segments {
         let bytes = fx.read_guest(domid, seg.paddr, seg.memsz as usize);
@@ -207,6 +248,7 @@ fn firmware_lands_at_its_physical_addresses_and_boot_structures_are_right() {
         (grants.console_gfn, grants.xenstore_gfn),
         (Special::Console.gfn(), Special::Xenstore.gfn())
     );
+    (elf.segments.len(), elf.paddr_bounds(), paddr)
 }
 
 #[test]

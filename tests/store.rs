@@ -54,6 +54,69 @@ fn xenstored_store_honours_the_contract_and_fails_cleanly_when_the_daemon_dies()
     let store = XenstoredStore::open().expect("connect to xenstored");
     contract(&store, "/local/domain/1");
 
+    // A stalled daemon: every operation has a deadline, and a timed-out connection is not
+    // reused (the late reply must not answer the next read).
+    std::env::set_var(xenguest::store::xenstored::TIMEOUT_ENV, "300");
+    let stalled = XenstoredStore::open().expect("connect to xenstored");
+    std::env::remove_var(xenguest::store::xenstored::TIMEOUT_ENV);
+    assert_eq!(stalled.timeout(), std::time::Duration::from_millis(300));
+    stalled.write("/local/domain/1/before", "a").unwrap();
+    daemon.pause();
+    let started = std::time::Instant::now();
+    let err = stalled.read("/local/domain/1/before").unwrap_err();
+    let waited = started.elapsed();
+    daemon.resume();
+    assert_eq!(err.code, libc::ETIMEDOUT, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "xenstore read /local/domain/1/before: [110] xenstored did not answer within 300 ms"
+    );
+    eprintln!("stalled xenstored: read failed after {waited:?} (deadline 300 ms)");
+    assert!(
+        waited >= std::time::Duration::from_millis(300)
+            && waited < std::time::Duration::from_secs(3),
+        "returned after {waited:?}"
+    );
+    stalled.write("/local/domain/1/after", "b").unwrap();
+    assert_eq!(
+        stalled.read("/local/domain/1/after").unwrap().as_deref(),
+        Some("b"),
+        "a reconnected store reads its own answer, not the stale one"
+    );
+    let quick = XenstoredStore::open_with_timeout(std::time::Duration::from_millis(50)).unwrap();
+    daemon.pause();
+    let err = quick.directory("/local/domain").unwrap_err();
+    daemon.resume();
+    assert_eq!((err.op, err.code), ("directory", libc::ETIMEDOUT), "{err}");
+    assert_eq!(
+        quick.read("/local/domain/1/after").unwrap().as_deref(),
+        Some("b")
+    );
+
+    // A stalled daemon stops accepting once its listen backlog is full: opening and
+    // reconnecting must be bounded too.
+    daemon.pause();
+    let started = std::time::Instant::now();
+    let opened: Vec<_> = (0..8)
+        .map(|_| XenstoredStore::open_with_timeout(std::time::Duration::from_millis(100)))
+        .collect();
+    let waited = started.elapsed();
+    daemon.resume();
+    eprintln!(
+        "stalled xenstored: 8 opens took {waited:?}, {} refused",
+        opened.iter().filter(|o| o.is_err()).count()
+    );
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    for e in opened.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("did not accept a connection"), "{e}");
+    }
+    assert!(
+        opened.iter().any(|o| o.is_err()),
+        "the backlog filled: the bound was exercised"
+    );
+    drop(opened);
+
     daemon.kill();
     let started = std::time::Instant::now();
     let err = store

@@ -2,6 +2,7 @@
 //! offset and size is checked, nothing panics, and errors say what was wrong.
 
 pub mod bzimage;
+pub mod cache;
 pub mod decompress;
 pub mod elf;
 pub mod summary;
@@ -28,6 +29,17 @@ pub fn read_file(step: Step, path: &Path, max_bytes: u64) -> Result<Vec<u8>, Err
         ));
     }
     std::fs::read(path).map_err(|e| fail(io_code(&e), io_text(&e)))
+}
+
+/// A PV or PVH kernel file unpacked as `read_file`, `inflate_kernel_file` and `unwrap_bzimage`
+/// do (read and gzip failures reported as `step`, bzImage ones as `xc_dom_parse_image`), through
+/// the process-wide [`cache::KERNELS`]: repeat builds of one kernel decompress it once.
+pub fn load_kernel_cached(
+    step: &'static str,
+    path: &Path,
+    limit: u64,
+) -> Result<cache::KernelImage, Error> {
+    cache::KERNELS.load(step, path, limit)
 }
 
 /// A failure to unpack a kernel: `(errno, reason)`, EFBIG past the size limit, EINVAL else.

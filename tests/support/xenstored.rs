@@ -60,6 +60,30 @@ impl Xenstored {
         self.dir.path().join("socket")
     }
 
+    /// Freeze the daemon (SIGSTOP): alive, its socket accepting, but answering nothing.
+    #[allow(dead_code)]
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Let a paused daemon run again (SIGCONT).
+    #[allow(dead_code)]
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid; it takes no pointers.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Stop the daemon now (as if it died).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
