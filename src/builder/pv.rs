@@ -110,13 +110,18 @@ pub struct PvKernel {
 
 /// `xc_dom_kernel_file` + `xc_dom_parse_image`.
 fn load_kernel(req: &BuildRequest, limits: &ImageLimits) -> Result<PvKernel> {
-    let raw = image::read_file(Step::KernelFile, &req.image, limits.kernel_bytes)?;
+    // A repeat of the same kernel file in this process reuses the unpacked image.
+    let image::KernelImage { data, compression } =
+        image::load_kernel_cached(Step::KernelFile, &req.image, limits.kernel_bytes)?;
     let path = req.image.display().to_string();
     let bad = |step: Step, code: i32, reason: String| step.image(code, path.clone(), reason);
-    let (data, compression) = image::inflate_kernel_file(raw, limits.kernel_bytes)
-        .map_err(|(code, reason)| bad(Step::KernelFile, code, reason))?;
-    parse_kernel(data, compression, limits.kernel_bytes, &req.features)
-        .map_err(|(code, reason)| bad(Step::ParseImage, code, reason))
+    parse_kernel(
+        data.to_vec(),
+        compression,
+        limits.kernel_bytes,
+        &req.features,
+    )
+    .map_err(|(code, reason)| bad(Step::ParseImage, code, reason))
 }
 
 /// Parse a kernel image (bzImage or ELF) as `xc_dom_parse_image` does for a PV container.

@@ -88,7 +88,7 @@ fn image_limits(store: &dyn Store) -> Result<Limits> {
 /// The kernel (or xen-shim), parsed: `xc_dom_kernel_file` + `xc_dom_parse_image`.
 #[derive(Debug)]
 struct Kernel {
-    data: Vec<u8>,
+    data: std::sync::Arc<[u8]>,
     /// Loadable segments (offsets checked against `data`).
     segments: Vec<Segment>,
     /// Lowest and highest physical address of the segments.
@@ -98,16 +98,14 @@ struct Kernel {
 }
 
 fn load_kernel(path: &Path, limit: u64) -> Result<Kernel> {
-    let file = image::read_file(Step::KernelFile, path, limit)?;
     let fail = |step: Step, code: i32, reason: String| {
         step.image(code, path.display().to_string(), reason)
     };
     // libxenguest's loaders: a gzipped file is inflated, a bzImage's payload (any
-    // compression) unwrapped; what is left must be the ELF kernel.
-    let (data, compression) = image::inflate_kernel_file(file, limit)
-        .map_err(|(code, reason)| fail(Step::KernelFile, code, reason))?;
-    let (data, compression) = image::unwrap_bzimage(data, compression, limit)
-        .map_err(|(code, reason)| fail(Step::ParseImage, code, reason))?;
+    // compression) unwrapped; what is left must be the ELF kernel. A repeat of the same
+    // file in this process reuses the unpacked image.
+    let image::KernelImage { data, compression } =
+        image::load_kernel_cached(Step::KernelFile, path, limit)?;
     if let Some(format) = compression {
         log::info!(
             "{}: {format}-compressed kernel, {} bytes unpacked",

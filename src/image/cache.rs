@@ -12,7 +12,7 @@
 //! first out. An uncompressed file is returned as read, without caching.
 
 use super::decompress::{self, Format};
-use crate::error::Error;
+use crate::error::{Error, Step};
 use once_cell::sync::Lazy;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -106,13 +106,11 @@ impl KernelCache {
     /// most `limit` bytes), as `read_file`, `inflate_kernel_file` and `unwrap_bzimage` do,
     /// reusing an earlier unpacking of the same bytes under the same limit. Read and gzip
     /// failures are reported as `step`, bzImage failures as `xc_dom_parse_image`.
-    pub fn load(&self, step: &'static str, path: &Path, limit: u64) -> Result<KernelImage, Error> {
+    pub fn load(&self, step: Step, path: &Path, limit: u64) -> Result<KernelImage, Error> {
         let raw = super::read_file(step, path, limit)?;
-        let fail = |f: Failure| Error::Image {
-            step: if f.parse { "xc_dom_parse_image" } else { step },
-            code: f.code,
-            path: path.display().to_string(),
-            reason: f.reason,
+        let fail = |f: Failure| {
+            let step = if f.parse { Step::ParseImage } else { step };
+            step.image(f.code, path.display().to_string(), f.reason)
         };
         if !decompress::is_gzip(&raw) && !super::bzimage::is_bzimage(&raw) {
             return Ok(KernelImage {
@@ -256,7 +254,7 @@ mod tests {
         path
     }
 
-    const STEP: &str = "xc_dom_kernel_file";
+    const STEP: Step = Step::KernelFile;
     const LIMIT: u64 = 1 << 20;
 
     #[test]
@@ -331,7 +329,7 @@ mod tests {
         assert_eq!(cache.load(STEP, &path, LIMIT).unwrap().data.len(), 64 << 10);
         let e = cache.load(STEP, &path, 16 << 10).unwrap_err();
         assert_eq!(e.code(), libc::EFBIG, "{e}");
-        assert!(e.to_string().contains(STEP), "{e}");
+        assert!(e.to_string().contains(STEP.wire_name()), "{e}");
         assert!(
             cache.load(STEP, &path, LIMIT).is_ok(),
             "the larger limit still hits"

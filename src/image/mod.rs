@@ -3,6 +3,7 @@
 
 pub mod bzimage;
 pub mod cache;
+pub use cache::KernelImage;
 pub mod decompress;
 pub mod elf;
 pub mod summary;
@@ -35,7 +36,7 @@ pub fn read_file(step: Step, path: &Path, max_bytes: u64) -> Result<Vec<u8>, Err
 /// do (read and gzip failures reported as `step`, bzImage ones as `xc_dom_parse_image`), through
 /// the process-wide [`cache::KERNELS`]: repeat builds of one kernel decompress it once.
 pub fn load_kernel_cached(
-    step: &'static str,
+    step: Step,
     path: &Path,
     limit: u64,
 ) -> Result<cache::KernelImage, Error> {
