@@ -1,7 +1,8 @@
 //! `make bench`: hypercalls per HVM build against the libxenguest algorithm, our own cost per
 //! build, and a boot storm, on the simulated host. Prints markdown sections for
-//! BENCHMARKS.md. The libxenguest baseline below is a model written from the reference
-//! (memory-building.md §1.3): it lives here, not in the product.
+//! BENCHMARKS.md. The libxenguest baseline below is a model of `meminit_hvm`'s loop
+//! (xen-project/xen RELEASE-4.17.0, tools/libs/guest/xg_dom_x86.c): it lives here, not in
+//! the product.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! Robustness (issue 7): try to break the builder and record what held.
+//! Robustness (docs/ROBUSTNESS.md): try to break the builder and record what held.
 //!
 //! * every hypercall of every build scenario (HVM, PVH, PV) failed in turn (ENOMEM, EINVAL,
 //!   EBUSY) and every `populate_physmap` cut short (0, 1, half, all but one extent);

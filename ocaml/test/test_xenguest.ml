@@ -68,10 +68,12 @@ let test_errors _ =
   Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/cores-per-socket" domid) "3";
   let _, message = expect_error ~step:"get_flags" (fun () -> Xenguest.hvm_build h a) in
   assert_equal ~printer:(fun s -> s) "Bad cores/socket setting: 3 (nr vcpus 2)" message;
-  ignore (expect_error ~step:"hvm_build_setup_mem" (fun () ->
+  (* More than the host has free: refused before anything is allocated, ENOMEM. *)
+  let code, _ = expect_error ~step:"hvm_build" (fun () ->
       let sim = Xenguest.Sim.create ~spec:"nodes=1,node_mib=4096,free_mib=0:512" in
       let domid = new_domain sim ~mem_mib:mib in
-      Xenguest.hvm_build (Xenguest.Sim.handle sim) { a with domid }));
+      Xenguest.hvm_build (Xenguest.Sim.handle sim) { a with domid }) in
+  assert_equal ~printer:string_of_int 12 code;
   (* This machine has no /dev/xen: the real host cannot be opened, with the C text. *)
   let _, message = expect_error ~step:"xc_interface_open" Xenguest.interface_open in
   assert_bool message

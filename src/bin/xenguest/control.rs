@@ -1,4 +1,4 @@
-//! The control channel to xenopsd: the fd given by `-controloutfd` (reference §3.2).
+//! The control channel to xenopsd: the fd given by `-controloutfd` (the C xenguest's `xg_err`/`xg_info` in xenserver/xen.pg `patches/xenguest.patch` at 4f8cbaa4).
 //!
 //! xenopsd reads lines from it and decides the outcome from the first that is not informational:
 //! `result:<a> <b>[ <proto>]\n` on success, `error:<message>` on failure (the message normally

@@ -1,4 +1,5 @@
-//! Logging for the binary, as the C xenguest does it (reference §10): a `log::Log` that sends
+//! Logging for the binary, as the C xenguest does it (xenserver/xen.pg
+//! `patches/xenguest.patch` at 4f8cbaa4): a `log::Log` that sends
 //! every message to syslog (`openlog(ident, LOG_NDELAY|LOG_PID, LOG_DAEMON)`, one
 //! `syslog(prio, "%s", msg)` per message) or, with `-stderr`, to stderr as `<ident>[<pid>]: msg`
 //! lines; with `-debuglog <path>` every message is also appended to that file.
