@@ -245,7 +245,7 @@ fn start_info_v1() -> HvmStartInfo {
 pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
     let modlist_at = START_INFO_BYTES;
     let cmdlines_at = modlist_at + MODLIST_ENTRY_BYTES * HVMLOADER_MODULE_MAX_COUNT;
-    let mut seg = vec![0u8; cmdlines_at + MODULE_CMDLINE_BYTES * HVMLOADER_MODULE_MAX_COUNT];
+    let mut seg = vec![0u8; hvm_start_info_bytes()];
     let count = modules.len().min(HVMLOADER_MODULE_MAX_COUNT);
     let entries = module_entries(&mut seg, paddr, cmdlines_at, modules.iter().take(count));
     let mut si = start_info_v1();
@@ -256,6 +256,12 @@ pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
     put(&mut seg, 0, &si);
     put(&mut seg, modlist_at, entries.as_slice());
     seg
+}
+
+/// Bytes of hvmloader's `hvm_start_info` segment: the structure, then a module list entry and
+/// a 1 KiB command-line slot for each of [`HVMLOADER_MODULE_MAX_COUNT`] modules.
+pub const fn hvm_start_info_bytes() -> usize {
+    START_INFO_BYTES + (MODLIST_ENTRY_BYTES + MODULE_CMDLINE_BYTES) * HVMLOADER_MODULE_MAX_COUNT
 }
 
 /// Room libxenguest keeps in the start info for module list entries and module command

@@ -627,6 +627,12 @@ fn limits_stop_bombs_and_large_files() {
     let big = vec![0u8; 3 << 20];
     let r = fx.build(&fx.request(d, 128, &fx.file("big", &big), None));
     expect_image_error(r, "xc_dom_kernel_file", libc::EFBIG, "exceeds the limit");
+    // Read as C's strtoull(s, NULL, 0), as for PVH: "0x100000" is 1 MiB, not the default.
+    fx.store
+        .write("/mh/limits/pv-kernel-max_size", "0x100000")
+        .unwrap();
+    let r = fx.build(&fx.request(d, 128, &fx.file("big2", &vec![0u8; 2 << 20]), None));
+    expect_image_error(r, "xc_dom_kernel_file", libc::EFBIG, "limit of 1048576");
     // The ramdisk limit: a file larger than it is refused.
     fx.store
         .write("/mh/limits/pv-ramdisk-max_size", "1000000")

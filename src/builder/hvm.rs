@@ -15,9 +15,10 @@ use crate::image::{
     summary::{self, Container},
 };
 use crate::layout::{self, HvmLayout, HvmLayoutInput};
+use crate::placement;
 use crate::platform::PlatformFlags;
 use crate::store::{domain_path, Store};
-use crate::types::{pages_of_bytes, DomId, PAGE_BYTES};
+use crate::types::{DomId, PAGE_BYTES};
 use std::path::{Path, PathBuf};
 
 /// Build an HVM guest, after the opening steps.
@@ -179,28 +180,22 @@ fn write_layout(ctx: &BuildCtx<'_>, plan: &HvmLayout) -> Result<()> {
 /// Returns the start info's address.
 fn load_images(mem: &GuestMemory<'_>, plan: &HvmLayout, fw: &Firmware) -> Result<u64> {
     let step = Step::BuildImage;
-    let no_room = |what: &str, reason: String| step.image(libc::ENOMEM, what, reason);
+    let rules = placement::Rules::Hvm {
+        low_ram_start: layout::LOW_RAM_START,
+    };
+    let sizes: Vec<u64> = fw
+        .modules
+        .iter()
+        .map(|(data, _)| data.len() as u64)
+        .collect();
+    let names: Vec<&str> = fw.modules.iter().map(|(_, name)| *name).collect();
     let limit = plan.lowmem_end.min(plan.mmio_start);
-    let (start, end) = fw.bounds;
-    if start < layout::LOW_RAM_START || end > limit {
-        let low = layout::LOW_RAM_START;
-        let reason =
-            format!("segments [{start:#x}, {end:#x}) do not fit in low RAM [{low:#x}, {limit:#x})");
-        return Err(no_room("hvmloader", reason));
-    }
+    let start_info_bytes = boot::hvm_start_info_bytes() as u64;
+    let placed = placement::plan(rules, fw.bounds, limit, &sizes, start_info_bytes)
+        .map_err(|e| step.image(libc::ENOMEM, e.what(rules, &names), e.to_string()))?;
     container::load_segments(mem, &fw.hvmloader, &fw.segments)?;
-    let mut next = end.next_multiple_of(PAGE_BYTES);
     let mut modules = Vec::new();
-    for (data, cmdline) in &fw.modules {
-        let paddr = next;
-        next += pages_of_bytes(data.len() as u64) * PAGE_BYTES;
-        if next > limit {
-            let reason = format!(
-                "Insufficient space to load modules: {} bytes at {paddr:#x} pass {limit:#x}",
-                data.len()
-            );
-            return Err(no_room(cmdline, reason));
-        }
+    for ((data, cmdline), &paddr) in fw.modules.iter().zip(&placed.modules_paddr) {
         mem.write(step, paddr, data)?;
         modules.push(StartModule {
             paddr,
@@ -208,13 +203,9 @@ fn load_images(mem: &GuestMemory<'_>, plan: &HvmLayout, fw: &Firmware) -> Result
             cmdline: (*cmdline).into(),
         });
     }
-    let start_info = boot::hvm_start_info(next, &modules);
-    if next + start_info.len() as u64 > limit {
-        let reason = format!("Insufficient space for the start info at {next:#x} below {limit:#x}");
-        return Err(no_room("hvm_start_info", reason));
-    }
-    mem.write(step, next, &start_info)?;
-    Ok(next)
+    let start_info = boot::hvm_start_info(placed.start_info_paddr, &modules);
+    mem.write(step, placed.start_info_paddr, &start_info)?;
+    Ok(placed.start_info_paddr)
 }
 
 /// `bootlate_hvm` and the C `hvm_build_set_params` table update, merged: one write of the

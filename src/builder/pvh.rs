@@ -13,7 +13,7 @@ use super::guest::GuestMemory;
 use super::{BuildOutput, BuildRequest};
 use crate::acpi::{self, AcpiConfig, PvhAcpi};
 use crate::boot::{self, StartModule};
-use crate::error::{Error, Result, Step};
+use crate::error::{Result, Step};
 use crate::hypervisor::Hypervisor;
 use crate::image::{
     self, decompress,
@@ -21,24 +21,18 @@ use crate::image::{
     summary::{self, Container},
 };
 use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
-use crate::platform::{self, PlatformFlags};
-use crate::store::Store;
-use crate::types::{pages_of_bytes, E820Entry, E820Type, PAGE_BYTES};
+use crate::placement;
+use crate::platform::PlatformFlags;
+use crate::request::ImageLimits;
+use crate::types::{E820Entry, E820Type, PAGE_BYTES};
 use std::path::Path;
-
-/// Most `-module`s (`PVH_MODULE_MAX` in the C xenguest).
-pub use crate::request::PVH_MODULE_MAX;
-/// xenstore key bounding the kernel size (absolute path), bytes.
-pub const KERNEL_MAX_SIZE_KEY: &str = "/mh/limits/pv-kernel-max_size";
-/// xenstore key bounding each module's size (absolute path), bytes.
-pub const RAMDISK_MAX_SIZE_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
 
 /// Build a PVH guest, after the opening steps.
 pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
     check_request(ctx.req)?;
-    let limits = image_limits(&ctx.store)?;
-    let kernel = load_kernel(&ctx.req.image, limits.kernel)?;
-    let modules = load_modules(ctx.req, limits.module)?;
+    let limits = ImageLimits::read(&ctx.store)?;
+    let kernel = load_kernel(&ctx.req.image, limits.kernel_bytes)?;
+    let modules = load_modules(ctx.req, limits.ramdisk_bytes)?;
 
     let mut plan = setup_layout(ctx.req)?;
     let ram = container::setup_ram(&ctx, &plan, false, Step::BootMemInit)?;
@@ -58,31 +52,6 @@ pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
 /// Sizes and modules that cannot make a guest are refused before anything is touched.
 fn check_request(req: &BuildRequest) -> Result<()> {
     crate::request::validate(req).map_err(|e| e.at(Step::PvhBuild))
-}
-
-/// Kernel and module size limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Limits {
-    kernel: u64,
-    module: u64,
-}
-
-/// `get_image_max_size`: `/mh/limits/pv-{kernel,ramdisk}-max_size` read as `strtoull(s,
-/// NULL, 0)`; absent, zero or out of range means the default, 1 GiB.
-fn image_limits(store: &dyn Store) -> Result<Limits> {
-    let read = |key: &str| -> Result<u64> {
-        let value = store.read(key).map_err(Step::ImageMaxSize.store())?;
-        Ok(value
-            .as_deref()
-            .and_then(platform::strtoull)
-            .map(|(v, _)| v)
-            .filter(|v| *v != 0)
-            .unwrap_or(image::DEFAULT_MAX_IMAGE_BYTES))
-    };
-    Ok(Limits {
-        kernel: read(KERNEL_MAX_SIZE_KEY)?,
-        module: read(RAMDISK_MAX_SIZE_KEY)?,
-    })
 }
 
 /// The kernel (or xen-shim), parsed: `xc_dom_kernel_file` + `xc_dom_parse_image`.
@@ -258,10 +227,6 @@ pub fn pvh_e820(plan: &HvmLayout, tables: &PvhAcpi) -> Vec<E820Entry> {
     e820
 }
 
-fn no_room(what: &str, reason: String) -> Error {
-    Step::BuildImage.image(libc::ENOMEM, what, reason)
-}
-
 /// `xc_dom_build_image` for a PVH kernel: its segments at their physical addresses, each
 /// module page by page after it, the ACPI modules at their addresses (pages outside RAM
 /// populated first), the special pages, then room for the start info after the modules.
@@ -275,39 +240,24 @@ fn build_image(
     tables: &PvhAcpi,
 ) -> Result<u64> {
     let step = Step::BuildImage;
-    let limit = plan.lowmem_end;
-    let (start, end) = kernel.bounds;
-    let rsdp_page = acpi::RSDP_ADDRESS - acpi::RSDP_ADDRESS % PAGE_BYTES;
-    if end > limit {
-        return Err(no_room(
-            "kernel",
-            format!("segments [{start:#x}, {end:#x}) do not fit in low RAM [0, {limit:#x})"),
-        ));
-    }
-    if start < rsdp_page + PAGE_BYTES && end > rsdp_page {
-        return Err(no_room(
-            "kernel",
-            format!("segments [{start:#x}, {end:#x}) overlap the ACPI RSDP page {rsdp_page:#x}"),
-        ));
-    }
+    let rules = placement::Rules::Pvh {
+        rsdp_page: acpi::RSDP_ADDRESS - acpi::RSDP_ADDRESS % PAGE_BYTES,
+    };
+    let sizes: Vec<u64> = modules.iter().map(|m| m.data.len() as u64).collect();
+    let start_info_bytes = boot::pvh_start_info_bytes(&req.cmdline, modules.len()) as u64;
+    let placed = placement::plan(
+        rules,
+        kernel.bounds,
+        plan.lowmem_end,
+        &sizes,
+        start_info_bytes,
+    )
+    .map_err(|e| step.image(libc::ENOMEM, e.what(rules, &[]), e.to_string()))?;
     container::load_segments(mem, &kernel.data, &kernel.segments)?;
-
-    let mut next = start + pages_of_bytes(end - start) * PAGE_BYTES;
-    let mut placed = Vec::new();
-    for (i, m) in modules.iter().enumerate() {
-        let paddr = next;
-        next += pages_of_bytes(m.data.len() as u64) * PAGE_BYTES;
-        if next > limit {
-            return Err(no_room(
-                &format!("module{i}"),
-                format!(
-                    "{} bytes at {paddr:#x} do not fit in low RAM below {limit:#x}",
-                    m.data.len()
-                ),
-            ));
-        }
+    let mut started = Vec::new();
+    for (m, &paddr) in modules.iter().zip(&placed.modules_paddr) {
         mem.write(step, paddr, &m.data)?;
-        placed.push(StartModule {
+        started.push(StartModule {
             paddr,
             size: m.data.len() as u64,
             cmdline: m.cmdline.clone(),
@@ -317,18 +267,14 @@ fn build_image(
     load_acpi_modules(mem, plan, tables)?;
     container::setup_special_pages(mem.hv(), mem.domid(), false)?;
 
-    let start_info_paddr = next;
+    let start_info_paddr = placed.start_info_paddr;
     let start_info =
-        boot::pvh_start_info(start_info_paddr, &req.cmdline, &placed, tables.rsdp.paddr);
-    if start_info_paddr + start_info.len() as u64 > limit.min(FOUR_GIB) {
-        return Err(no_room(
-            "hvm_start_info",
-            format!(
-                "{} bytes at {start_info_paddr:#x} do not fit below {limit:#x}",
-                start_info.len()
-            ),
-        ));
-    }
+        boot::pvh_start_info(start_info_paddr, &req.cmdline, &started, tables.rsdp.paddr);
+    debug_assert_eq!(
+        start_info.len() as u64,
+        start_info_bytes,
+        "the planned size"
+    );
     mem.write(step, start_info_paddr, &start_info)?;
     Ok(start_info_paddr)
 }
