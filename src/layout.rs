@@ -108,6 +108,61 @@ fn overlaps(a: u64, a_len: u64, b: &E820Entry) -> bool {
     a < b.end() && b.addr < a + a_len
 }
 
+/// RAM of `ram_bytes` around a hole from `mmio_start` to 4 GiB: `(lowmem_end, highmem_end)`,
+/// RAM from 0 up to the hole, the rest from 4 GiB (`highmem_end` = 4 GiB when none is above).
+pub const fn split_ram(ram_bytes: u64, mmio_start: u64) -> (u64, u64) {
+    if ram_bytes > mmio_start {
+        (mmio_start, FOUR_GIB + (ram_bytes - mmio_start))
+    } else {
+        (ram_bytes, FOUR_GIB)
+    }
+}
+
+/// The PVH layout (`pvh_setup_mem`): no device model and no passthrough, so a hole of
+/// exactly [`DEFAULT_MMIO_HOLE_BYTES`] below 4 GiB and RAM around it; the e820 is
+/// [`pvh_e820`]'s, once the ACPI tables are placed. `mem_max_mib` is bounded by the
+/// request's checks ([`crate::MAX_GUEST_MIB`]).
+pub fn plan_pvh(mem_max_mib: u64) -> HvmLayout {
+    let mmio_size = DEFAULT_MMIO_HOLE_BYTES;
+    let mmio_start = FOUR_GIB - mmio_size;
+    let (lowmem_end, highmem_end) = split_ram(mem_max_mib << 20, mmio_start);
+    HvmLayout {
+        lowmem_end,
+        highmem_end,
+        mmio_start,
+        mmio_size,
+        e820: Vec::new(),
+        vram_reserved_addr: None,
+    }
+}
+
+/// The PVH e820 (`pvh_setup_e820`), in the C order (not sorted): RAM from 0, an ACPI entry
+/// per table module `(paddr, bytes)` (page-aligned down, so the RSDP's overlaps low RAM), RAM
+/// above 4 GiB.
+pub fn pvh_e820(plan: &HvmLayout, acpi_modules: &[(u64, u64)]) -> Vec<E820Entry> {
+    let mut e820 = vec![E820Entry {
+        addr: 0,
+        size: plan.lowmem_end,
+        kind: E820Type::Ram,
+    }];
+    for &(paddr, bytes) in acpi_modules {
+        let offset = paddr % (1 << PAGE_SHIFT);
+        e820.push(E820Entry {
+            addr: paddr - offset,
+            size: bytes + offset,
+            kind: E820Type::Acpi,
+        });
+    }
+    if plan.highmem_end > FOUR_GIB {
+        e820.push(E820Entry {
+            addr: FOUR_GIB,
+            size: plan.highmem_end - FOUR_GIB,
+            kind: E820Type::Ram,
+        });
+    }
+    e820
+}
+
 /// Plan the layout. Errors name the value that makes it impossible.
 pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
     let invalid = |reason: String| Step::HvmSetupMem.invalid(reason);
@@ -136,12 +191,7 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
 
     let mut mmio_size = provisional_hole(input);
     let mut mmio_start = FOUR_GIB - mmio_size;
-    let mut lowmem_end = input.mem_max_mib << 20;
-    let mut highmem_end = FOUR_GIB;
-    if lowmem_end > mmio_start {
-        highmem_end = FOUR_GIB + (lowmem_end - mmio_start);
-        lowmem_end = mmio_start;
-    }
+    let (mut lowmem_end, mut highmem_end) = split_ram(input.mem_max_mib << 20, mmio_start);
 
     let mut e820 = vec![E820Entry {
         addr: LOW_RAM_START,
@@ -223,6 +273,56 @@ pub fn plan_hvm(input: &HvmLayoutInput) -> Result<HvmLayout> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn pvh_has_an_exact_256_mib_hole() {
+        let l = plan_pvh(8192);
+        assert_eq!((l.mmio_start, l.mmio_size), (0xF000_0000, 256 << 20));
+        assert_eq!(
+            (l.lowmem_end, l.highmem_end),
+            (0xF000_0000, FOUR_GIB + (4352 << 20))
+        );
+        let l = plan_pvh(2048);
+        assert_eq!((l.lowmem_end, l.highmem_end), (2 << 30, FOUR_GIB));
+        assert_eq!(l.ram_ranges_pages(), vec![(0, 0x80000)]);
+    }
+
+    #[test]
+    fn pvh_e820_is_the_c_one() {
+        let plan = plan_pvh(4096);
+        let e = pvh_e820(
+            &plan,
+            &[(0xFF000, 0x24), (0xFC00_0000, 0x1000), (0xFC00_1000, 0x3a5)],
+        );
+        let acpi = |addr, size| E820Entry {
+            addr,
+            size,
+            kind: E820Type::Acpi,
+        };
+        assert_eq!(e.len(), 5);
+        assert_eq!((e[0].addr, e[0].size), (0, 0xF000_0000));
+        assert_eq!(e[1], acpi(0xFF000, 0x24));
+        assert_eq!(e[2], acpi(0xFC00_0000, 0x1000));
+        assert_eq!(e[3], acpi(0xFC00_1000, 0x3a5));
+        assert_eq!((e[4].addr, e[4].end()), (FOUR_GIB, 0x1_1000_0000));
+        // An unaligned table starts its entry at its page.
+        assert_eq!(pvh_e820(&plan, &[(0xFF010, 0x24)])[1], acpi(0xFF000, 0x34));
+    }
+
+    proptest::proptest! {
+        /// All the RAM asked for, none of it in the hole, low RAM below the hole.
+        #[test]
+        fn pvh_ram_is_all_there_and_clear_of_the_hole(mib in 1u64..(1 << 24)) {
+            let l = plan_pvh(mib);
+            let ram: u64 = l.ram_ranges_pages().iter().map(|(s, e)| e - s).sum();
+            proptest::prop_assert_eq!(ram << PAGE_SHIFT, mib << 20);
+            proptest::prop_assert!(l.lowmem_end <= l.mmio_start);
+            proptest::prop_assert_eq!(l.mmio_start + l.mmio_size, FOUR_GIB);
+            let e = pvh_e820(&l, &[]);
+            let ram_e820: u64 = e.iter().filter(|x| x.kind == E820Type::Ram).map(|x| x.size).sum();
+            proptest::prop_assert_eq!(ram_e820, mib << 20);
+        }
+    }
 
     fn ram(addr: u64, end: u64) -> E820Entry {
         E820Entry {

@@ -20,11 +20,11 @@ use crate::image::{
     elf::{Elf, Segment},
     summary::{self, Container},
 };
-use crate::layout::{HvmLayout, DEFAULT_MMIO_HOLE_BYTES, FOUR_GIB};
+use crate::layout::{self, HvmLayout};
 use crate::placement;
 use crate::platform::PlatformFlags;
 use crate::request::ImageLimits;
-use crate::types::{E820Entry, E820Type, PAGE_BYTES};
+use crate::types::{E820Entry, PAGE_BYTES};
 use std::path::Path;
 
 /// Build a PVH guest, after the opening steps.
@@ -159,22 +159,7 @@ fn setup_layout(req: &BuildRequest) -> Result<HvmLayout> {
         log::error!("PCI passthrough not supported under PVH");
         return Err(Step::PvhSetupMem.invalid("PCI passthrough not supported under PVH"));
     }
-    let mmio_size = DEFAULT_MMIO_HOLE_BYTES;
-    let mmio_start = FOUR_GIB - mmio_size;
-    let mut lowmem_end = req.mem_max_mib << 20;
-    let mut highmem_end = FOUR_GIB;
-    if lowmem_end > mmio_start {
-        highmem_end = FOUR_GIB + (lowmem_end - mmio_start);
-        lowmem_end = mmio_start;
-    }
-    Ok(HvmLayout {
-        lowmem_end,
-        highmem_end,
-        mmio_start,
-        mmio_size,
-        e820: Vec::new(),
-        vram_reserved_addr: None,
-    })
+    Ok(layout::plan_pvh(req.mem_max_mib))
 }
 
 /// `xenguest_dom_load_acpi`: the tables, from the vCPU count, online vCPUs and APIC mode.
@@ -192,7 +177,12 @@ fn load_acpi(flags: &PlatformFlags) -> Result<PvhAcpi> {
 /// `pvh_setup_e820`: RAM from 0, an ACPI entry per module (page-aligned down, so the RSDP's
 /// overlaps low RAM), RAM above 4 GiB; given to Xen for the guest's `XENMEM_memory_map`.
 fn setup_e820(ctx: &BuildCtx<'_>, plan: &HvmLayout, tables: &PvhAcpi) -> Result<Vec<E820Entry>> {
-    let e820 = pvh_e820(plan, tables);
+    let modules: Vec<(u64, u64)> = tables
+        .modules()
+        .iter()
+        .map(|m| (m.paddr, m.data.len() as u64))
+        .collect();
+    let e820 = layout::pvh_e820(plan, &modules);
     for e in &e820 {
         log::debug!("e820 {e}");
     }
@@ -200,31 +190,6 @@ fn setup_e820(ctx: &BuildCtx<'_>, plan: &HvmLayout, tables: &PvhAcpi) -> Result<
         .domain_set_memory_map(ctx.domid, &e820)
         .map_err(Step::DomainSetMemoryMap.xc())?;
     Ok(e820)
-}
-
-/// The PVH e820, in the C order (not sorted).
-pub fn pvh_e820(plan: &HvmLayout, tables: &PvhAcpi) -> Vec<E820Entry> {
-    let mut e820 = vec![E820Entry {
-        addr: 0,
-        size: plan.lowmem_end,
-        kind: E820Type::Ram,
-    }];
-    for m in tables.modules() {
-        let offset = m.paddr % PAGE_BYTES;
-        e820.push(E820Entry {
-            addr: m.paddr - offset,
-            size: m.data.len() as u64 + offset,
-            kind: E820Type::Acpi,
-        });
-    }
-    if plan.highmem_end > FOUR_GIB {
-        e820.push(E820Entry {
-            addr: FOUR_GIB,
-            size: plan.highmem_end - FOUR_GIB,
-            kind: E820Type::Ram,
-        });
-    }
-    e820
 }
 
 /// `xc_dom_build_image` for a PVH kernel: its segments at their physical addresses, each
@@ -313,43 +278,19 @@ mod tests {
     use crate::types::DomId;
 
     #[test]
-    fn layout_has_an_exact_256_mib_hole() {
-        let mut req = BuildRequest::new(DomId(1), 8192, 8192, "/k");
-        let l = setup_layout(&req).unwrap();
-        assert_eq!((l.mmio_start, l.mmio_size), (0xF000_0000, 256 << 20));
+    fn passthrough_is_refused() {
+        let mut req = BuildRequest::new(DomId(1), 1024, 1024, "/k");
+        req.pci_passthrough.push(crate::hypervisor::PciSbdf {
+            seg: 0,
+            bus: 1,
+            dev: 0,
+            func: 0,
+        });
+        let e = setup_layout(&req).unwrap_err();
         assert_eq!(
-            (l.lowmem_end, l.highmem_end),
-            (0xF000_0000, FOUR_GIB + (4352 << 20))
+            e.wire_line(),
+            "xenguest: pvh_setup_mem: [22] PCI passthrough not supported under PVH"
         );
-        req.mem_max_mib = 2048;
-        let l = setup_layout(&req).unwrap();
-        assert_eq!((l.lowmem_end, l.highmem_end), (2 << 30, FOUR_GIB));
-        assert_eq!(l.ram_ranges_pages(), vec![(0, 0x80000)]);
-    }
-
-    #[test]
-    fn e820_is_the_c_one() {
-        let req = BuildRequest::new(DomId(1), 4096, 4096, "/k");
-        let plan = setup_layout(&req).unwrap();
-        let tables = acpi::build_pvh(&AcpiConfig {
-            nr_vcpus: 2,
-            vcpus_online: 2,
-            apic_mode: 1,
-        })
-        .unwrap();
-        let e = pvh_e820(&plan, &tables);
-        let acpi = |addr, size| E820Entry {
-            addr,
-            size,
-            kind: E820Type::Acpi,
-        };
-        assert_eq!(e.len(), 5);
-        assert_eq!(e[0].addr, 0);
-        assert_eq!(e[0].size, 0xF000_0000);
-        assert_eq!(e[1], acpi(0xFF000, 0x1000));
-        assert_eq!(e[2], acpi(0xFC00_0000, 0x1000));
-        assert_eq!(e[3], acpi(0xFC00_1000, tables.tables.data.len() as u64));
-        assert_eq!((e[4].addr, e[4].end()), (FOUR_GIB, 0x1_1000_0000));
     }
 
     #[test]
