@@ -63,14 +63,22 @@ pub fn parse_featureset(s: &str) -> std::result::Result<Vec<u32>, String> {
 /// The policy to apply: featureset words sized to the host's, adjusted as the C code does.
 /// `hvm_fallback` picks the host maximum used when `platform/featureset` is absent: HVM for
 /// HVM and PVH guests, PV for PV ones (the C code gives PVH the PV maximum; see `builder::pvh`).
+///
+/// Pure: the caller fetches `max`, the mode's maximum featureset, only when the guest has no
+/// `platform/featureset` (`None` otherwise), so a build makes the calls the C code makes.
 pub fn plan_policy(
     flags: &PlatformFlags,
     host: &[u32],
-    fallback: impl FnOnce() -> Result<Vec<u32>>,
+    max: Option<&[u32]>,
     restore: bool,
 ) -> Result<CpuidPolicy> {
     let mut words = match &flags.featureset {
-        None => fallback()?,
+        None => max
+            .ok_or_else(|| {
+                Step::ConstructCpuidPolicy
+                    .invalid("no platform/featureset and no maximum featureset to fall back to")
+            })?
+            .to_vec(),
         Some(s) => {
             let words = parse_featureset(s)
                 .map_err(|reason| Error::platform("platform/featureset", s.clone(), reason))?;
@@ -118,12 +126,11 @@ pub fn construct_cpuid_policy(
     } else {
         FeaturesetKind::PvMax
     };
-    let policy = plan_policy(
-        flags,
-        &host,
-        || hv.get_cpu_featureset(kind).map_err(step.xc()),
-        false,
-    )?;
+    let max = match flags.featureset {
+        None => Some(hv.get_cpu_featureset(kind).map_err(step.xc())?),
+        Some(_) => None,
+    };
+    let policy = plan_policy(flags, &host, max.as_deref(), false)?;
     hv.cpuid_apply_policy(domid, &policy).map_err(step.xc())
 }
 
@@ -164,56 +171,65 @@ mod tests {
     fn adjustments() {
         let mut host = vec![u32::MAX; 8];
         let all = "ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-ffffffff-00000000";
-        let p = plan_policy(
-            &flags(Some(all), false, false, true),
-            &host,
-            || unreachable!(),
-            false,
-        )
-        .unwrap();
+        let p = plan_policy(&flags(Some(all), false, false, true), &host, None, false).unwrap();
         assert!(!has(&p.featureset, NX) && !has(&p.featureset, PAE));
         assert!(
             has(&p.featureset, ITSC),
             "nomigrate sets ITSC when the host has it"
         );
         set(&mut host, ITSC, false);
-        let p = plan_policy(
-            &flags(Some(all), true, true, true),
-            &host,
-            || unreachable!(),
-            false,
-        )
-        .unwrap();
+        let p = plan_policy(&flags(Some(all), true, true, true), &host, None, false).unwrap();
         assert!(has(&p.featureset, NX) && has(&p.featureset, PAE) && !has(&p.featureset, ITSC));
     }
 
     #[test]
     fn absent_featureset_uses_the_fallback_and_extra_words_must_be_zero() {
         let host = vec![0; 4];
-        let p = plan_policy(
-            &flags(None, true, true, false),
-            &host,
-            || Ok(vec![7, 7]),
-            false,
-        )
-        .unwrap();
+        let p = plan_policy(&flags(None, true, true, false), &host, Some(&[7, 7]), false).unwrap();
         assert_eq!(p.featureset, vec![7, 7, 0, 0]);
         assert!(plan_policy(
             &flags(Some("1-2-3-4-0-0"), true, true, false),
             &host,
-            || unreachable!(),
+            None,
             false
         )
         .is_ok());
         let e = plan_policy(
             &flags(Some("1-2-3-4-5"), true, true, false),
             &host,
-            || unreachable!(),
+            None,
             false,
         );
         assert!(e
             .unwrap_err()
             .to_string()
             .contains("truncated on this host"));
+        assert!(plan_policy(&flags(None, true, true, false), &host, None, false).is_err());
+    }
+
+    proptest::proptest! {
+        /// The policy has the host's width; NX and PAE follow the platform flags; ITSC is
+        /// only ever added when the host has it; nothing else differs from what was asked.
+        #[test]
+        fn adjustments_touch_only_their_bits(
+            host in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..12),
+            max in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..12),
+            nx: bool, pae: bool, nomigrate: bool,
+        ) {
+            let p = plan_policy(&flags(None, nx, pae, nomigrate), &host, Some(&max), false);
+            let Ok(p) = p else { return Ok(()); };
+            proptest::prop_assert_eq!(p.featureset.len(), host.len());
+            proptest::prop_assert!(nx || !has(&p.featureset, NX));
+            proptest::prop_assert!(pae || !has(&p.featureset, PAE));
+            if has(&p.featureset, ITSC) {
+                proptest::prop_assert!(has(&max, ITSC) || (nomigrate && has(&host, ITSC)));
+            }
+            let mut expected = max.clone();
+            expected.resize(host.len(), 0);
+            for bit in [NX, PAE, ITSC] {
+                set(&mut expected, bit, has(&p.featureset, bit));
+            }
+            proptest::prop_assert_eq!(&p.featureset, &expected);
+        }
     }
 }
