@@ -123,6 +123,38 @@ pub fn special_page_params() -> [(u32, u64); 7] {
     ]
 }
 
+/// The special-page region of an HVM container (`alloc_magic_pages_hvm`), planned: which
+/// frames to populate and clear, and the params that point into them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecialPages {
+    /// First frame (the ioreq-server pages' with a device model, else the special pages').
+    pub first: Gfn,
+    /// Frames from `first`.
+    pub nr_pages: u64,
+    /// `(param, value)` to set, in libxenguest's order, the identity page table's last.
+    pub params: Vec<(u32, u64)>,
+}
+
+/// Plan the special pages: the 8 special pages, and with a device model (HVM, not PVH) the 8
+/// ioreq-server pages just below them, in one range (libxenguest populates them in two
+/// calls), with their params and the identity page table's.
+pub fn special_pages(ioreq_server: bool) -> SpecialPages {
+    let mut params = special_page_params().to_vec();
+    let (first, nr_pages) = if ioreq_server {
+        params.push((param::IOREQ_SERVER_PFN, IOREQ_SERVER_GFN.0));
+        params.push((param::NR_IOREQ_SERVER_PAGES, NR_IOREQ_SERVER_PAGES));
+        (IOREQ_SERVER_GFN, NR_IOREQ_SERVER_PAGES + NR_SPECIAL_PAGES)
+    } else {
+        (Special::Paging.gfn(), NR_SPECIAL_PAGES)
+    };
+    params.push((param::IDENT_PT, Special::IdentPt.gfn().paddr()));
+    SpecialPages {
+        first,
+        nr_pages,
+        params,
+    }
+}
+
 /// The identity page table: 1024 4 MiB PSE entries mapping the first 4 GiB
 /// (present, rw, user, accessed, dirty, PSE), used by EPT guests while paging is off.
 /// The same page for every guest, so it is built once, on first use.
@@ -402,6 +434,29 @@ pub fn pv_shared_info_page() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_pages_cover_every_param_and_end_at_the_region_end() {
+        for ioreq_server in [false, true] {
+            let p = special_pages(ioreq_server);
+            assert_eq!(p.first.0 + p.nr_pages, END_SPECIAL_REGION_GFN);
+            assert_eq!(p.nr_pages, if ioreq_server { 16 } else { 8 });
+            for (param, value) in &p.params {
+                let gfn = if *param == param::IDENT_PT {
+                    value >> 12
+                } else if *param == param::NR_IOREQ_SERVER_PAGES {
+                    continue;
+                } else {
+                    *value
+                };
+                assert!(
+                    (p.first.0..p.first.0 + p.nr_pages).contains(&gfn),
+                    "param {param} -> {value:#x} outside the region"
+                );
+            }
+            assert_eq!(p.params.last().unwrap().0, param::IDENT_PT);
+        }
+    }
 
     /// A zero buffer of `len` bytes with each `(offset, bytes)` copied in: the layout written
     /// out by hand from Xen's headers, independently of [`crate::abi`].

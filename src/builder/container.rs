@@ -16,7 +16,7 @@ use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
 use crate::platform::PlatformFlags;
 use crate::report::BuildResult;
-use crate::types::{pages_of_mib, DomId, Gfn};
+use crate::types::{pages_of_mib, DomId};
 
 /// `hvm_safety_check`: refuse combinations Xen cannot run safely, unless `-force`.
 pub(crate) fn safety_check(req: &BuildRequest, flags: &PlatformFlags, hap: bool) -> Result<()> {
@@ -138,38 +138,22 @@ pub(crate) fn setup_special_pages(
     ioreq_server: bool,
 ) -> Result<()> {
     let step = Step::BuildImage;
-    let (first, nr) = if ioreq_server {
-        (
-            boot::IOREQ_SERVER_GFN.0,
-            boot::NR_IOREQ_SERVER_PAGES + boot::NR_SPECIAL_PAGES,
-        )
-    } else {
-        (Special::Paging.gfn().0, boot::NR_SPECIAL_PAGES)
-    };
+    let plan = boot::special_pages(ioreq_server);
+    let (first, nr) = (plan.first.0, plan.nr_pages);
     let mut gfns: Vec<u64> = (first..first + nr).collect();
     populate_pages_exact(hv, domid, &mut gfns, "special pages")?;
-    hv.clear_domain_pages(domid, Gfn(first), nr)
+    hv.clear_domain_pages(domid, plan.first, nr)
         .map_err(step.xc())?;
-    for (p, value) in boot::special_page_params() {
+    // The params, the identity page table written before the one that points at it.
+    let Some((&(ident_param, ident_paddr), others)) = plan.params.split_last() else {
+        return Ok(());
+    };
+    for &(p, value) in others {
         hv.hvm_param_set(domid, p, value).map_err(step.xc())?;
     }
-    if ioreq_server {
-        hv.hvm_param_set(domid, param::IOREQ_SERVER_PFN, first)
-            .map_err(step.xc())?;
-        hv.hvm_param_set(
-            domid,
-            param::NR_IOREQ_SERVER_PAGES,
-            boot::NR_IOREQ_SERVER_PAGES,
-        )
+    hv.write_guest(domid, ident_paddr, boot::ident_page_table())
         .map_err(step.xc())?;
-    }
-    hv.write_guest(
-        domid,
-        Special::IdentPt.gfn().paddr(),
-        boot::ident_page_table(),
-    )
-    .map_err(step.xc())?;
-    hv.hvm_param_set(domid, param::IDENT_PT, Special::IdentPt.gfn().paddr())
+    hv.hvm_param_set(domid, ident_param, ident_paddr)
         .map_err(step.xc())
 }
 
