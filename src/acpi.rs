@@ -861,3 +861,53 @@ mod tests {
         assert_eq!(seg("MSU"), b"MSU_");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sum(bytes: &[u8]) -> u8 {
+        bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b))
+    }
+
+    proptest! {
+        /// For every vCPU count: each table's checksum and length agree with its bytes,
+        /// the RSDP's two checksums hold, and the MADT has one local APIC per vCPU, enabled
+        /// for the online ones only.
+        #[test]
+        fn tables_are_consistent(nr_vcpus in 1u32..=128, online_frac in 0.0f64..=1.0, apic_mode in 0u8..2) {
+            let vcpus_online = ((f64::from(nr_vcpus) * online_frac).floor() as u32).max(1);
+            let t = build_pvh(&AcpiConfig { nr_vcpus, vcpus_online, apic_mode }).unwrap();
+            prop_assert_eq!(sum(&t.rsdp.data[..20]), 0, "RSDP v1 checksum");
+            prop_assert_eq!(sum(&t.rsdp.data[..36]), 0, "RSDP extended checksum");
+            let mut lapics = Vec::new();
+            for (sig, addr, len) in &t.directory {
+                let at = usize::try_from(addr - t.tables.paddr).unwrap();
+                let table = &t.tables.data[at..at + len];
+                if sig == b"FACS" {
+                    continue; // no checksum
+                }
+                let declared = u32::from_le_bytes(table[4..8].try_into().unwrap());
+                prop_assert_eq!(declared as usize, *len, "{:?} length", sig);
+                prop_assert_eq!(sum(table), 0, "{:?} checksum", sig);
+                if sig == b"APIC" {
+                    let mut off = 44;
+                    while off + 2 <= table.len() {
+                        let (kind, n) = (table[off], usize::from(table[off + 1]));
+                        prop_assert!(n >= 2 && off + n <= table.len());
+                        if kind == 0 {
+                            let flags = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap());
+                            lapics.push(flags & 1 == 1);
+                        }
+                        off += n;
+                    }
+                }
+            }
+            prop_assert_eq!(lapics.len(), nr_vcpus as usize);
+            let enabled = lapics.iter().take_while(|e| **e).count();
+            prop_assert_eq!(enabled, vcpus_online as usize);
+            prop_assert!(lapics[enabled..].iter().all(|e| !e));
+        }
+    }
+}
