@@ -115,7 +115,8 @@ impl PopulateStats {
     }
 }
 
-/// Populate the planned extents of `domid` with `flags` (PoD and/or an exact node).
+/// Populate the planned extents of `domid` with `flags` (PoD and/or an exact node); failures
+/// are reported at `step`, the caller's.
 ///
 /// Each order goes in as few calls as possible. When Xen completes fewer extents than asked,
 /// the rest of that order is split into the next smaller order (the host has no free chunk
@@ -126,6 +127,73 @@ pub fn populate(
     domid: DomId,
     runs: &[ExtentRun],
     flags: MemFlags,
+    step: Step,
+) -> Result<PopulateStats> {
+    populate_recording(hv, domid, runs, flags, step, |_, _, _| {})
+}
+
+/// Extents for a PV guest of `total_pages` (`meminit_pv`): 2 MiB extents for every whole
+/// superpage from pfn 0, 4 KiB pages for the rest.
+pub fn plan_pv_extents(total_pages: u64) -> Vec<ExtentRun> {
+    let superpages = total_pages >> ORDER_2M;
+    let rest = total_pages - (superpages << ORDER_2M);
+    let mut runs = Vec::new();
+    if superpages > 0 {
+        runs.push(ExtentRun {
+            gfn: 0,
+            order: ORDER_2M,
+            count: superpages,
+        });
+    }
+    if rest > 0 {
+        runs.push(ExtentRun {
+            gfn: superpages << ORDER_2M,
+            order: 0,
+            count: rest,
+        });
+    }
+    runs
+}
+
+/// [`populate`] for a PV guest of `total_pages` (the runs must cover `[0, total_pages)`):
+/// Xen writes each extent's machine frame back, and the p2m (`pfn -> mfn`) is built from
+/// them. The p2m's allocation is the one thing proportional to the guest; it is refused with
+/// an error, never an abort, when it cannot be had.
+pub fn populate_pv(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    runs: &[ExtentRun],
+    flags: MemFlags,
+    total_pages: u64,
+    step: Step,
+) -> Result<(Vec<u64>, PopulateStats)> {
+    let too_many = || step.invalid(format!("{total_pages} pages do not fit in this process"));
+    let total = usize::try_from(total_pages).map_err(|_| too_many())?;
+    let mut p2m: Vec<u64> = Vec::new();
+    p2m.try_reserve_exact(total).map_err(|_| too_many())?;
+    p2m.resize(total, u64::MAX);
+    let stats = populate_recording(hv, domid, runs, flags, step, |order, pfns, mfns| {
+        for (&pfn, &mfn) in pfns.iter().zip(mfns) {
+            for k in 0..pages_of_order(order) {
+                // In bounds: the runs lie in [0, total_pages).
+                if let Some(slot) = usize::try_from(pfn + k).ok().and_then(|i| p2m.get_mut(i)) {
+                    *slot = mfn + k;
+                }
+            }
+        }
+    })?;
+    Ok((p2m, stats))
+}
+
+/// [`populate`], handing `record(order, gfns asked, frames written back)` what each call
+/// completed (for a PV domain Xen writes each extent's MFN over its gfn).
+fn populate_recording(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    runs: &[ExtentRun],
+    flags: MemFlags,
+    step: Step,
+    mut record: impl FnMut(u32, &[u64], &[u64]),
 ) -> Result<PopulateStats> {
     let wanted_pages: u64 = runs.iter().map(ExtentRun::pages).sum();
     let mut pending: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
@@ -144,8 +212,9 @@ pub fn populate(
             let asked = chunk.len();
             let done = hv
                 .domain_populate_physmap(domid, order, flags, &mut chunk)
-                .map_err(Step::HvmSetupMem.xc())?
+                .map_err(step.xc())?
                 .min(asked);
+            record(order, &gfns[pos..pos + done], &chunk[..done]);
             *stats.calls_by_order.entry(order).or_insert(0) += 1;
             *stats.pages_by_order.entry(order).or_insert(0) += (done as u64) << order;
             pos += done;
@@ -154,7 +223,7 @@ pub fn populate(
             }
             let Some(&smaller) = ORDERS.get(i + 1) else {
                 return Err(Error::new(
-                    Step::HvmSetupMem,
+                    step,
                     ErrorKind::OutOfMemory {
                         wanted_pages,
                         populated_pages: stats.pages(),
@@ -307,6 +376,80 @@ mod tests {
         assert_eq!(merged, expected_merged);
     }
 
+    #[test]
+    fn pv_plan_is_superpages_then_the_rest() {
+        assert_eq!(
+            plan_pv_extents(1025),
+            vec![
+                ExtentRun {
+                    gfn: 0,
+                    order: ORDER_2M,
+                    count: 2
+                },
+                ExtentRun {
+                    gfn: 1024,
+                    order: 0,
+                    count: 1
+                },
+            ]
+        );
+        assert_eq!(plan_pv_extents(0), vec![]);
+        assert_eq!(
+            plan_pv_extents(100),
+            vec![ExtentRun {
+                gfn: 0,
+                order: 0,
+                count: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn pv_populate_builds_the_p2m_and_falls_back() {
+        use crate::hypervisor::sim::{DomainConfig, SimHost};
+        // Half the 2 MiB chunks gone: some superpages fall back to 4 KiB, every pfn mapped.
+        let host = SimHost::from_spec("nodes=1,node_mib=256,half_2m=0").unwrap();
+        let domid = host.create_domain(&DomainConfig::pv(200 << 10, 1)).unwrap();
+        let total = 160 << 8; // 160 MiB
+        let (p2m, stats) = populate_pv(
+            &host,
+            domid,
+            &plan_pv_extents(total),
+            MemFlags::default(),
+            total,
+            Step::BootMemInit,
+        )
+        .unwrap();
+        assert_eq!(stats.pages(), total);
+        assert!(p2m.iter().all(|&m| m != u64::MAX), "every pfn has a frame");
+        let mut sorted = p2m.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len() as u64, total, "no frame twice");
+        // Too little on the host: the one out-of-memory error, populated + missing = asked.
+        let host = SimHost::from_spec("nodes=1,node_mib=64").unwrap();
+        let domid = host.create_domain(&DomainConfig::pv(200 << 10, 1)).unwrap();
+        let e = populate_pv(
+            &host,
+            domid,
+            &plan_pv_extents(total),
+            MemFlags::default(),
+            total,
+            Step::BootMemInit,
+        )
+        .unwrap_err();
+        let ErrorKind::OutOfMemory {
+            wanted_pages,
+            populated_pages,
+            node: None,
+        } = e.kind
+        else {
+            panic!("{e}");
+        };
+        assert_eq!(wanted_pages, total);
+        assert!(populated_pages < total);
+    }
+
     proptest! {
         #[test]
         fn every_ram_page_once_nothing_in_the_holes(
@@ -322,6 +465,19 @@ mod tests {
                 ranges.push((1 << 20, (1 << 20) + mem_pages - hole_start));
             }
             check_plan(&ranges, (hole_start, 1 << 20), device_model);
+        }
+
+        /// The PV plan covers [0, total) exactly once, superpages aligned.
+        #[test]
+        fn pv_plan_covers_every_page_once(total in 0u64..(1 << 22)) {
+            let runs = plan_pv_extents(total);
+            let mut next = 0;
+            for r in &runs {
+                prop_assert_eq!(r.gfn, next);
+                prop_assert_eq!(r.gfn % pages_of_order(r.order), 0);
+                next = r.end_gfn();
+            }
+            prop_assert_eq!(next, total);
         }
     }
 }

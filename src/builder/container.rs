@@ -75,8 +75,7 @@ fn populate_ram(
         plan.mmio_hole_pages(),
         device_model,
     );
-    let stats = crate::memory::populate(hv, req.domid, &runs, flags)
-        .map_err(|e| Error::new(step, e.kind))?;
+    let stats = crate::memory::populate(hv, req.domid, &runs, flags, step)?;
     let pages = |order: u32| stats.pages_by_order.get(&order).copied().unwrap_or(0);
     log::info!(
         "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x} 1GB PAGES: {:#x}",

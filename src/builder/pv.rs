@@ -21,7 +21,7 @@ use super::{BuildOutput, BuildRequest};
 use crate::abi::SIF_MOD_START_PFN;
 use crate::boot::{pv_shared_info_page, PvStartInfo};
 use crate::cpuid;
-use crate::error::{Error, ErrorKind, Result, Step};
+use crate::error::{Result, Step};
 use crate::hypervisor::{
     Hypervisor, MemFlags, PvVcpuContext, FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64,
     VGCF_IN_KERNEL, VGCF_ONLINE, X86_DR6_DEFAULT, X86_DR7_DEFAULT,
@@ -31,7 +31,7 @@ use crate::image::decompress;
 use crate::image::elf::{Class, Elf, Segment, EM_X86_64};
 use crate::image::summary::{self, Container};
 use crate::image::xen_notes::{self, XenNotes};
-use crate::memory::{PopulateStats, MAX_EXTENTS_PER_CALL};
+use crate::memory::{self, PopulateStats};
 use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
 use crate::report::BuildResult;
 use crate::request::ImageLimits;
@@ -259,64 +259,8 @@ fn populate_pv(
 ) -> Result<(Vec<u64>, PopulateStats)> {
     let step = Step::BootMemInit;
     let flags = pnode.map(MemFlags::exact).unwrap_or_default();
-    let too_many = || step.invalid(format!("{total_pages} pages do not fit in this process"));
-    let total = usize::try_from(total_pages).map_err(|_| too_many())?;
-    // The request was checked against max_pages and the host before this; still, a p2m
-    // that cannot be allocated is an error, never an abort.
-    let mut p2m: Vec<u64> = Vec::new();
-    p2m.try_reserve_exact(total).map_err(|_| too_many())?;
-    p2m.extend(0..total_pages);
-    let mut stats = PopulateStats::default();
-    let sp = 1usize << ORDER_2M;
-    let super_pages = total / sp;
-    let mut cursor = 0usize; // first pfn not yet populated
-    let mut left = super_pages;
-    while left > 0 {
-        let count = left.min(MAX_EXTENTS_PER_CALL);
-        let mut extents: Vec<u64> = (0..count).map(|j| (cursor + j * sp) as u64).collect();
-        let done = hv
-            .domain_populate_physmap(domid, ORDER_2M, flags, &mut extents)
-            .map_err(step.xc())?
-            .min(count);
-        *stats.calls_by_order.entry(ORDER_2M).or_insert(0) += 1;
-        *stats.pages_by_order.entry(ORDER_2M).or_insert(0) += (done * sp) as u64;
-        for (j, &mfn) in extents.iter().take(done).enumerate() {
-            for k in 0..sp {
-                p2m[cursor + j * sp + k] = mfn + k as u64;
-            }
-        }
-        cursor += done * sp;
-        left -= done;
-        if done < count {
-            log::debug!(
-                "domid = {domid}; {} of {count} 2 MiB extents; the rest falls back to 4 KiB",
-                done
-            );
-            *stats.fallback_extents_by_order.entry(ORDER_2M).or_insert(0) += left as u64;
-            break;
-        }
-    }
-    while cursor < total {
-        let n = (total - cursor).min(MAX_EXTENTS_PER_CALL);
-        let chunk = &mut p2m[cursor..cursor + n];
-        let done = hv
-            .domain_populate_physmap(domid, 0, flags, chunk)
-            .map_err(step.xc())?
-            .min(n);
-        *stats.calls_by_order.entry(0).or_insert(0) += 1;
-        *stats.pages_by_order.entry(0).or_insert(0) += done as u64;
-        if done < n {
-            return Err(Error::new(
-                step,
-                ErrorKind::OutOfMemory {
-                    wanted_pages: total_pages,
-                    populated_pages: stats.pages(),
-                    node: pnode,
-                },
-            ));
-        }
-        cursor += n;
-    }
+    let runs = memory::plan_pv_extents(total_pages);
+    let (p2m, stats) = memory::populate_pv(hv, domid, &runs, flags, total_pages, step)?;
     log::info!(
         "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x}",
         stats.pages_by_order.get(&0).unwrap_or(&0),
