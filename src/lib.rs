@@ -14,6 +14,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod layout;
 pub mod memory;
+pub mod migrate;
 pub mod platform;
 pub mod pv_layout;
 pub mod report;
