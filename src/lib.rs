@@ -15,6 +15,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod layout;
 pub mod memory;
+pub mod migrate;
 pub mod placement;
 pub mod platform;
 pub mod pv_layout;
