@@ -92,19 +92,8 @@ impl Host {
         for (k, v) in keys {
             store.write(k, v).unwrap();
         }
-        let config = DomainConfig {
-            domid: Some(req.domid),
-            ..DomainConfig::hvm((req.mem_max_mib << 10) + 1024, 1)
-        };
-        let config = if mode == BuildMode::Pv {
-            DomainConfig {
-                hvm: false,
-                hap: false,
-                ..config
-            }
-        } else {
-            config
-        };
+        let max_mem_kib = (req.mem_max_mib << 10) + 1024;
+        let config = DomainConfig::of_kind(mode != BuildMode::Pv, req.domid, max_mem_kib, 1);
         host.create_domain(&config).unwrap();
         let env = BuildEnv {
             hv: &host,

@@ -246,21 +246,11 @@ fn meminit_pv(
 ) -> Result<(Vec<u64>, PopulateStats)> {
     let step = Step::BootMemInit;
     hv.domain_set_address_size(domid, 64).map_err(step.xc())?;
-    super::release_claim_after(hv, domid, step, || {
-        populate_pv(hv, domid, total_pages, pnode)
-    })
-}
-
-fn populate_pv(
-    hv: &dyn Hypervisor,
-    domid: DomId,
-    total_pages: u64,
-    pnode: Option<u32>,
-) -> Result<(Vec<u64>, PopulateStats)> {
-    let step = Step::BootMemInit;
     let flags = pnode.map(MemFlags::exact).unwrap_or_default();
     let runs = memory::plan_pv_extents(total_pages);
-    let (p2m, stats) = memory::populate_pv(hv, domid, &runs, flags, total_pages, step)?;
+    let (p2m, stats) = super::release_claim_after(hv, domid, step, || {
+        memory::populate_pv(hv, domid, &runs, flags, total_pages, step)
+    })?;
     log::info!(
         "PHYSICAL MEMORY ALLOCATION: 4KB PAGES: {:#x} 2MB PAGES: {:#x}",
         stats.pages_by_order.get(&0).unwrap_or(&0),

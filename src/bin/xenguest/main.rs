@@ -180,19 +180,7 @@ fn build_on_sim(
         .max(1);
     // xenopsd's build_pre sets max_pages to the build's maximum plus slack for special pages.
     let max_mem_kib = (req.mem_max_mib << 10) + SIM_MAXMEM_SLACK_KIB;
-    let config = DomainConfig {
-        domid: Some(req.domid),
-        ..DomainConfig::hvm(max_mem_kib, vcpus)
-    };
-    let config = if mode == BuildMode::Pv {
-        DomainConfig {
-            hvm: false,
-            hap: false,
-            ..config
-        }
-    } else {
-        config
-    };
+    let config = DomainConfig::of_kind(mode != BuildMode::Pv, req.domid, max_mem_kib, vcpus);
     host.create_domain(&config).map_err(Step::Sim.xc())?;
     log::info!(
         "domid = {}; created on a simulated host ({})",

@@ -41,6 +41,19 @@ impl DomainConfig {
         }
     }
 
+    /// The container `hvm` asks for (HVM/PVH with HAP, or PV), with domid `domid`.
+    pub fn of_kind(hvm: bool, domid: DomId, max_mem_kib: u64, max_vcpus: u32) -> Self {
+        let cfg = if hvm {
+            DomainConfig::hvm(max_mem_kib, max_vcpus)
+        } else {
+            DomainConfig::pv(max_mem_kib, max_vcpus)
+        };
+        DomainConfig {
+            domid: Some(domid),
+            ..cfg
+        }
+    }
+
     /// A PV domain with automatic node affinity.
     pub fn pv(max_mem_kib: u64, max_vcpus: u32) -> Self {
         DomainConfig {
