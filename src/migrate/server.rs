@@ -317,6 +317,9 @@ impl Loop<'_> {
             c.peer.id()
         );
         self.session.forget_client(c.peer.id());
+        // The worker may still hold this client's writer: shut the socket down so the peer
+        // sees the end now, not when the worker lets go.
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
     }
 
     fn read_client(&mut self, i: usize) -> Flow {

@@ -62,7 +62,8 @@ struct Emu {
 impl Emu {
     fn connect(r: &Running) -> Emu {
         let sock = UnixStream::connect(&r.path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         Emu {
             sock,
             reader: Reader::new(1024),
@@ -117,7 +118,12 @@ impl Emu {
     /// `migrate_init` with the stream fd; returns the stream's reading end.
     fn init(&mut self) -> UnixStream {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        send_stream_with_fd(&self.sock, br#"{ "execute" : "migrate_init"}"#, theirs.as_fd()).unwrap();
+        send_stream_with_fd(
+            &self.sock,
+            br#"{ "execute" : "migrate_init"}"#,
+            theirs.as_fd(),
+        )
+        .unwrap();
         drop(theirs);
         assert_eq!(self.reply(), ok());
         ours
@@ -149,7 +155,10 @@ fn live_save_as_emu_manager_runs_it() {
     let r = start(engine.clone(), IDLE);
     let mut emu = Emu::connect(&r);
     let stream = emu.init();
-    assert_eq!(emu.call(r#"{ "execute" : "set_args", "arguments" : { "pv":"true" } }"#), ok());
+    assert_eq!(
+        emu.call(r#"{ "execute" : "set_args", "arguments" : { "pv":"true" } }"#),
+        ok()
+    );
     assert_eq!(emu.call(r#"{ "execute" : "track_dirty"}"#), ok());
     assert_eq!(emu.call(r#"{ "execute" : "migrate_progress"}"#), ok());
     assert_eq!(emu.call(r#"{ "execute" : "migrate_live"}"#), ok());
@@ -160,7 +169,10 @@ fn live_save_as_emu_manager_runs_it() {
         if d["remaining"] == -1 {
             continue;
         }
-        let (rem, iter) = (d["remaining"].as_i64().unwrap(), d["iteration"].as_i64().unwrap());
+        let (rem, iter) = (
+            d["remaining"].as_i64().unwrap(),
+            d["iteration"].as_i64().unwrap(),
+        );
         assert!(d["sent"].as_u64().unwrap() >= 1000);
         if iter > 0 && (rem < 50 || iter >= 4) {
             break;
@@ -171,7 +183,10 @@ fn live_save_as_emu_manager_runs_it() {
     assert_eq!(emu.reply(), ok());
     assert_eq!(emu.call(r#"{ "execute" : "migrate_paused"}"#), ok());
     let (done, _) = emu.completed();
-    assert_eq!(done, serde_json::json!({"event":"MIGRATION","data":{"status":"completed"}}));
+    assert_eq!(
+        done,
+        serde_json::json!({"event":"MIGRATION","data":{"status":"completed"}})
+    );
     assert_eq!(emu.call(r#"{ "execute" : "quit"}"#), ok());
     assert_eq!(r.finish().unwrap(), Outcome::Quit);
     let s = read_all(stream);
@@ -213,7 +228,11 @@ fn nonlive_save_after_paused_completes_once_to_the_requester() {
     let (done, progress) = emu.completed();
     assert!(progress.is_empty());
     assert_eq!(done["data"]["status"], "completed");
-    assert_eq!(emu.call(r#"{ "execute" : "quit"}"#), ok(), "no second completed");
+    assert_eq!(
+        emu.call(r#"{ "execute" : "quit"}"#),
+        ok(),
+        "no second completed"
+    );
     assert_eq!(r.finish().unwrap(), Outcome::Quit);
     assert_eq!(read_all(stream), "all pages\n");
 }
@@ -268,9 +287,14 @@ fn restore_sends_the_result_to_the_right_clients() {
     assert_eq!(watcher.call(r#"{ "execute" : "migrate_progress"}"#), ok());
     let mut emu = Emu::connect(&r);
     let _stream = emu.init();
-    assert_eq!(emu.call(r#"{ "execute" : "restore"}"#), err("Missing options"));
     assert_eq!(
-        emu.call(r#"{ "execute" : "set_args", "arguments" : { "store_port":"5", "console_port":"6" } }"#),
+        emu.call(r#"{ "execute" : "restore"}"#),
+        err("Missing options")
+    );
+    assert_eq!(
+        emu.call(
+            r#"{ "execute" : "set_args", "arguments" : { "store_port":"5", "console_port":"6" } }"#
+        ),
         ok()
     );
     assert_eq!(emu.call(r#"{ "execute" : "restore"}"#), ok());
@@ -279,7 +303,10 @@ fn restore_sends_the_result_to_the_right_clients() {
     assert_eq!(watcher.completed().0, want);
     assert_eq!(emu.call(r#"{ "execute" : "quit"}"#), ok());
     assert_eq!(r.finish().unwrap(), Outcome::Quit);
-    assert_eq!(engine.trace(), ["restore d7 store 5 console 6 hvm true vgpu false"]);
+    assert_eq!(
+        engine.trace(),
+        ["restore d7 store 5 console 6 hvm true vgpu false"]
+    );
 }
 
 #[test]
@@ -287,7 +314,10 @@ fn bad_requests_get_error_replies() {
     let engine = Arc::new(FakeEngine::new());
     let r = start(engine.clone(), IDLE);
     let mut emu = Emu::connect(&r);
-    assert_eq!(emu.call(r#"{ "execute" : "migrate_live"}"#), err("Missing options"));
+    assert_eq!(
+        emu.call(r#"{ "execute" : "migrate_live"}"#),
+        err("Missing options")
+    );
     assert_eq!(
         emu.call(r#"{ "execute" : "migrate_init"}"#),
         err("migrate_init needs the stream fd (SCM_RIGHTS)")
@@ -297,7 +327,10 @@ fn bad_requests_get_error_replies() {
         emu.call(r#"{ "execute" : "set_args", "arguments" : { "store_port":5 } }"#),
         err("Bad Args")
     );
-    assert_eq!(emu.call(r#"{ "execute" : "fly"}"#), err("unknown command 'fly'"));
+    assert_eq!(
+        emu.call(r#"{ "execute" : "fly"}"#),
+        err("unknown command 'fly'")
+    );
     let _stream = emu.init();
     assert_eq!(emu.call(r#"{ "execute" : "migrate_live"}"#), ok());
     assert_eq!(
@@ -306,7 +339,10 @@ fn bad_requests_get_error_replies() {
     );
     // Malformed JSON: an error reply, then the stream is out of step and the client dropped.
     emu.send(r#"{ "execute" : }"#);
-    assert!(emu.reply()["error"].as_str().unwrap().starts_with("malformed JSON"));
+    assert!(emu.reply()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("malformed JSON"));
     while emu.next().is_some() {}
     let mut emu = Emu::connect(&r);
     assert_eq!(emu.call(r#"{ "execute" : "migrate_abort"}"#), ok());
@@ -333,7 +369,10 @@ fn without_an_engine_the_save_is_refused_not_faked() {
     let _stream = emu.init();
     let reply = emu.call(r#"{ "execute" : "migrate_live"}"#);
     let text = reply["error"].as_str().unwrap();
-    assert!(text.starts_with("xenguest: xc_domain_save: [38] not implemented:"), "{text}");
+    assert!(
+        text.starts_with("xenguest: xc_domain_save: [38] not implemented:"),
+        "{text}"
+    );
     assert_eq!(emu.call(r#"{ "execute" : "quit"}"#), ok());
     assert_eq!(r.finish().unwrap(), Outcome::Quit);
 }
@@ -354,7 +393,11 @@ fn idle_timeout_without_clients_and_during_a_suspend_wait() {
     engine.wait_for("suspend");
     drop(emu);
     // The timeout aborts the waiting save, and its failure is the result.
-    assert!(r.finish().unwrap_err().to_string().contains("Suspend request failed"));
+    assert!(r
+        .finish()
+        .unwrap_err()
+        .to_string()
+        .contains("Suspend request failed"));
 }
 
 #[test]
@@ -367,7 +410,10 @@ fn stale_sockets_are_replaced_live_ones_and_files_refused() {
     };
     let live = Server::bind(config.clone(), Arc::new(Unavailable)).unwrap();
     let e = Server::bind(config.clone(), Arc::new(Unavailable)).unwrap_err();
-    assert!(e.to_string().starts_with("xenguest: emp_sock_init: [98]"), "{e}");
+    assert!(
+        e.to_string().starts_with("xenguest: emp_sock_init: [98]"),
+        "{e}"
+    );
     // A socket left by a dead process (bound, never accepted on, listener gone).
     std::mem::forget(live);
     let stale = std::os::unix::net::UnixListener::bind(dir.path().join("x")).unwrap();
@@ -379,7 +425,10 @@ fn stale_sockets_are_replaced_live_ones_and_files_refused() {
     std::fs::write(&path, "not a socket").unwrap();
     let e = Server::bind(config, Arc::new(Unavailable)).unwrap_err();
     assert!(e.to_string().contains("exists and is not a socket"), "{e}");
-    assert_eq!(ListenConfig::new(12).socket_path, PathBuf::from("/run/xen/xenguest-control-12"));
+    assert_eq!(
+        ListenConfig::new(12).socket_path,
+        PathBuf::from("/run/xen/xenguest-control-12")
+    );
     assert_eq!(ListenConfig::new(-1).domid, None);
     assert_eq!(ListenConfig::new(4).domid, Some(DomId(4)));
 }
