@@ -441,6 +441,7 @@ mod tests {
         ));
         assert_eq!(
             p,
+            // serde_json's map is ordered by key.
             [
                 "Unknown arg: colour",
                 "Bad args console_port = x",

@@ -30,8 +30,8 @@ pub struct FakeEngine {
     pub max_passes: u32,
     /// What a restore returns.
     pub restore_result: RestoreResult,
-    trace: Mutex<Vec<String>>,
-    changed: Condvar,
+    pub(super) trace: Mutex<Vec<String>>,
+    pub(super) changed: Condvar,
 }
 
 impl FakeEngine {

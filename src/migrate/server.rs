@@ -267,11 +267,13 @@ impl Loop<'_> {
             if fds[1].revents != 0 {
                 self.worker_woke()?;
             }
+            // The clients polled are those before this accept; in reverse, so a removal keeps
+            // the other indices.
+            let polled = self.clients.len();
             if fds[0].revents != 0 {
                 self.accept();
             }
-            // Clients in reverse so a removal keeps the other indices.
-            for i in (0..self.clients.len()).rev() {
+            for i in (0..polled).rev() {
                 if fds[2 + i].revents == 0 {
                     continue;
                 }
@@ -315,6 +317,9 @@ impl Loop<'_> {
             c.peer.id()
         );
         self.session.forget_client(c.peer.id());
+        // The worker may still hold this client's writer: shut the socket down so the peer
+        // sees the end now, not when the worker lets go.
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
     }
 
     fn read_client(&mut self, i: usize) -> Flow {
