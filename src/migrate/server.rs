@@ -504,14 +504,13 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// The worker has finished: a failure ends the loop.
+    /// The worker has finished: a failure ends the loop. Its wake-up byte is the last thing
+    /// it does, so it may not have returned yet (`is_finished` can still be false): join it,
+    /// which waits at most for that return, rather than miss the only wake-up.
     fn worker_woke(&mut self) -> Result<(), Error> {
         let mut sink = [0u8; 16];
         let _ = (&self.wake_rx).read(&mut sink);
-        if self.worker.as_ref().is_some_and(|w| w.is_finished()) {
-            self.join_worker()?;
-        }
-        Ok(())
+        self.join_worker()
     }
 
     fn join_worker(&mut self) -> Result<(), Error> {
