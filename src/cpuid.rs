@@ -110,12 +110,24 @@ pub fn plan_policy(
     })
 }
 
-/// Build and apply the guest's CPUID policy.
+/// Build and apply the guest's CPUID policy (a build's: `restore` false).
 pub fn construct_cpuid_policy(
     hv: &dyn Hypervisor,
     domid: DomId,
     flags: &PlatformFlags,
     hvm_fallback: bool,
+) -> Result<()> {
+    apply_cpuid_policy(hv, domid, flags, hvm_fallback, false)
+}
+
+/// Build and apply the guest's CPUID policy; `restore` marks it as applied to a restored
+/// guest (`xc_cpuid_apply_policy`'s `restore` argument: keep what an older Xen showed it).
+pub fn apply_cpuid_policy(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    flags: &PlatformFlags,
+    hvm_fallback: bool,
+    restore: bool,
 ) -> Result<()> {
     let step = Step::ConstructCpuidPolicy;
     let host = hv
@@ -130,7 +142,7 @@ pub fn construct_cpuid_policy(
         None => Some(hv.get_cpu_featureset(kind).map_err(step.xc())?),
         Some(_) => None,
     };
-    let policy = plan_policy(flags, &host, max.as_deref(), false)?;
+    let policy = plan_policy(flags, &host, max.as_deref(), restore)?;
     hv.cpuid_apply_policy(domid, &policy).map_err(step.xc())
 }
 

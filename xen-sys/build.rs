@@ -13,6 +13,10 @@ const FUNCTIONS: &[&str] = &[
     "xc_get_cpu_featureset",
     "xc_get_cpu_featureset_size",
     "xc_dom_gnttab_seed",
+    // xenguest.h: the migration stream engine (save, restore, slow resume).
+    "xc_domain_save",
+    "xc_domain_restore",
+    "xc_domain_resume",
     // xencall.h: raw hypercalls for the two domctls libxenctrl does not export
     // (XEN_DOMCTL_set_address_size, XEN_DOMCTL_hypercall_init), as libxenguest issues them.
     "xencall_open",
@@ -39,6 +43,11 @@ const TYPES: &[&str] = &[
     "xs_transaction_t",
     "xs_permissions",
     "xs_perm_type",
+    "save_callbacks",
+    "restore_callbacks",
+    "precopy_stats",
+    "precopy_policy_t",
+    "xc_stream_type_t",
 ];
 
 /// Guest ABI structures (`abi.h`): the main crate's `abi` module is checked against these,
@@ -72,7 +81,15 @@ fn main() {
     for t in TYPES {
         builder = builder.allowlist_type(t);
     }
-    for v in ["XS_OPEN_.*", "XBT_NULL", "XS_PERM_.*"] {
+    for v in [
+        "XS_OPEN_.*",
+        "XBT_NULL",
+        "XS_PERM_.*",
+        "XC_STREAM_.*",
+        "XGS_POLICY_.*",
+        "XGR_SDD_.*",
+        "XCFLAGS_.*",
+    ] {
         builder = builder.allowlist_var(v);
     }
     let bindings = builder

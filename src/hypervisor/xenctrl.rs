@@ -61,7 +61,7 @@ extern "C" {
 
 /// The xentoollog logger handed to libxc: messages go to the `log` crate at debug level
 /// (libxc's own stderr logger would write to xenopsd's /dev/null, or into test output).
-unsafe extern "C" fn logger_vmessage(
+pub(crate) unsafe extern "C" fn logger_vmessage(
     _logger: *mut sys::xentoollog_logger,
     level: sys::xentoollog_level,
     _errnoval: c_int,
@@ -97,7 +97,7 @@ unsafe extern "C" fn logger_progress(
 ) {
 }
 
-unsafe extern "C" fn logger_destroy(_logger: *mut sys::xentoollog_logger) {}
+pub(crate) unsafe extern "C" fn logger_destroy(_logger: *mut sys::xentoollog_logger) {}
 
 /// A logger for libxc or libxencall that forwards to `log` (see [`logger_vmessage`]).
 fn new_logger() -> Box<sys::xentoollog_logger> {
@@ -138,7 +138,7 @@ impl std::fmt::Debug for XenCtrl {
 }
 
 /// The calling thread's errno.
-fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
@@ -358,7 +358,11 @@ fn pv_context(ctx: &PvVcpuContext) -> sys::vcpu_guest_context_x86_64 {
 }
 
 /// The failure of `function` on `xch` right after the call: xc's error if it set one, else errno.
-fn last_error(xch: *mut sys::xc_interface, function: &'static str, errno: i32) -> XcError {
+pub(crate) fn last_error(
+    xch: *mut sys::xc_interface,
+    function: &'static str,
+    errno: i32,
+) -> XcError {
     // SAFETY: `xch` is open and locked by the caller; xc_get_last_error returns a pointer into
     // the handle, valid until the next libxc call on it, and we copy out of it at once.
     let err = unsafe { &*sys::xc_get_last_error(xch) };

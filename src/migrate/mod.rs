@@ -10,12 +10,17 @@
 //! * [`engine`]: what `xc_domain_save`/`xc_domain_restore`/`xc_domain_resume` need and call
 //!   back, so the stream engine can be swapped;
 //! * [`session`]: the callbacks' shared state (precopy policy, suspend wait, abort, progress);
+//! * [`libxenguest`]: the engine over libxenguest's own save, restore and resume;
+//! * [`restore`]: xenguest's steps around a restore that the stream does not carry;
 //! * [`server`]: the listen-mode server (socket, command loop, worker thread, idle timeout).
 //!
 //! Errors use the build errors' form, `xenguest: <step>: [errno] <text>` ([`crate::Error`]).
 
 pub mod emp;
 pub mod engine;
+#[cfg(feature = "xen")]
+pub mod libxenguest;
+pub mod restore;
 pub mod server;
 pub mod session;
 pub mod socket;
