@@ -1,8 +1,6 @@
 //! A scripted stream engine for the server's tests: it drives the hooks the way
 //! `xc_domain_save` does (progress inside each pass, the policy after it, then the suspend
 //! callback) and records what it was told.
-// The race tests of pause, paused and abort that drive this engine have not landed yet.
-#![allow(dead_code)]
 
 use super::engine::{
     Engine, Operation, PrecopyDecision, PrecopyStats, RestoreHooks, RestoreRequest, RestoreResult,

@@ -7,6 +7,7 @@
 //!
 //! * [`emp`]: the wire format (JSON objects back to back) and the typed commands;
 //! * [`socket`]: a client's socket, messages written whole, the stream fd by SCM_RIGHTS;
+//! * [`direct`]: the direct modes (`save`, `restore`, `resume_slow`) over an engine;
 //! * [`engine`]: what `xc_domain_save`/`xc_domain_restore`/`xc_domain_resume` need and call
 //!   back, so the stream engine can be swapped;
 //! * [`session`]: the callbacks' shared state (precopy policy, suspend wait, abort, progress);
@@ -16,6 +17,7 @@
 //!
 //! Errors use the build errors' form, `xenguest: <step>: [errno] <text>` ([`crate::Error`]).
 
+pub mod direct;
 pub mod emp;
 pub mod engine;
 #[cfg(feature = "xen")]
