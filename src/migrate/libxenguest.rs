@@ -153,8 +153,8 @@ unsafe extern "C" fn save_precopy_policy(stats: sys::precopy_stats, data: *mut c
     let ctx = unsafe { ctx::<SaveCtx<'_>>(data) };
     let stats = PrecopyStats {
         iteration: stats.iteration,
-        total_written_pages: stats.total_written.into(),
-        dirty_pages: stats.dirty_count.into(),
+        total_written_pages: stats.total_written,
+        dirty_pages: stats.dirty_count,
     };
     guarded(PrecopyDecision::Abort.as_c(), || {
         ctx.hooks.precopy_policy(stats).as_c()
@@ -288,8 +288,8 @@ impl Engine for Libxenguest {
         done?;
         restore::after_stream(&hv, &store as &dyn Store, req.domid, &prepared)?;
         Ok(RestoreResult {
-            store_frame: store_frame.into(),
-            console_frame: console_frame.into(),
+            store_frame,
+            console_frame,
         })
     }
 

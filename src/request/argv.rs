@@ -30,9 +30,14 @@ pub const XCFLAGS_LIVE: i32 = 1 << 0;
 /// `XCFLAGS_DEBUG`: bit 1 of the flags word, set by `-debug`.
 pub const XCFLAGS_DEBUG: i32 = 1 << 1;
 
-/// Features for which `-supports <feature>` answers `true`: only what this binary does. Not
-/// `migration-v2` (the C xenguest's only `true`): save, restore and `listen` are not built.
-pub const SUPPORTED_FEATURES: &[&str] = &["mem_pnode", "report", "sim"];
+/// Features for which `-supports <feature>` answers `true`: only what this binary does.
+/// `migration-v2` (the C xenguest's only `true`) needs the libxenguest stream engine, which
+/// the `xen` feature builds.
+pub const SUPPORTED_FEATURES: &[&str] = if cfg!(feature = "xen") {
+    &["mem_pnode", "migration-v2", "report", "sim"]
+} else {
+    &["mem_pnode", "report", "sim"]
+};
 
 /// Whether `-supports <feature>` answers `true` (printed as `true\n`, else `false\n`).
 pub fn supports_feature(feature: &str) -> bool {
@@ -1255,8 +1260,8 @@ mod tests {
             parse(&argv(&["-sup=report"])),
             Ok(Action::Supports("report".into()))
         );
-        // Save, restore and listen are not built: no migration of either version.
-        assert!(!supports_feature("migration-v2"));
+        // The libxenguest engine writes and reads v2 and later streams; nothing else does.
+        assert_eq!(supports_feature("migration-v2"), cfg!(feature = "xen"));
         assert!(supports_feature("mem_pnode"));
         assert!(supports_feature("report"));
         assert!(!supports_feature("migration-v3"));

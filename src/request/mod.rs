@@ -132,7 +132,9 @@ pub fn build_command(opts: &Options) -> Result<BuildCommand, Error> {
         Some(other) => {
             return Err(Error::new(
                 Step::Mode(other.name()),
-                ErrorKind::NotImplemented(format!("the {other} mode is not built yet")),
+                ErrorKind::NotImplemented(format!(
+                    "{other} is a migration mode, which only the xenguest binary runs"
+                )),
             ))
         }
         None => return Err(invalid(ArgvError::NoMode.to_string())),
@@ -301,7 +303,8 @@ mod tests {
         );
         assert_eq!(
             text(&["-mode", "restore", "-fd", "3"]),
-            "xenguest: restore: [38] not implemented: the restore mode is not built yet\n"
+            "xenguest: restore: [38] not implemented: restore is a migration mode, which only \
+             the xenguest binary runs\n"
         );
         assert_eq!(
             text(&["-mode", "test"]),

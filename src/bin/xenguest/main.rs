@@ -4,6 +4,7 @@
 
 mod cli;
 mod control;
+mod migrate;
 mod syslog;
 
 use control::ControlFd;
@@ -58,13 +59,32 @@ fn main() -> ExitCode {
     }
     log::info!("Command line: {}", cli::joined_command_line(&args));
 
-    let outcome = run(&opts);
+    let outcome = match opts
+        .mode
+        .and_then(|mode| migrate::run(&opts, mode, &control))
+    {
+        Some(migration) => migration.map(|frames| frames.map(|(a, b)| (a, b, None))),
+        None => run(&opts).map(|output| {
+            let r = output.result;
+            Some((r.store_mfn, r.console_mfn, r.protocol))
+        }),
+    };
+    report(&control, outcome)
+}
+
+/// Tell the toolstack: `result:<a> <b>[ <proto>]` (nothing for listen, which answers on its
+/// socket), or the one `error:` line; exit 1 on failure.
+fn report(
+    control: &ControlFd,
+    outcome: Result<Option<(u64, u64, Option<String>)>, Error>,
+) -> ExitCode {
     match outcome {
-        Ok(output) => {
-            let r = &output.result;
-            match control.write_result(r.store_mfn, r.console_mfn, r.protocol.as_deref()) {
-                Ok(line) => log::info!("Writing to control: '{}'", line.trim_end()),
-                Err(e) => log::error!("{e}"),
+        Ok(result) => {
+            if let Some((a, b, protocol)) = result {
+                match control.write_result(a, b, protocol.as_deref()) {
+                    Ok(line) => log::info!("Writing to control: '{}'", line.trim_end()),
+                    Err(e) => log::error!("{e}"),
+                }
             }
             log::info!("All done");
             ExitCode::SUCCESS
