@@ -28,12 +28,15 @@ finish() {
 }
 mark dom0-init
 
-SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240
+SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240; ONLY=all
+# want PART: whether this run does PART (boot, migrate, bench; e2e_only= picks one).
+want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 for a in $(cat /proc/cmdline); do
     case "$a" in
         e2e_sizes=*) SIZES=${a#e2e_sizes=} ;;
         e2e_reps=*) REPS=${a#e2e_reps=} ;;
         e2e_boot_timeout=*) BOOT_TIMEOUT=${a#e2e_boot_timeout=} ;;
+        e2e_only=*) ONLY=${a#e2e_only=} ;;
     esac
 done
 
@@ -58,6 +61,7 @@ xenconsoled --log=guest --pid-file=/run/xenconsoled.pid || fail "xenconsoled"
 xl info | grep -E '^(xen_version|virt_caps|total_memory|free_memory|nr_cpus)'
 mark dom0-ready
 
+if want boot; then
 # ------------------------------------------------------------------ 1. the HVM guest boots
 # hvmloader (Debian's, as xenopsd passes it) with the marker firmware as its `firmware` module
 # (hvmloader/bios = ovmf, the UEFI path): the guest prints the marker on Xen's debug console.
@@ -140,7 +144,51 @@ boot_kernel pvh ocaml-pvh XENGUEST-E2E-PVH-OK dmesg $OCAML --mem-mib 128 --image
 boot_kernel pv ocaml-pv XENGUEST-E2E-PV-OK ring $OCAML --mem-mib 128 --image /guest/pv.elf \
     --cmdline "XENGUEST-E2E-PV-OK domain built by the OCaml module"
 
-# ------------------------------------------------------------------ 4. build benchmark
+fi
+
+# ------------------------------------------------------------------ 4. migration through listen mode
+# A running PVH guest that checks its own memory every second (e2e/guests/memloop.S) is moved
+# to a new domain by two `xenguest -mode listen`, driven as emu-manager drives them, with the
+# stream on a socketpair between them (xg-e2e migrate), live and non-live. PASS: the target
+# goes on from the source's last generation and finds every page as the source left it.
+migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
+    name=$1; shift
+    out=$(timeout 600 xg-e2e migrate --name $name --mem-mib 128 --xenguest /usr/bin/xenguest \
+          --image /guest/memloop.elf "$@" 2>&1)
+    echo "$out" | grep -E '^E2E (MIGRATE|emu save: live done)|xg-e2e:'
+    line=$(echo "$out" | grep '^E2E MIGRATE')
+    src=$(echo "$line" | sed -n 's/.* source=\([0-9]*\).*/\1/p')
+    dst=$(echo "$line" | sed -n 's/.* target=\([0-9]*\).*/\1/p')
+    if [ -z "$dst" ]; then
+        fail "migrate $name"; echo "$out" | tail -30
+        grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -40
+        return
+    fi
+    sleep 5
+    xl dmesg > /tmp/dmesg-$name
+    gens() { sed -n "s/^.*(d$1) XENGUEST-E2E-MEMLOOP gen \([0-9a-f]*\) bad.*/\1/p" /tmp/dmesg-$name; }
+    last_src=$(gens $src | tail -1); first_dst=$(gens $dst | head -1); n_dst=$(gens $dst | wc -l)
+    bad=$(grep -c "(d$dst) .*MEM-BAD" /tmp/dmesg-$name)
+    grep "(d$dst) " /tmp/dmesg-$name | tail -3
+    xl destroy $dst 2>/dev/null
+    step=$(( 16#${first_dst:-0} - 16#${last_src:-0} ))
+    if [ "$n_dst" -ge 2 ] && [ "$bad" = 0 ] && [ $step -ge 1 ] && [ $step -le 2 ]; then
+        echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst"
+    else
+        fail "migrate $name: source last gen ${last_src:-none}, target first ${first_dst:-none}, $n_dst ticks, $bad bad"
+        echo "@@MIGRATE $name FAIL $line"
+        grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -40
+    fi
+}
+if want migrate; then
+    mark migrate-begin
+    migrate_case pvh-live --live
+    migrate_case pvh-nonlive
+    mark migrate-end
+fi
+
+if want bench; then
+# ------------------------------------------------------------------ 5. build benchmark
 # The same guest built by our xenguest (xg-e2e around it, as xenopsd) and by `xl create -p`
 # (libxl with the C libxenguest); populate calls counted by the same LD_PRELOAD shim on both.
 # bench_pair GUEST MIB REP XL_NAME XG-E2E-MODE-AND-ARGS...: one build of each, xl's from
@@ -220,4 +268,5 @@ EOF
     done
 done
 mark bench-end
+fi
 finish

@@ -41,6 +41,10 @@ install -m755 "$POPCOUNT" "$D/usr/lib/libpopcount.so"
 gcc -m32 -c -o "$WORK/pvh.o" "$HERE/guests/pvh.S"
 ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/pvh.elf" "$WORK/pvh.o"
+# The migration guest: the same PVH start, then a loop that checks its own memory.
+gcc -m32 -c -o "$WORK/memloop.o" "$HERE/guests/memloop.S"
+ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
+    -o "$D/guest/memloop.elf" "$WORK/memloop.o"
 gcc -c -o "$WORK/pv.o" "$HERE/guests/pv.S"
 ld -T "$HERE/guests/pv.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/pv.elf" "$WORK/pv.o"

@@ -3,14 +3,16 @@
 # builds guests with our xenguest and boots them: HVM (hvmloader + a marker firmware), a tiny PVH
 # and a tiny PV kernel (e2e/guests), Debian's kernel as PV and as PVH (a busybox initramfs
 # prints the marker), and HVM, PVH and PV again built in-process by the OCaml module
-# (xenguest-ocaml); then times our HVM builds against `xl create -p` and counts populate calls
-# on both sides.
+# (xenguest-ocaml); then migrates a self-checking PVH guest live and non-live through two
+# `xenguest -mode listen` driven as emu-manager drives them (xg-e2e migrate); then times our
+# HVM builds against `xl create -p` and counts populate calls on both sides.
 #
 # Exit status: 0 all passed; 1 a check failed (guest did not boot, build failed, ...);
 # 2 QEMU could not run at all (said loudly: CI goes on with the rest).
 # Knobs: WORK (downloads and images, default /var/tmp/xenguest-e2e, never in the repository),
 # E2E_TIMEOUT (s, whole QEMU run, default 900), E2E_SIZES (MiB, default 128,2048),
-# E2E_REPS (default 5), E2E_NO_BENCHMARKS=1 (do not rewrite BENCHMARKS.md).
+# E2E_REPS (default 5), E2E_NO_BENCHMARKS=1 (do not rewrite BENCHMARKS.md), E2E_ONLY=boot|
+# migrate|bench (one part only; default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -58,7 +60,7 @@ e2e/mkinitramfs.sh "$TGT/xenguest" "$TGT/xg-e2e" "$TGT/libpopcount.so" \
 
 XEN_CMDLINE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
 XEN_CMDLINE+=" dom0_mem=1024M,max:1024M dom0_max_vcpus=1 bootscrub=0"
-DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240"
+DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240 e2e_only=${E2E_ONLY:-all}"
 # -cpu max,-smap,-rdtscp: two QEMU 7.2 TCG bugs (a PV dom0 dies on SMAP, HVM guests on RDTSCP
 # exits); TCG emulates SVM with NPT, so Xen has HAP. Multiboot modules are comma separated:
 # a literal ',' in the dom0 command line is written ',,'.
@@ -93,7 +95,16 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-for guest in hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv; do
+BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive"
+case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench) BOOTS= MIGRATIONS= ;; esac
+for m in $MIGRATIONS; do
+    if grep -aq "@@MIGRATE $m PASS" "$LOG"; then
+        echo "e2e: the $m migration kept the guest's memory:"; grep -a -m1 "@@MIGRATE $m PASS" "$LOG"
+    else
+        echo "e2e: the $m migration did NOT pass"; verdict=1
+    fi
+done
+for guest in $BOOTS; do
     if grep -aq "@@BOOT $guest PASS" "$LOG"; then
         echo "e2e: the $guest guest booted and printed its marker:"
         grep -a -m1 "@@SEEN $guest " "$LOG"

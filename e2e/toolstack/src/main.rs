@@ -9,6 +9,8 @@
 //! xg-e2e pvh|pv --name N --mem-mib M --xenguest PATH --image KERNEL [--cmdline C] [--vcpus V]
 //!            [--ramdisk R (PV)] [--module M (PVH)] [--boot] [--timeout-s S]
 //!                                     (a PVH or PV guest; the console ring is printed)
+//! xg-e2e migrate --xenguest PATH --image KERNEL [--live] [--run-s S]
+//!                                     (a PVH guest moved to a new domain through listen mode)
 //! xg-e2e firmware OUT                 write the marker firmware
 //! xg-e2e settle                       wait until Xen has scrubbed the pages of dead domains
 //! xg-e2e count LOG DOMID              populate calls per process from the popcount shim's log
@@ -16,6 +18,8 @@
 //! xg-e2e timed LOG -- CMD ARGS...     run CMD, its output stamped with ms since start into LOG
 //! xg-e2e report SERIAL_LOG QEMU_S     the BENCHMARKS.md section from an e2e serial log
 //! ```
+
+mod emu;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Some("hvm") => guest(Mode::Hvm, &args[1..]),
         Some("pvh") => guest(Mode::Pvh, &args[1..]),
         Some("pv") => guest(Mode::Pv, &args[1..]),
+        Some("migrate") => emu::migrate(&args[1..]),
         Some("firmware") if args.len() == 2 => std::fs::write(
             &args[1],
             xg_e2e::marker_firmware("guest firmware reached; domain built by the Rust xenguest"),
@@ -654,6 +659,44 @@ fn console_text(xc: &XenCtrl, domid: u32, console_frame: u64) -> Res<String> {
     Ok(xg_e2e::console_output(&page))
 }
 
+/// The two frames of `result:<store> <console>[ <protocol>]`.
+fn result_frames(line: &str) -> Res<(u64, u64)> {
+    let nums: Vec<u64> = line
+        .trim_start_matches("result:")
+        .split_whitespace()
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match nums[..] {
+        [store, console] => Ok((store, console)),
+        _ => Err(format!("unexpected control line {line:?}")),
+    }
+}
+
+/// xenopsd's build_post: the store and console keys, then introduce the domain to xenstored.
+fn build_post(
+    xs: &Xs,
+    base: &str,
+    domid: u32,
+    store_port: u32,
+    console_port: u32,
+    store_mfn: u64,
+    console_mfn: u64,
+) -> Res<()> {
+    for (k, v) in [
+        ("store/port", store_port.to_string()),
+        ("store/ring-ref", store_mfn.to_string()),
+        ("console/port", console_port.to_string()),
+        ("console/ring-ref", console_mfn.to_string()),
+        ("console/limit", "1048576".to_string()),
+        ("console/type", "xenconsoled".to_string()),
+        ("console/output", "pty".to_string()),
+    ] {
+        xs.write(&format!("{base}/{k}"), &v)?;
+    }
+    xs.introduce(domid, store_mfn, store_port)
+}
+
 fn guest(mode: Mode, args: &[String]) -> Res<()> {
     let o = parse_guest(mode, args)?;
     let xc = XenCtrl::open().map_err(xc_err)?;
@@ -665,35 +708,12 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
         let create = t0.elapsed();
         let (line, build) = run_xenguest(&o, domid, store_port, console_port)?;
         let t1 = Instant::now();
-        // "result:<store> <console>" (HVM, PVH) or "result:<store> <console> <protocol>" (PV)
-        let words: Vec<&str> = line
-            .trim_start_matches("result:")
-            .split_whitespace()
-            .collect();
-        let nums: Vec<u64> = words
-            .iter()
-            .take(2)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let [store_mfn, console_mfn] = nums[..] else {
-            return Err(format!("unexpected control line {line:?}"));
-        };
-        if (mode == Mode::Pv) != (words.len() == 3) {
+        let (store_mfn, console_mfn) = result_frames(&line)?;
+        let words = line.split_whitespace().count();
+        if (mode == Mode::Pv) != (words == 3) {
             return Err(format!("control line {line:?} does not fit the mode"));
         }
-        // xenopsd's build_post: store and console keys, then introduce.
-        for (k, v) in [
-            ("store/port", store_port.to_string()),
-            ("store/ring-ref", store_mfn.to_string()),
-            ("console/port", console_port.to_string()),
-            ("console/ring-ref", console_mfn.to_string()),
-            ("console/limit", "1048576".to_string()),
-            ("console/type", "xenconsoled".to_string()),
-            ("console/output", "pty".to_string()),
-        ] {
-            xs.write(&format!("{base}/{k}"), &v)?;
-        }
-        xs.introduce(domid, store_mfn, store_port)?;
+        build_post(&xs, &base, domid, store_port, console_port, store_mfn, console_mfn)?;
         let post = t1.elapsed();
         let mut summary = format!(
             "name={} domid={domid} mem_mib={} result=\"{}\" create_ms={:.1} build_ms={:.1} post_ms={:.1}",

@@ -1,0 +1,126 @@
+/* The e2e migration guest: a tiny PVH kernel that proves its memory survived a save and
+ * restore. It owns MEM_PAGES pages from MEM_BASE; in each page word 0 holds the current
+ * generation and word 1 the page's own address. Forever, about once a second (TSC), it
+ *   1. checks every page against the generation it wrote last time and counts the bad ones,
+ *   2. moves to the next generation and rewrites every page (so a live save has dirty pages),
+ *   3. prints "XENGUEST-E2E-MEMLOOP gen <hex> bad <hex>" on Xen's HVM debug port 0xE9, with
+ *      " MEM-BAD" when a page was wrong.
+ * A domain restored from a stream resumes mid-loop: its first check reads what the source wrote
+ * before it was suspended, so a page lost or misplaced by the stream shows as bad.
+ * Xen starts it at XEN_ELFNOTE_PHYS32_ENTRY in flat 32-bit protected mode, paging off. */
+
+#define DEBUG_PORT 0xe9
+#define MEM_BASE   0x01000000           /* 16 MiB */
+#define MEM_PAGES  2048                 /* 8 MiB: 2048 pages dirtied each second */
+#define TICK_TSC   0x80000000           /* ~1 s of TSC under QEMU TCG */
+
+        .code32
+        .text
+        .globl _start
+_start:
+        cli
+        cld
+        mov     $stack_top, %esp
+        mov     $hello, %esi
+        call    put
+        mov     $1, %ebp                /* %ebp: the generation in memory */
+        call    write_all
+tick:
+        call    wait_tick
+        call    check_all               /* %ebx: bad pages */
+        inc     %ebp
+        call    write_all
+        mov     $gen_txt, %esi
+        call    put
+        mov     %ebp, %eax
+        call    put_hex
+        mov     $bad_txt, %esi
+        call    put
+        mov     %ebx, %eax
+        call    put_hex
+        test    %ebx, %ebx
+        jz      1f
+        mov     $mem_bad, %esi
+        call    put
+1:      mov     $newline, %esi
+        call    put
+        jmp     tick
+
+/* Stamp every page with (%ebp, its address). */
+write_all:
+        mov     $MEM_BASE, %edi
+        mov     $MEM_PAGES, %ecx
+1:      mov     %ebp, (%edi)
+        mov     %edi, 4(%edi)
+        add     $4096, %edi
+        loop    1b
+        ret
+
+/* %ebx = pages whose stamp is not (%ebp, own address). */
+check_all:
+        xor     %ebx, %ebx
+        mov     $MEM_BASE, %edi
+        mov     $MEM_PAGES, %ecx
+1:      cmp     %ebp, (%edi)
+        jne     2f
+        cmp     %edi, 4(%edi)
+        je      3f
+2:      inc     %ebx
+3:      add     $4096, %edi
+        loop    1b
+        ret
+
+/* Spin until the TSC has moved TICK_TSC past its value on entry. */
+wait_tick:
+        rdtsc
+        add     $TICK_TSC, %eax
+        adc     $0, %edx
+        mov     %eax, %esi
+        mov     %edx, %edi
+1:      pause
+        rdtsc
+        sub     %esi, %eax
+        sbb     %edi, %edx
+        js      1b                      /* now - deadline < 0: not yet */
+        ret
+
+/* Write the NUL-terminated string at %esi to the debug port. */
+put:
+        mov     $DEBUG_PORT, %dx
+1:      lodsb
+        test    %al, %al
+        jz      2f
+        outb    %al, %dx
+        jmp     1b
+2:      ret
+
+/* Write %eax as 8 hex digits. */
+put_hex:
+        mov     %eax, %esi
+        mov     $DEBUG_PORT, %dx
+        mov     $8, %ecx
+1:      rol     $4, %esi
+        mov     %esi, %eax
+        and     $0xf, %eax
+        movb    hex_digits(%eax), %al
+        outb    %al, %dx
+        loop    1b
+        ret
+
+        .data
+hello:      .asciz "XENGUEST-E2E-MEMLOOP start\n"
+gen_txt:    .asciz "XENGUEST-E2E-MEMLOOP gen "
+bad_txt:    .asciz " bad "
+mem_bad:    .asciz " MEM-BAD"
+newline:    .asciz "\n"
+hex_digits: .ascii "0123456789abcdef"
+        .balign 16
+stack:      .fill 1024, 1, 0
+stack_top:
+
+/* Xen ELF notes. */
+        .section .note.xen, "a", @note
+#include "xen-notes.h"
+        note_str  XEN_ELFNOTE_GUEST_OS, "xg-e2e-memloop"
+        note_str  XEN_ELFNOTE_XEN_VERSION, "xen-3.0"
+        note_long XEN_ELFNOTE_PHYS32_ENTRY, _start
