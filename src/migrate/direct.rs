@@ -156,22 +156,28 @@ mod tests {
         assert_eq!(e.step(), "xc_domain_save");
     }
 
-    #[test]
-    fn a_live_direct_save_suspends_once_through_the_handshake() {
+    /// A direct save of domain 5 on the fake engine, the suspend answered by `suspend`.
+    fn fake_save(flags: u32, suspend: &(dyn Fn() -> bool + Sync)) -> (FakeEngine, Result<()>) {
         let engine = FakeEngine::new();
-        let store = MemoryStore::new();
         let (a, _b) = UnixStream::pair().unwrap();
         let req = SaveRequest {
             domid: DomId(5),
             stream: a.as_fd(),
-            flags: XCFLAGS_LIVE,
+            flags,
         };
+        let r = save(&engine, &MemoryStore::new(), &req, false, suspend);
+        (engine, r)
+    }
+
+    #[test]
+    fn a_live_direct_save_suspends_once_through_the_handshake() {
         let asked = AtomicU32::new(0);
         let suspend = || {
             asked.fetch_add(1, Ordering::SeqCst);
             true
         };
-        save(&engine, &store, &req, false, &suspend).unwrap();
+        let (engine, r) = fake_save(XCFLAGS_LIVE, &suspend);
+        r.unwrap();
         assert_eq!(asked.load(Ordering::SeqCst), 1);
         // The fake dirties 100 pages a pass: libxc's policy stops after pass 5.
         let trace = engine.trace();
@@ -184,15 +190,7 @@ mod tests {
 
     #[test]
     fn a_refused_suspend_fails_the_save() {
-        let engine = FakeEngine::new();
-        let store = MemoryStore::new();
-        let (a, _b) = UnixStream::pair().unwrap();
-        let req = SaveRequest {
-            domid: DomId(5),
-            stream: a.as_fd(),
-            flags: 0,
-        };
-        let e = save(&engine, &store, &req, false, &|| false).unwrap_err();
-        assert_eq!(e.step(), "xc_domain_save");
+        let (_, r) = fake_save(0, &|| false);
+        assert_eq!(r.unwrap_err().step(), "xc_domain_save");
     }
 }

@@ -47,7 +47,15 @@ impl Listener {
     fn start(name: &'static str, xenguest: &str, domid: u32) -> Res<Self> {
         let d = domid.to_string();
         let mut child = Command::new(xenguest)
-            .args(["-debug", "-domid", &d, "-controloutfd", "2", "-controlinfd", "0"])
+            .args([
+                "-debug",
+                "-domid",
+                &d,
+                "-controloutfd",
+                "2",
+                "-controlinfd",
+                "0",
+            ])
             .args(["-mode", "listen"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -101,7 +109,10 @@ impl Listener {
                 Err(e) => return Err(format!("{}: reading: {e}", self.name)),
             }
             if start.elapsed() > timeout {
-                return Err(format!("{}: nothing from xenguest in {timeout:?}", self.name));
+                return Err(format!(
+                    "{}: nothing from xenguest in {timeout:?}",
+                    self.name
+                ));
             }
         }
     }
@@ -233,7 +244,15 @@ pub fn migrate(args: &[String]) -> Res<()> {
         let base = write_pre_build_keys(&xs, src, &o)?;
         let (line, _) = run_xenguest(&o, src, src_store, src_console)?;
         let (store_frame, console_frame) = super::result_frames(&line)?;
-        super::build_post(&xs, &base, src, src_store, src_console, store_frame, console_frame)?;
+        super::build_post(
+            &xs,
+            &base,
+            src,
+            src_store,
+            src_console,
+            store_frame,
+            console_frame,
+        )?;
         xc.call("xc_domain_unpause", |xch| {
             // SAFETY: scalar arguments.
             unsafe { sys::xc_domain_unpause(xch, src) }
@@ -303,7 +322,13 @@ pub fn migrate(args: &[String]) -> Res<()> {
         // xenopsd's build_post for the restored domain, then it runs.
         let (store_frame, console_frame) = super::result_frames(&format!("result:{result}"))?;
         super::build_post(
-            &xs, &dst_base, dst, dst_store, dst_console, store_frame, console_frame,
+            &xs,
+            &dst_base,
+            dst,
+            dst_store,
+            dst_console,
+            store_frame,
+            console_frame,
         )?;
         xc.call("xc_domain_unpause", |xch| {
             // SAFETY: scalar arguments.
@@ -341,9 +366,7 @@ mod tests {
 
     #[test]
     fn live_done_follows_emu_manager() {
-        let ev = |iteration: i64, remaining: i64| {
-            serde_json::json!({"sent": 1, "remaining": remaining, "iteration": iteration})
-        };
+        let ev = |iteration: i64, remaining: i64| serde_json::json!({"sent": 1, "remaining": remaining, "iteration": iteration});
         assert!(!live_done(&ev(0, 10)));
         assert!(live_done(&ev(1, 49)));
         assert!(!live_done(&ev(1, 50)));

@@ -713,7 +713,15 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
         if (mode == Mode::Pv) != (words == 3) {
             return Err(format!("control line {line:?} does not fit the mode"));
         }
-        build_post(&xs, &base, domid, store_port, console_port, store_mfn, console_mfn)?;
+        build_post(
+            &xs,
+            &base,
+            domid,
+            store_port,
+            console_port,
+            store_mfn,
+            console_mfn,
+        )?;
         let post = t1.elapsed();
         let mut summary = format!(
             "name={} domid={domid} mem_mib={} result=\"{}\" create_ms={:.1} build_ms={:.1} post_ms={:.1}",
