@@ -166,7 +166,8 @@ migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
     fi
     sleep 5
     xl dmesg > /tmp/dmesg-$name
-    gens() { sed -n "s/^.*(d$1) XENGUEST-E2E-MEMLOOP gen \([0-9a-f]*\) bad.*/\1/p" /tmp/dmesg-$name; }
+    # Xen prints guest lines as "(dN) [uptime] text".
+    gens() { sed -n "s/^(d$1) .*XENGUEST-E2E-MEMLOOP gen \([0-9a-f]*\) bad.*/\1/p" /tmp/dmesg-$name; }
     last_src=$(gens $src | tail -1); first_dst=$(gens $dst | head -1); n_dst=$(gens $dst | wc -l)
     bad=$(grep -c "(d$dst) .*MEM-BAD" /tmp/dmesg-$name)
     grep "(d$dst) " /tmp/dmesg-$name | tail -3
