@@ -147,14 +147,14 @@ boot_kernel pv ocaml-pv XENGUEST-E2E-PV-OK ring $OCAML --mem-mib 128 --image /gu
 fi
 
 # ------------------------------------------------------------------ 4. migration through listen mode
-# A running PVH guest that checks its own memory every second (e2e/guests/memloop.S) is moved
+# A running PVH or HVM guest that checks its own memory every second (e2e/guests/memloop.S) is moved
 # to a new domain by two `xenguest -mode listen`, driven as emu-manager drives them, with the
 # stream on a socketpair between them (xg-e2e migrate), live and non-live. PASS: the target
 # goes on from the source's last generation and finds every page as the source left it.
 migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
     name=$1; shift
     out=$(timeout 600 xg-e2e migrate --name $name --mem-mib 128 --xenguest /usr/bin/xenguest \
-          --image /guest/memloop.elf "$@" 2>&1)
+          "$@" 2>&1)
     echo "$out" | grep -E '^E2E (MIGRATE|emu save: live done)|xg-e2e:'
     line=$(echo "$out" | grep '^E2E MIGRATE')
     src=$(echo "$line" | sed -n 's/.* source=\([0-9]*\).*/\1/p')
@@ -183,8 +183,12 @@ migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
 }
 if want migrate; then
     mark migrate-begin
-    migrate_case pvh-live --live
-    migrate_case pvh-nonlive
+    PVH="--image /guest/memloop.elf"
+    HVM="--hvm --image /usr/lib/xen-4.17/boot/hvmloader --firmware /guest/memloop.fd --ipxe /guest/ipxe.rom"
+    migrate_case pvh-live --live $PVH
+    migrate_case pvh-nonlive $PVH
+    migrate_case hvm-live --live $HVM
+    migrate_case hvm-nonlive $HVM
     mark migrate-end
 fi
 

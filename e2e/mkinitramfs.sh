@@ -41,10 +41,15 @@ install -m755 "$POPCOUNT" "$D/usr/lib/libpopcount.so"
 gcc -m32 -c -o "$WORK/pvh.o" "$HERE/guests/pvh.S"
 ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/pvh.elf" "$WORK/pvh.o"
-# The migration guest: the same PVH start, then a loop that checks its own memory.
+# The migration guest: a loop that checks its own memory, as a PVH kernel and as the firmware
+# hvmloader hands over to in an HVM guest.
 gcc -m32 -c -o "$WORK/memloop.o" "$HERE/guests/memloop.S"
 ld -m elf_i386 -T "$HERE/guests/pvh.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/memloop.elf" "$WORK/memloop.o"
+gcc -m32 -DHVM_FW -c -o "$WORK/memloop-fw.o" "$HERE/guests/memloop.S"
+ld -m elf_i386 -T "$HERE/guests/memloop-fw.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
+    -o "$WORK/memloop-fw.elf" "$WORK/memloop-fw.o"
+objcopy -O binary "$WORK/memloop-fw.elf" "$D/guest/memloop.fd"
 gcc -c -o "$WORK/pv.o" "$HERE/guests/pv.S"
 ld -T "$HERE/guests/pv.lds" -nostdlib --build-id=none --no-warn-rwx-segments \
     -o "$D/guest/pv.elf" "$WORK/pv.o"

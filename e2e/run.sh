@@ -3,7 +3,7 @@
 # builds guests with our xenguest and boots them: HVM (hvmloader + a marker firmware), a tiny PVH
 # and a tiny PV kernel (e2e/guests), Debian's kernel as PV and as PVH (a busybox initramfs
 # prints the marker), and HVM, PVH and PV again built in-process by the OCaml module
-# (xenguest-ocaml); then migrates a self-checking PVH guest live and non-live through two
+# (xenguest-ocaml); then migrates a self-checking PVH and HVM guest live and non-live through two
 # `xenguest -mode listen` driven as emu-manager drives them (xg-e2e migrate); then times our
 # HVM builds against `xl create -p` and counts populate calls on both sides.
 #
@@ -95,7 +95,7 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive"
+BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive"
 case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench) BOOTS= MIGRATIONS= ;; esac
 for m in $MIGRATIONS; do
     if grep -aq "@@MIGRATE $m PASS" "$LOG"; then

@@ -7,12 +7,42 @@
  *      " MEM-BAD" when a page was wrong.
  * A domain restored from a stream resumes mid-loop: its first check reads what the source wrote
  * before it was suspended, so a page lost or misplaced by the stream shows as bad.
- * Xen starts it at XEN_ELFNOTE_PHYS32_ENTRY in flat 32-bit protected mode, paging off. */
+ * As a PVH kernel, Xen starts it at XEN_ELFNOTE_PHYS32_ENTRY in flat 32-bit protected mode,
+ * paging off. Built with -DHVM_FW it is an HVM guest's firmware instead (memloop-fw.lds): a
+ * 64 KiB image hvmloader copies to 0xF0000 and enters at the reset vector F000:FFF0 in real
+ * mode, where it switches to flat 32-bit protected mode and runs the same loop. */
 
 #define DEBUG_PORT 0xe9
 #define MEM_BASE   0x01000000           /* 16 MiB */
 #define MEM_PAGES  2048                 /* 8 MiB: 2048 pages dirtied each second */
 #define TICK_TSC   0x80000000           /* ~1 s of TSC under QEMU TCG */
+
+#ifdef HVM_FW
+/* Real mode, CS = 0xF000: load a flat GDT, turn protection on, far-jump to 32-bit code.
+ * memloop-fw.lds puts .text16 at 0xF8000, offset 0x8000 in the segment. */
+#define RM_OFFSET 0x8000
+        .code16
+        .section .text16, "ax"
+        .globl rm_entry
+rm_entry:
+        cli
+        cld
+        lgdtl   %cs:(RM_OFFSET + gdt_ptr - rm_entry)
+        mov     %cr0, %eax
+        or      $1, %eax                /* CR0.PE */
+        mov     %eax, %cr0
+        ljmpl   $0x08, $_start
+        .balign 8
+gdt:    .quad   0
+        .quad   0x00CF9A000000FFFF      /* 0x08: code, base 0, limit 4 GiB */
+        .quad   0x00CF92000000FFFF      /* 0x10: data, base 0, limit 4 GiB */
+gdt_ptr:
+        .word   gdt_ptr - gdt - 1
+        .long   gdt
+
+        .section .reset, "ax"
+        ljmp    $0xF000, $RM_OFFSET
+#endif
 
         .code32
         .text
@@ -20,6 +50,12 @@
 _start:
         cli
         cld
+#ifdef HVM_FW
+        mov     $0x10, %ax
+        mov     %ax, %ds
+        mov     %ax, %es
+        mov     %ax, %ss
+#endif
         mov     $stack_top, %esp
         mov     $hello, %esi
         call    put
@@ -108,7 +144,11 @@ put_hex:
         ret
 
         .data
-hello:      .asciz "XENGUEST-E2E-MEMLOOP start\n"
+#ifdef HVM_FW
+hello:      .asciz "XENGUEST-E2E-MEMLOOP start (HVM firmware)\n"
+#else
+hello:      .asciz "XENGUEST-E2E-MEMLOOP start (PVH)\n"
+#endif
 gen_txt:    .asciz "XENGUEST-E2E-MEMLOOP gen "
 bad_txt:    .asciz " bad "
 mem_bad:    .asciz " MEM-BAD"
@@ -118,9 +158,11 @@ hex_digits: .ascii "0123456789abcdef"
 stack:      .fill 1024, 1, 0
 stack_top:
 
+#ifndef HVM_FW
 /* Xen ELF notes. */
         .section .note.xen, "a", @note
 #include "xen-notes.h"
         note_str  XEN_ELFNOTE_GUEST_OS, "xg-e2e-memloop"
         note_str  XEN_ELFNOTE_XEN_VERSION, "xen-3.0"
         note_long XEN_ELFNOTE_PHYS32_ENTRY, _start
+#endif

@@ -8,8 +8,9 @@
 //!
 //! ```text
 //! xg-e2e migrate --xenguest PATH --image KERNEL [--mem-mib M] [--live] [--run-s S]
+//! xg-e2e migrate --hvm --xenguest PATH --image HVMLOADER --firmware FW [--ipxe ROM] ...
 //! ```
-//! The source guest (a PVH kernel) is built and run for `--run-s` seconds first; on success one
+//! The source guest (a PVH kernel, or with `--hvm` an HVM guest) is built and run for `--run-s` seconds first; on success one
 //! `E2E MIGRATE ...` line names both domains, and the restored target is left running for the
 //! caller to check (its output on Xen's console) and destroy.
 
@@ -218,12 +219,17 @@ fn suspend(xc: &XenCtrl, domid: u32) -> Res<()> {
 
 pub fn migrate(args: &[String]) -> Res<()> {
     let live = args.iter().any(|a| a == "--live");
+    let mode = if args.iter().any(|a| a == "--hvm") {
+        Mode::Hvm
+    } else {
+        Mode::Pvh
+    };
     let mut run_s = 3u64;
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--live" => {}
+            "--live" | "--hvm" => {}
             "--run-s" => {
                 run_s = it
                     .next()
@@ -233,7 +239,7 @@ pub fn migrate(args: &[String]) -> Res<()> {
             _ => rest.push(a.clone()),
         }
     }
-    let o = parse_guest(Mode::Pvh, &rest)?;
+    let o = parse_guest(mode, &rest)?;
     let xc = XenCtrl::open().map_err(|e| e.to_string())?;
     let xs = Xs::open()?;
 
@@ -336,8 +342,9 @@ pub fn migrate(args: &[String]) -> Res<()> {
         })
         .map_err(|e| e.to_string())?;
         Ok(format!(
-            "source={src} target={dst} live={} iterations={iterations} save_ms={save_ms} \
+            "kind={} source={src} target={dst} live={} iterations={iterations} save_ms={save_ms} \
              restore_done_ms={restore_ms} result=\"{result}\"",
+            if mode == Mode::Hvm { "hvm" } else { "pvh" },
             u8::from(live)
         ))
     })();
