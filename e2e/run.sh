@@ -117,5 +117,10 @@ if [ "${E2E_NO_BENCHMARKS:-0}" != 1 ] && grep -aq '@@BENCH ours' "$LOG" && grep 
     "$TGT/xg-e2e" report "$LOG" "$QEMU_S" | scripts/bench-section real-xen BENCHMARKS.md \
         && echo "e2e: BENCHMARKS.md (section real-xen) updated"
 fi
+if [ "${E2E_NO_BENCHMARKS:-0}" != 1 ] && grep -aq '@@MIGRATE ' "$LOG"; then
+    "$TGT/xg-e2e" migration-report "$LOG" "$QEMU_S" |
+        scripts/bench-section real-xen-migration BENCHMARKS.md \
+        && echo "e2e: BENCHMARKS.md (section real-xen-migration) updated"
+fi
 echo "e2e: done in $((SECONDS - T0))s (QEMU part ${QEMU_S}s): $([ $verdict = 0 ] && echo PASS || echo FAIL)"
 exit $verdict

@@ -337,6 +337,42 @@ pub fn boot_table(log: &str) -> String {
     s + "\n"
 }
 
+/// The `real-xen-migration` section of BENCHMARKS.md from an e2e serial log: a row per
+/// `@@MIGRATE <case> PASS|FAIL E2E MIGRATE ...` line (dom0's `migrate_case`).
+pub fn migration_report(log: &str, qemu_s: u64) -> String {
+    let mut s = format!(
+        "## Real Xen 4.17 under QEMU: migration through `xenguest -mode listen` (`make e2e`)\n\n\
+A 128 MiB guest that rewrites 2048 pages (8 MiB) a second and checks them is moved to a new \
+domain by two `xenguest -mode listen` (libxenguest's stream engine) driven as emu-manager \
+drives them (`xg-e2e migrate`), the stream on a socketpair. Save: `migrate_init` to \
+`completed`; restore done: when the target's `completed` arrived. QEMU TCG (no KVM), {qemu_s} s \
+for the run; times are an emulated machine's, to compare with each other, not with hardware. \
+There is no C column: the C xenguest's stream is the same libxenguest code, and `xl save` \
+cannot save these guests (no PV drivers to suspend the PVH one, no device model for the HVM \
+one).\n\n\
+| case | result | precopy passes | save | restore done | target resumed at generation |\n\
+|---|---|---|---|---|---|\n"
+    );
+    for rest in log.lines().filter_map(|l| l.split("@@MIGRATE ").nth(1)) {
+        let mut words = rest.split(' ');
+        let (case, verdict) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+        let f = fields(rest);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("?").to_string();
+        let passes = match get("live").as_str() {
+            "1" => get("iterations"),
+            _ => "non-live".into(),
+        };
+        s += &format!(
+            "| {case} | {verdict} | {passes} | {} ms | {} ms | {} (source's last: {}) |\n",
+            get("save_ms"),
+            get("restore_done_ms"),
+            get("target_first_gen"),
+            get("source_last_gen"),
+        );
+    }
+    s + "\n"
+}
+
 /// A row of the benchmark tables: the guest (`hvm`, `linux-pv`, ...) and its RAM in MiB.
 type Row = (String, u64);
 
@@ -486,6 +522,26 @@ sides.\n";
 #[cfg(test)]
 mod report_tests {
     use super::*;
+
+    #[test]
+    fn migration_rows_come_from_the_migrate_lines() {
+        let log = "[ 27.2] @@MIGRATE pvh-live PASS E2E MIGRATE kind=pvh source=1 target=2 live=1 \
+                   iterations=4 save_ms=6496 restore_done_ms=6515 result=\"1 2\" \
+                   source_last_gen=0000000b target_first_gen=0000000c target_ticks=6\n\
+                   [ 42.2] @@MIGRATE hvm-nonlive FAIL E2E MIGRATE kind=hvm live=0 save_ms=4630\n";
+        let r = migration_report(log, 76);
+        assert!(
+            r.contains(
+                "| pvh-live | PASS | 4 | 6496 ms | 6515 ms | 0000000c (source's last: 0000000b) |"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("| hvm-nonlive | FAIL | non-live | 4630 ms | ? ms |"),
+            "{r}"
+        );
+        assert!(r.contains("76 s"));
+    }
 
     #[test]
     fn fields_take_quoted_values() {

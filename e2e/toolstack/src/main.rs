@@ -17,6 +17,7 @@
 //! xg-e2e xl-phase LOG                 libxenguest's build time and page counts in a timed xl log
 //! xg-e2e timed LOG -- CMD ARGS...     run CMD, its output stamped with ms since start into LOG
 //! xg-e2e report SERIAL_LOG QEMU_S     the BENCHMARKS.md section from an e2e serial log
+//! xg-e2e migration-report SERIAL_LOG QEMU_S   its migration section
 //! ```
 
 mod emu;
@@ -54,6 +55,17 @@ fn main() -> ExitCode {
                 print!(
                     "{}",
                     xg_e2e::bench_report(
+                        &String::from_utf8_lossy(&b),
+                        args[2].parse().unwrap_or(0)
+                    )
+                )
+            })
+            .map_err(|e| format!("{}: {e}", args[1])),
+        Some("migration-report") if args.len() == 3 => std::fs::read(&args[1])
+            .map(|b| {
+                print!(
+                    "{}",
+                    xg_e2e::migration_report(
                         &String::from_utf8_lossy(&b),
                         args[2].parse().unwrap_or(0)
                     )
