@@ -153,8 +153,9 @@ impl Listener {
         }
     }
 
-    /// Wait for `completed`; its `result`, if any.
-    fn completed(&mut self) -> Res<Option<String>> {
+    /// Wait for `completed`; its `result`, if any. `sent` is raised to the pages sent that
+    /// progress events report on the way.
+    fn completed(&mut self, sent: &mut i64) -> Res<Option<String>> {
         let start = Instant::now();
         loop {
             let left = COMPLETION_TIMEOUT.saturating_sub(start.elapsed());
@@ -162,6 +163,7 @@ impl Listener {
             if data.get("status").and_then(Value::as_str) == Some("completed") {
                 return Ok(data.get("result").and_then(Value::as_str).map(String::from));
             }
+            *sent = (*sent).max(sent_pages(&data));
         }
     }
 
@@ -201,6 +203,11 @@ fn live_done(data: &Value) -> bool {
     let iteration = data.get("iteration").and_then(Value::as_i64).unwrap_or(0);
     let remaining = data.get("remaining").and_then(Value::as_i64).unwrap_or(-1);
     iteration > 0 && ((0..50).contains(&remaining) || iteration >= 4)
+}
+
+/// Pages sent so far, from a progress event.
+fn sent_pages(data: &Value) -> i64 {
+    data.get("sent").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// xenopsd's part when emu-manager says `suspend:`: ask Xen to suspend the domain (a guest
@@ -291,6 +298,8 @@ pub fn migrate(args: &[String]) -> Res<()> {
         sender.command(r#"{"execute":"migrate_init"}"#, Some(&save_end))?;
         drop(save_end);
         let mut iterations = 0;
+        let mut sent = 0;
+        let suspended;
         if live {
             sender.command(r#"{"execute":"track_dirty"}"#, None)?;
             sender.command(r#"{"execute":"migrate_progress"}"#, None)?;
@@ -301,6 +310,7 @@ pub fn migrate(args: &[String]) -> Res<()> {
                     return Err("the live save completed before it was paused".into());
                 }
                 iterations = data.get("iteration").and_then(Value::as_i64).unwrap_or(0);
+                sent = sent.max(sent_pages(&data));
                 if live_done(&data) {
                     println!("E2E emu save: live done at {data}");
                     break;
@@ -308,18 +318,20 @@ pub fn migrate(args: &[String]) -> Res<()> {
             }
             // Fast pause, then xenopsd suspends, then paused.
             sender.command(r#"{"execute":"migrate_pause"}"#, None)?;
+            suspended = Instant::now();
             suspend(&xc, src)?;
             sender.command(r#"{"execute":"migrate_paused"}"#, None)?;
         } else {
+            suspended = Instant::now();
             suspend(&xc, src)?;
             sender.command(r#"{"execute":"migrate_pause"}"#, None)?;
             sender.command(r#"{"execute":"migrate_paused"}"#, None)?;
             sender.command(r#"{"execute":"migrate_nonlive"}"#, None)?;
         }
-        sender.completed()?;
+        sender.completed(&mut sent)?;
         let save_ms = t0.elapsed().as_millis();
         let result = receiver
-            .completed()?
+            .completed(&mut 0)?
             .ok_or("the restore completed without a result")?;
         let restore_ms = t0.elapsed().as_millis();
         sender.quit()?;
@@ -341,9 +353,12 @@ pub fn migrate(args: &[String]) -> Res<()> {
             unsafe { sys::xc_domain_unpause(xch, dst) }
         })
         .map_err(|e| e.to_string())?;
+        // The guest ran on neither domain from its suspend until now.
+        let downtime_ms = suspended.elapsed().as_millis();
         Ok(format!(
-            "kind={} source={src} target={dst} live={} iterations={iterations} save_ms={save_ms} \
-             restore_done_ms={restore_ms} result=\"{result}\"",
+            "kind={} source={src} target={dst} live={} iterations={iterations} sent_pages={sent} \
+             save_ms={save_ms} restore_done_ms={restore_ms} downtime_ms={downtime_ms} \
+             result=\"{result}\"",
             if mode == Mode::Hvm { "hvm" } else { "pvh" },
             u8::from(live)
         ))

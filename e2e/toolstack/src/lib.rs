@@ -345,13 +345,14 @@ pub fn migration_report(log: &str, qemu_s: u64) -> String {
 A 128 MiB guest that rewrites 2048 pages (8 MiB) a second and checks them is moved to a new \
 domain by two `xenguest -mode listen` (libxenguest's stream engine) driven as emu-manager \
 drives them (`xg-e2e migrate`), the stream on a socketpair. Save: `migrate_init` to \
-`completed`; restore done: when the target's `completed` arrived. QEMU TCG (no KVM), {qemu_s} s \
+`completed`; restore done: when the target's `completed` arrived; downtime: from the source's \
+suspend to the target's unpause (build_post included); pages sent: the last progress event's. QEMU TCG (no KVM), {qemu_s} s \
 for the run; times are an emulated machine's, to compare with each other, not with hardware. \
 There is no C column: the C xenguest's stream is the same libxenguest code, and `xl save` \
 cannot save these guests (no PV drivers to suspend the PVH one, no device model for the HVM \
 one).\n\n\
-| case | result | precopy passes | save | restore done | target resumed at generation |\n\
-|---|---|---|---|---|---|\n"
+| case | result | precopy passes | pages sent | save | restore done | downtime | target resumed at generation |\n\
+|---|---|---|---|---|---|---|---|\n"
     );
     for rest in log.lines().filter_map(|l| l.split("@@MIGRATE ").nth(1)) {
         let mut words = rest.split(' ');
@@ -363,9 +364,11 @@ one).\n\n\
             _ => "non-live".into(),
         };
         s += &format!(
-            "| {case} | {verdict} | {passes} | {} ms | {} ms | {} (source's last: {}) |\n",
+            "| {case} | {verdict} | {passes} | {} | {} ms | {} ms | {} ms | {} (source's last: {}) |\n",
+            get("sent_pages"),
             get("save_ms"),
             get("restore_done_ms"),
+            get("downtime_ms"),
             get("target_first_gen"),
             get("source_last_gen"),
         );
@@ -526,18 +529,18 @@ mod report_tests {
     #[test]
     fn migration_rows_come_from_the_migrate_lines() {
         let log = "[ 27.2] @@MIGRATE pvh-live PASS E2E MIGRATE kind=pvh source=1 target=2 live=1 \
-                   iterations=4 save_ms=6496 restore_done_ms=6515 result=\"1 2\" \
+                   iterations=4 sent_pages=40000 save_ms=6496 restore_done_ms=6515 downtime_ms=900 result=\"1 2\" \
                    source_last_gen=0000000b target_first_gen=0000000c target_ticks=6\n\
                    [ 42.2] @@MIGRATE hvm-nonlive FAIL E2E MIGRATE kind=hvm live=0 save_ms=4630\n";
         let r = migration_report(log, 76);
         assert!(
             r.contains(
-                "| pvh-live | PASS | 4 | 6496 ms | 6515 ms | 0000000c (source's last: 0000000b) |"
+                "| pvh-live | PASS | 4 | 40000 | 6496 ms | 6515 ms | 900 ms | 0000000c (source's last: 0000000b) |"
             ),
             "{r}"
         );
         assert!(
-            r.contains("| hvm-nonlive | FAIL | non-live | 4630 ms | ? ms |"),
+            r.contains("| hvm-nonlive | FAIL | non-live | ? | 4630 ms | ? ms |"),
             "{r}"
         );
         assert!(r.contains("76 s"));
