@@ -36,7 +36,7 @@ demo: build
 
 lint: deps
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings -D clippy::undocumented_unsafe_blocks
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 test-rust: deps
 	$(CARGO) test --locked

@@ -101,8 +101,8 @@ pub struct PlatformFlags {
     pub nested_virt: bool,
     /// `platform/hpet` (default on).
     pub hpet: bool,
-    /// `platform/timeoffset`, seconds.
-    pub timeoffset_s: i64,
+    /// `platform/timeoffset`, seconds (libxenctrl takes an `int32_t`, so the parser bounds it).
+    pub timeoffset_s: i32,
     /// `platform/mmio_hole_size`, bytes (0 = default).
     pub mmio_hole_size_bytes: u64,
     /// `platform/acpi`, `acpi_s3`, `acpi_s4` after normalisation (-1 = was absent).
@@ -335,11 +335,11 @@ pub fn read_platform(
     };
     f.timeoffset_s = match r.raw("platform/timeoffset")? {
         None => 0,
-        Some(s) => s.trim().parse::<i64>().map_err(|_| {
+        Some(s) => s.trim().parse::<i32>().map_err(|_| {
             Error::platform(
                 r.path("platform/timeoffset"),
                 s.clone(),
-                "not a whole number of seconds",
+                "not a whole number of seconds that fits in 32 bits",
             )
         })?,
     };
@@ -541,10 +541,19 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("platform/vcpu/current"), "{e}");
-        let e = flags(&[("platform/timeoffset", "soon")]).unwrap_err();
-        assert!(
-            e.to_string().contains("platform/timeoffset = 'soon'"),
-            "{e}"
+        for bad in ["soon", "2147483648", "-2147483649"] {
+            let e = flags(&[("platform/timeoffset", bad)]).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("platform/timeoffset = '{bad}'")),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            flags(&[("platform/timeoffset", "-2147483648")])
+                .unwrap()
+                .timeoffset_s,
+            i32::MIN
         );
         // The C parser's leniency is kept where it is harmless: trailing junk stops the number.
         assert_eq!(

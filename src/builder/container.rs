@@ -263,14 +263,15 @@ fn set_params(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags) -> Resul
         hv.hvm_param_set(domid, param::X87_FIP_WIDTH, flags.x87_fip_width.into())
             .map_err(step.xc())?;
     }
-    // libxenctrl takes an int32_t; the platform parser bounds the value to it.
-    let offset_s = i32::try_from(flags.timeoffset_s).map_err(|_| {
-        Error::platform(
-            "platform/timeoffset",
-            flags.timeoffset_s.to_string(),
-            "out of range for xc_domain_set_time_offset (a 32-bit number of seconds)",
-        )
-    })?;
-    hv.domain_set_time_offset(domid, offset_s)
+    set_time_offset(hv, domid, flags)
+}
+
+/// `xc_domain_set_time_offset` from `platform/timeoffset` (bounded to 32 bits by its parser).
+pub(crate) fn set_time_offset(
+    hv: &dyn Hypervisor,
+    domid: DomId,
+    flags: &PlatformFlags,
+) -> Result<()> {
+    hv.domain_set_time_offset(domid, flags.timeoffset_s)
         .map_err(Step::DomainSetTimeOffset.xc())
 }

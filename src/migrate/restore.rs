@@ -17,7 +17,7 @@ use crate::platform::{read_platform, strtoull, PlatformFlags};
 use crate::store::{domain_path, Store};
 use crate::types::DomId;
 use crate::vcpu::configure_vcpus;
-use crate::{Error, Result, Step};
+use crate::{Result, Step};
 
 /// `HVM_PARAM_VM_GENERATION_ID_ADDR`: the guest-physical address of the 16-byte generation id
 /// (xen-project/xen `xen/include/public/hvm/params.h`).
@@ -52,15 +52,7 @@ pub fn before_stream(
         if let Err(e) = hv.hvm_param_set(domid, param::HPET_ENABLED, flags.hpet.into()) {
             log::warn!("HVM_PARAM_HPET_ENABLED: {e}");
         }
-        let offset_s = i32::try_from(flags.timeoffset_s).map_err(|_| {
-            Error::platform(
-                "platform/timeoffset",
-                flags.timeoffset_s.to_string(),
-                "out of range for xc_domain_set_time_offset (a 32-bit number of seconds)",
-            )
-        })?;
-        hv.domain_set_time_offset(domid, offset_s)
-            .map_err(Step::DomainSetTimeOffset.xc())?;
+        crate::builder::container::set_time_offset(hv, domid, &flags)?;
     }
     configure_vcpus(hv, domid, &flags)?;
     Ok(Prepared {

@@ -27,6 +27,8 @@ mod extra {
         dead_code
     )]
     #![allow(clippy::all)]
+    // bindgen's generated accessors have unsafe blocks without comments.
+    #![allow(clippy::undocumented_unsafe_blocks)]
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
@@ -44,5 +46,7 @@ pub mod abi {
         dead_code
     )]
     #![allow(clippy::all)]
+    // bindgen's generated layout tests have unsafe blocks without comments.
+    #![allow(clippy::undocumented_unsafe_blocks)]
     include!(concat!(env!("OUT_DIR"), "/abi.rs"));
 }

@@ -49,6 +49,12 @@ fn record(function: &str, domid: u32, order: c_uint, nr: c_ulong, rc: c_int, us:
     }
 }
 
+/// Set the calling thread's errno, as libxenctrl reports a failure.
+fn set_errno(code: c_int) {
+    // SAFETY: __errno_location returns the calling thread's errno slot, always valid to write.
+    unsafe { *libc::__errno_location() = code };
+}
+
 /// Interposed `xc_domain_populate_physmap`.
 ///
 /// # Safety
@@ -64,7 +70,7 @@ pub unsafe extern "C" fn xc_domain_populate_physmap(
     extent_start: *mut XenPfn,
 ) -> c_int {
     let Some(real) = next(c"xc_domain_populate_physmap") else {
-        *libc::__errno_location() = libc::ENOSYS;
+        set_errno(libc::ENOSYS);
         return -1;
     };
     let start = std::time::Instant::now();
@@ -107,7 +113,7 @@ pub unsafe extern "C" fn xc_domain_populate_physmap_exact(
     extent_start: *mut XenPfn,
 ) -> c_int {
     let Some(real) = next(c"xc_domain_populate_physmap_exact") else {
-        *libc::__errno_location() = libc::ENOSYS;
+        set_errno(libc::ENOSYS);
         return -1;
     };
     IN_EXACT.with(|c| c.set(true));

@@ -434,8 +434,10 @@ macro_rules! build_stub {
 }
 
 /// The three build entry points. `ocaml_export!` generates each `_bytecode` twin as a safe
-/// `extern "C" fn(argv, argn)` reading OCaml's argument array, which clippy flags.
-#[allow(clippy::not_unsafe_ptr_arg_deref)]
+/// `extern "C" fn(argv, argn)` reading OCaml's argument array, which clippy flags. The macro
+/// takes no attributes, so its functions cannot carry doc comments: each is documented at its
+/// `external` in `ocaml/xenguest.mli`.
+#[allow(clippy::not_unsafe_ptr_arg_deref, missing_docs)]
 mod build_stubs {
     use super::*;
 
@@ -478,206 +480,213 @@ fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result
     }
 }
 
-ocaml_export! {
-    fn stub_xenguest_build_of_argv(
-        cr,
-        handle: OCamlRef<DynBox<Handle>>,
-        args: OCamlRef<OCamlList<String>>,
-    ) -> OCaml<OcamlOutcome> {
-        let backend = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            h.backend()
-        };
-        let args: Vec<String> = args.to_rust(cr);
-        let outcome = match backend {
-            Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args)),
-            Err(f) => Err(f),
-        };
-        outcome.to_ocaml(cr)
-    }
+/// The handle, argv and simulator stubs (documented at their `external`s in
+/// `ocaml/xenguest.mli`; `ocaml_export!` takes no doc attributes).
+#[allow(missing_docs)]
+mod handle_stubs {
+    use super::*;
 
-    fn stub_xenguest_open(cr, kind: OCamlRef<String>) -> OCaml<DynBox<Handle>> {
-        let kind: String = kind.to_rust(cr);
-        let state = cr.releasing_runtime(|| open(&kind));
-        OCaml::box_value(cr, Handle { state: Mutex::new(state) })
-    }
-
-    fn stub_xenguest_open_error(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Option<OFailure>> {
-        let h = cr.get(handle);
-        let h: &Handle = h.borrow();
-        let err = match &*h.state.lock().unwrap_or_else(|e| e.into_inner()) {
-            Err(f) => Some(f.clone()),
-            Ok(_) => None,
-        };
-        err.to_ocaml(cr)
-    }
-
-    fn stub_xenguest_close(cr, handle: OCamlRef<DynBox<Handle>>) {
-        let h = cr.get(handle);
-        let h: &Handle = h.borrow();
-        let mut state = h.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(backend) = &mut *state {
-            *backend = None;
+    ocaml_export! {
+        fn stub_xenguest_build_of_argv(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            args: OCamlRef<OCamlList<String>>,
+        ) -> OCaml<OcamlOutcome> {
+            let backend = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                h.backend()
+            };
+            let args: Vec<String> = args.to_rust(cr);
+            let outcome = match backend {
+                Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args)),
+                Err(f) => Err(f),
+            };
+            outcome.to_ocaml(cr)
         }
-        OCaml::unit()
-    }
 
-    fn stub_xenguest_sim_create_domain(
-        cr,
-        handle: OCamlRef<DynBox<Handle>>,
-        hvm: OCamlRef<bool>,
-        max_mem_kib: OCamlRef<OCamlInt>,
-        vcpus: OCamlRef<OCamlInt>,
-    ) -> OCaml<Result<OCamlInt, OFailure>> {
-        let (hvm, max_mem_kib, vcpus): (bool, i64, i64) = (hvm.to_rust(cr), max_mem_kib.to_rust(cr), vcpus.to_rust(cr));
-        let r = {
+        fn stub_xenguest_open(cr, kind: OCamlRef<String>) -> OCaml<DynBox<Handle>> {
+            let kind: String = kind.to_rust(cr);
+            let state = cr.releasing_runtime(|| open(&kind));
+            OCaml::box_value(cr, Handle { state: Mutex::new(state) })
+        }
+
+        fn stub_xenguest_open_error(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Option<OFailure>> {
             let h = cr.get(handle);
             let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
-                let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
-                let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
-                let domid = sim.host.create_domain(&cfg).map_err(|e| sim_failure("create_domain", e.code, &e.to_string()))?;
-                Ok(i64::from(domid.0))
-            })
-        };
-        r.to_ocaml(cr)
-    }
+            let err = match &*h.state.lock().unwrap_or_else(|e| e.into_inner()) {
+                Err(f) => Some(f.clone()),
+                Ok(_) => None,
+            };
+            err.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), OFailure>> {
-        let domid: i64 = domid.to_rust(cr);
-        let r = {
+        fn stub_xenguest_close(cr, handle: OCamlRef<DynBox<Handle>>) {
             let h = cr.get(handle);
             let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let d = DomId(non_negative("domid", domid)?);
-                sim.host.destroy_domain(d).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))?;
-                sim.store.rm(&domain_path(d)).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))
-            })
-        };
-        r.to_ocaml(cr)
-    }
+            let mut state = h.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(backend) = &mut *state {
+                *backend = None;
+            }
+            OCaml::unit()
+        }
 
-    fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), OFailure>> {
-        let (path, value): (String, String) = (path.to_rust(cr), value.to_rust(cr));
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| sim_failure("write", e.code, &e.to_string())))
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_create_domain(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            hvm: OCamlRef<bool>,
+            max_mem_kib: OCamlRef<OCamlInt>,
+            vcpus: OCamlRef<OCamlInt>,
+        ) -> OCaml<Result<OCamlInt, OFailure>> {
+            let (hvm, max_mem_kib, vcpus): (bool, i64, i64) = (hvm.to_rust(cr), max_mem_kib.to_rust(cr), vcpus.to_rust(cr));
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
+                    let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
+                    let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
+                    let domid = sim.host.create_domain(&cfg).map_err(|e| sim_failure("create_domain", e.code, &e.to_string()))?;
+                    Ok(i64::from(domid.0))
+                })
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, OFailure>> {
-        let path: String = path.to_rust(cr);
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| sim.store.read(&path).map_err(|e| sim_failure("read", e.code, &e.to_string())))
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), OFailure>> {
+            let domid: i64 = domid.to_rust(cr);
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let d = DomId(non_negative("domid", domid)?);
+                    sim.host.destroy_domain(d).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))?;
+                    sim.store.rm(&domain_path(d)).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))
+                })
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<ODomainTuple, OFailure>> {
-        let domid: i64 = domid.to_rust(cr);
-        let r: Result<DomainTuple, Failure> = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let d = DomId(non_negative("domid", domid)?);
-                let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
-                Ok((
-                    s.tot_pages as i64,
-                    s.max_pages as i64,
-                    s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), *p as i64)).collect(),
-                    s.pages_by_node.iter().map(|p| *p as i64).collect(),
-                    s.pod_entries as i64,
-                    s.repopulated_pages as i64,
-                ))
-            })
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), OFailure>> {
+            let (path, value): (String, String) = (path.to_rust(cr), value.to_rust(cr));
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| sim_failure("write", e.code, &e.to_string())))
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<OHostTuple, OFailure>> {
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let check = sim.host.check_accounting().err();
-                Ok((sim.host.free_pages() as i64, sim.host.outstanding_claims() as i64, check))
-            })
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, OFailure>> {
+            let path: String = path.to_rust(cr);
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| sim.store.read(&path).map_err(|e| sim_failure("read", e.code, &e.to_string())))
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_inject_fault(
-        cr,
-        handle: OCamlRef<DynBox<Handle>>,
-        call: OCamlRef<String>,
-        nth: OCamlRef<OCamlInt>,
-        domid: OCamlRef<OCamlInt>,
-        errno: OCamlRef<OCamlInt>,
-    ) -> OCaml<Result<(), OFailure>> {
-        let call: String = call.to_rust(cr);
-        let (nth, domid, errno): (i64, i64, i64) = (nth.to_rust(cr), domid.to_rust(cr), errno.to_rust(cr));
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let kind = CALL_KINDS
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .find(|k| *k == call)
-                    .ok_or_else(|| invalid("sim", format!("unknown call kind '{call}'")))?;
-                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
-                let mut fault = Fault::errno(kind, u64::try_from(nth).unwrap_or(1), errno);
-                if domid >= 0 {
-                    fault = fault.for_domain(DomId(non_negative("domid", domid)?));
-                }
-                sim.host.inject(fault).map_err(|e| invalid("sim", e))
-            })
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<ODomainTuple, OFailure>> {
+            let domid: i64 = domid.to_rust(cr);
+            let r: Result<DomainTuple, Failure> = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let d = DomId(non_negative("domid", domid)?);
+                    let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
+                    Ok((
+                        s.tot_pages as i64,
+                        s.max_pages as i64,
+                        s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), *p as i64)).collect(),
+                        s.pages_by_node.iter().map(|p| *p as i64).collect(),
+                        s.pod_entries as i64,
+                        s.repopulated_pages as i64,
+                    ))
+                })
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_fail_next_store(
-        cr,
-        handle: OCamlRef<DynBox<Handle>>,
-        op: OCamlRef<String>,
-        errno: OCamlRef<OCamlInt>,
-    ) -> OCaml<Result<(), OFailure>> {
-        let op: String = op.to_rust(cr);
-        let errno: i64 = errno.to_rust(cr);
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let op = store_op(&op)?;
-                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
-                sim.store.fail_next(op, errno);
-                Ok(())
-            })
-        };
-        r.to_ocaml(cr)
-    }
+        fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<OHostTuple, OFailure>> {
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let check = sim.host.check_accounting().err();
+                    Ok((sim.host.free_pages() as i64, sim.host.outstanding_claims() as i64, check))
+                })
+            };
+            r.to_ocaml(cr)
+        }
 
-    fn stub_xenguest_sim_inject_panic(
-        cr,
-        handle: OCamlRef<DynBox<Handle>>,
-        op: OCamlRef<String>,
-    ) -> OCaml<Result<(), OFailure>> {
-        let op: String = op.to_rust(cr);
-        let r = {
-            let h = cr.get(handle);
-            let h: &Handle = h.borrow();
-            with_sim(h, |sim| {
-                let op = store_op(&op)?;
-                sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
-                Ok(())
-            })
-        };
-        r.to_ocaml(cr)
+        fn stub_xenguest_sim_inject_fault(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            call: OCamlRef<String>,
+            nth: OCamlRef<OCamlInt>,
+            domid: OCamlRef<OCamlInt>,
+            errno: OCamlRef<OCamlInt>,
+        ) -> OCaml<Result<(), OFailure>> {
+            let call: String = call.to_rust(cr);
+            let (nth, domid, errno): (i64, i64, i64) = (nth.to_rust(cr), domid.to_rust(cr), errno.to_rust(cr));
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let kind = CALL_KINDS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .find(|k| *k == call)
+                        .ok_or_else(|| invalid("sim", format!("unknown call kind '{call}'")))?;
+                    let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                    let mut fault = Fault::errno(kind, u64::try_from(nth).unwrap_or(1), errno);
+                    if domid >= 0 {
+                        fault = fault.for_domain(DomId(non_negative("domid", domid)?));
+                    }
+                    sim.host.inject(fault).map_err(|e| invalid("sim", e))
+                })
+            };
+            r.to_ocaml(cr)
+        }
+
+        fn stub_xenguest_sim_fail_next_store(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            op: OCamlRef<String>,
+            errno: OCamlRef<OCamlInt>,
+        ) -> OCaml<Result<(), OFailure>> {
+            let op: String = op.to_rust(cr);
+            let errno: i64 = errno.to_rust(cr);
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let op = store_op(&op)?;
+                    let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                    sim.store.fail_next(op, errno);
+                    Ok(())
+                })
+            };
+            r.to_ocaml(cr)
+        }
+
+        fn stub_xenguest_sim_inject_panic(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            op: OCamlRef<String>,
+        ) -> OCaml<Result<(), OFailure>> {
+            let op: String = op.to_rust(cr);
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let op = store_op(&op)?;
+                    sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+                    Ok(())
+                })
+            };
+            r.to_ocaml(cr)
+        }
     }
 }
