@@ -205,9 +205,13 @@ fn live_done(data: &Value) -> bool {
     iteration > 0 && ((0..50).contains(&remaining) || iteration >= 4)
 }
 
-/// Pages sent so far, from a progress event.
+/// Pages written so far, from the event sent after each precopy pass (the one with a known
+/// `remaining`; inside a pass `sent` also counts the pfns scanned, libxc's progress unit).
 fn sent_pages(data: &Value) -> i64 {
-    data.get("sent").and_then(Value::as_i64).unwrap_or(0)
+    match data.get("remaining").and_then(Value::as_i64) {
+        Some(r) if r >= 0 => data.get("sent").and_then(Value::as_i64).unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// xenopsd's part when emu-manager says `suspend:`: ask Xen to suspend the domain (a guest
