@@ -544,3 +544,23 @@ fn without_sim_the_real_backend_is_opened_and_its_failure_reported() {
     // libxc's own complaint goes to the (quiet) logger, not to stderr.
     assert!(!stderr(&o).contains("xencall: error"), "{}", stderr(&o));
 }
+
+/// libxenguest's shadow-op calls bind to the binary's EBUSY-retrying wrappers only if the
+/// binary exports them (build.rs).
+#[test]
+fn the_binary_exports_its_shadow_op_wrappers() {
+    let Ok(o) = Command::new("nm")
+        .args(["-D", "--defined-only", env!("CARGO_BIN_EXE_xenguest")])
+        .output()
+    else {
+        eprintln!("skipped: nm (binutils) is not installed");
+        return;
+    };
+    let symbols = stdout(&o);
+    for name in ["xc_shadow_control", "xc_logdirty_control"] {
+        assert!(
+            symbols.contains(&format!(" T {name}\n")),
+            "{name} in {symbols}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 mod cli;
 mod control;
 mod migrate;
+mod shadow_retry;
 mod syslog;
 
 use control::ControlFd;
