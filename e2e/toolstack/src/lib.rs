@@ -346,13 +346,15 @@ A 128 MiB guest that rewrites 2048 pages (8 MiB) a second and checks them is mov
 domain by two `xenguest -mode listen` (libxenguest's stream engine) driven as emu-manager \
 drives them (`xg-e2e migrate`), the stream on a socketpair. Save: `migrate_init` to \
 `completed`; restore done: when the target's `completed` arrived; downtime: from the source's \
-suspend to the target's unpause (build_post included); pages sent: written by the precopy \
-passes, from the event after the last one (the stop-and-copy pass adds the rest). QEMU TCG (no KVM), {qemu_s} s \
+suspend to the target's unpause (build_post included); pfns sent: libxc's count after the \
+last precopy pass (the stop-and-copy pass adds the rest), which counts every pfn a pass \
+covers up to the highest gfn, holes included: these guests' special pages sit just below \
+4 GiB, so the first pass alone is about 1 M pfns, of which 32 K are RAM. QEMU TCG (no KVM), {qemu_s} s \
 for the run; times are an emulated machine's, to compare with each other, not with hardware. \
 There is no C column: the C xenguest's stream is the same libxenguest code, and `xl save` \
 cannot save these guests (no PV drivers to suspend the PVH one, no device model for the HVM \
 one).\n\n\
-| case | result | precopy passes | pages sent | save | restore done | downtime | target resumed at generation |\n\
+| case | result | precopy passes | pfns sent | save | restore done | downtime | target resumed at generation |\n\
 |---|---|---|---|---|---|---|---|\n"
     );
     for rest in log.lines().filter_map(|l| l.split("@@MIGRATE ").nth(1)) {
