@@ -15,7 +15,7 @@ use xenguest::hypervisor::*;
 use xenguest::layout::{self, HvmLayoutInput};
 use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::types::{DomId, E820Entry, Gfn};
+use xenguest::types::{DomId, E820Entry, MapAddr, MapFrame};
 
 const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
 
@@ -250,13 +250,13 @@ impl Hypervisor for Timed<'_> {
     ) -> XcResult<usize> {
         timed!(self, self.inner.domain_populate_physmap(d, o, f, e))
     }
-    fn clear_domain_pages(&self, d: DomId, g: Gfn, n: u64) -> XcResult<()> {
+    fn clear_domain_pages(&self, d: DomId, g: MapFrame, n: u64) -> XcResult<()> {
         timed!(self, self.inner.clear_domain_pages(d, g, n))
     }
-    fn write_guest(&self, d: DomId, p: u64, b: &[u8]) -> XcResult<()> {
+    fn write_guest(&self, d: DomId, p: MapAddr, b: &[u8]) -> XcResult<()> {
         timed!(self, self.inner.write_guest(d, p, b))
     }
-    fn read_guest(&self, d: DomId, p: u64, b: &mut [u8]) -> XcResult<()> {
+    fn read_guest(&self, d: DomId, p: MapAddr, b: &mut [u8]) -> XcResult<()> {
         timed!(self, self.inner.read_guest(d, p, b))
     }
     fn hvm_param_set(&self, d: DomId, p: u32, v: u64) -> XcResult<()> {
@@ -277,7 +277,14 @@ impl Hypervisor for Timed<'_> {
     fn cpuid_apply_policy(&self, d: DomId, p: &CpuidPolicy) -> XcResult<()> {
         timed!(self, self.inner.cpuid_apply_policy(d, p))
     }
-    fn gnttab_seed(&self, d: DomId, c: Gfn, x: Gfn, cd: DomId, xd: DomId) -> XcResult<()> {
+    fn gnttab_seed(
+        &self,
+        d: DomId,
+        c: MapFrame,
+        x: MapFrame,
+        cd: DomId,
+        xd: DomId,
+    ) -> XcResult<()> {
         timed!(self, self.inner.gnttab_seed(d, c, x, cd, xd))
     }
     fn domain_hvm_set_boot_vcpu(&self, d: DomId, v: &HvmBootVcpu) -> XcResult<()> {

@@ -4,7 +4,7 @@
 //! [`crate::abi`] types. Pure: the builders decide where they go and write them through the seam.
 
 use crate::abi::{self, FromZeros, HvmInfoTable, HvmModlistEntry, HvmStartInfo};
-use crate::types::{Gfn, PAGE_BYTES};
+use crate::types::{Gfn, Mfn, PAGE_BYTES};
 use core::mem::size_of;
 use once_cell::sync::Lazy;
 use zerocopy::{Immutable, IntoBytes};
@@ -362,11 +362,11 @@ pub struct PvStartInfo {
     /// `SIF_*`.
     pub flags: u32,
     /// Xenstore ring MFN.
-    pub store_mfn: u64,
+    pub store_mfn: Mfn,
     /// Xenstore event channel.
     pub store_evtchn: u32,
     /// Console ring MFN.
-    pub console_mfn: u64,
+    pub console_mfn: Mfn,
     /// Console event channel.
     pub console_evtchn: u32,
     /// Virtual address of the L4.
@@ -397,9 +397,9 @@ impl PvStartInfo {
         si.nr_pages = self.nr_pages;
         si.shared_info = self.shared_info;
         si.flags = self.flags;
-        si.store_mfn = self.store_mfn;
+        si.store_mfn = self.store_mfn.0;
         si.store_evtchn = self.store_evtchn;
-        si.console.mfn = self.console_mfn;
+        si.console.mfn = self.console_mfn.0;
         si.console.evtchn = self.console_evtchn;
         si.pt_base = self.pt_base;
         si.nr_pt_frames = self.nr_pt_frames;
@@ -542,9 +542,9 @@ mod tests {
             nr_pages: 0x40000,
             shared_info: 0x1234_5000,
             flags: 8,
-            store_mfn: 0xABCDE,
+            store_mfn: Mfn(0xABCDE),
             store_evtchn: 7,
-            console_mfn: 0xABCDF,
+            console_mfn: Mfn(0xABCDF),
             console_evtchn: 8,
             pt_base: 0xffff_ffff_8100_0000,
             nr_pt_frames: 9,

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, ErrorKind, Result, Step};
 use crate::hypervisor::{Hypervisor, MemFlags};
-use crate::types::{pages_of_order, DomId, ORDER_1G, ORDER_2M};
+use crate::types::{pages_of_order, DomId, Mfn, Pfn, ORDER_1G, ORDER_2M};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -166,7 +166,7 @@ pub fn populate_pv(
     flags: MemFlags,
     total_pages: u64,
     step: Step,
-) -> Result<(Vec<u64>, PopulateStats)> {
+) -> Result<(P2m, PopulateStats)> {
     let too_many = || step.invalid(format!("{total_pages} pages do not fit in this process"));
     let total = usize::try_from(total_pages).map_err(|_| too_many())?;
     let mut p2m: Vec<u64> = Vec::new();
@@ -182,7 +182,42 @@ pub fn populate_pv(
             }
         }
     })?;
-    Ok((p2m, stats))
+    Ok((P2m(p2m), stats))
+}
+
+/// A PV domain's p2m: the machine frame behind each pfn, as `populate_physmap` wrote them
+/// back. The raw list is what the guest gets (its `mfn_list`) and what its page tables map.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct P2m(Vec<u64>);
+
+impl P2m {
+    /// A p2m from its list (`list[pfn]` = mfn).
+    pub fn from_list(list: Vec<u64>) -> Self {
+        P2m(list)
+    }
+
+    /// The machine frame behind `pfn`, if the p2m reaches it.
+    pub fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        usize::try_from(pfn.0)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|&m| Mfn(m))
+    }
+
+    /// Frames the p2m covers.
+    pub fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    /// Whether it covers none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The list, as the guest's `mfn_list` holds it.
+    pub fn as_list(&self) -> &[u64] {
+        &self.0
+    }
 }
 
 /// [`populate`], handing `record(order, gfns asked, frames written back)` what each call
@@ -421,8 +456,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stats.pages(), total);
-        assert!(p2m.iter().all(|&m| m != u64::MAX), "every pfn has a frame");
-        let mut sorted = p2m.clone();
+        assert_eq!(p2m.len(), total);
+        assert!(
+            p2m.as_list().iter().all(|&m| m != u64::MAX),
+            "every pfn has a frame"
+        );
+        assert_eq!(p2m.mfn(Pfn(total)), None);
+        let mut sorted = p2m.as_list().to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len() as u64, total, "no frame twice");

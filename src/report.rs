@@ -9,7 +9,7 @@ use crate::hypervisor::{
 use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
 use crate::store::{Store, StoreResult};
-use crate::types::{DomId, E820Entry, Gfn};
+use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -232,15 +232,15 @@ impl Hypervisor for Counting<'_> {
         self.tick("domain_populate_physmap")
             .domain_populate_physmap(domid, order, flags, extents)
     }
-    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()> {
+    fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
         self.tick("clear_domain_pages")
             .clear_domain_pages(domid, first, nr_pages)
     }
-    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
-        self.tick("write_guest").write_guest(domid, paddr, data)
+    fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
+        self.tick("write_guest").write_guest(domid, at, data)
     }
-    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
-        self.tick("read_guest").read_guest(domid, paddr, buf)
+    fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
+        self.tick("read_guest").read_guest(domid, at, buf)
     }
     fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()> {
         self.tick("hvm_param_set")
@@ -267,8 +267,8 @@ impl Hypervisor for Counting<'_> {
     fn gnttab_seed(
         &self,
         domid: DomId,
-        console: Gfn,
-        xenstore: Gfn,
+        console: MapFrame,
+        xenstore: MapFrame,
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()> {
@@ -295,17 +295,17 @@ impl Hypervisor for Counting<'_> {
     fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
         self.tick("get_native_protocol").get_native_protocol(domid)
     }
-    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<Mfn> {
         self.tick("domain_shared_info_frame")
             .domain_shared_info_frame(domid)
     }
-    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn mmuext_pin_l4_table(&self, domid: DomId, l4: Mfn) -> XcResult<()> {
         self.tick("mmuext_pin_l4_table")
-            .mmuext_pin_l4_table(domid, mfn)
+            .mmuext_pin_l4_table(domid, l4)
     }
-    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn hypercall_page_init(&self, domid: DomId, page: Mfn) -> XcResult<()> {
         self.tick("hypercall_page_init")
-            .hypercall_page_init(domid, mfn)
+            .hypercall_page_init(domid, page)
     }
     fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
         self.tick("vcpu_setcontext_pv")

@@ -56,6 +56,134 @@ impl fmt::Display for Gfn {
     }
 }
 
+/// A machine frame number (host-physical address >> 12). Only a PV domain shows its MFNs to
+/// the toolstack: its p2m maps each [`Pfn`] to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct Mfn(pub u64);
+
+impl Mfn {
+    /// The machine byte address of this frame.
+    pub const fn maddr(self) -> u64 {
+        self.0 << PAGE_SHIFT
+    }
+}
+
+impl fmt::Display for Mfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A PV domain's pseudo-physical frame number: an index into its p2m (`pfn -> mfn`). In a
+/// translated (HVM/PVH) domain pfn and gfn are the same number, and the code says [`Gfn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Pfn(pub u64);
+
+impl fmt::Display for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A guest-physical byte address in a translated (HVM/PVH) domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct GuestPhys(pub u64);
+
+impl GuestPhys {
+    /// The frame the address falls in.
+    pub const fn gfn(self) -> Gfn {
+        Gfn(self.0 >> PAGE_SHIFT)
+    }
+}
+
+/// A frame numbered as the foreign-mapping calls number it (`xc_map_foreign_range`,
+/// `xc_clear_domain_pages`, `xc_dom_gnttab_seed`'s "gmfn"): by gfn in a translated domain,
+/// by MFN in a PV one. Which one a call gets is the caller's to say, so that a PV MFN cannot
+/// pass for a gfn (the simulated host refuses the wrong kind for the domain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum MapFrame {
+    /// A translated domain's frame.
+    Gfn(Gfn),
+    /// A PV domain's frame.
+    Mfn(Mfn),
+}
+
+impl MapFrame {
+    /// The frame number the call takes (`xen_pfn_t`).
+    pub const fn number(self) -> u64 {
+        match self {
+            MapFrame::Gfn(Gfn(n)) | MapFrame::Mfn(Mfn(n)) => n,
+        }
+    }
+
+    /// Whether the frame is a PV machine frame.
+    pub const fn is_machine(self) -> bool {
+        matches!(self, MapFrame::Mfn(_))
+    }
+}
+
+impl fmt::Display for MapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapFrame::Gfn(g) => write!(f, "gfn {g}"),
+            MapFrame::Mfn(m) => write!(f, "mfn {m}"),
+        }
+    }
+}
+
+/// A byte address in a domain's foreign-mapping numbering: `offset` bytes into `frame`. An
+/// access from it runs on through the frames that follow in the same numbering (consecutive
+/// gfns, or consecutive MFNs: the PV builder splits its writes where the p2m is not
+/// machine-contiguous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct MapAddr {
+    frame: MapFrame,
+    /// Below [`PAGE_BYTES`], as every constructor leaves it.
+    offset: u64,
+}
+
+impl MapAddr {
+    /// The start of `frame`.
+    pub const fn frame_start(frame: MapFrame) -> Self {
+        MapAddr { frame, offset: 0 }
+    }
+
+    /// A guest-physical address in a translated domain.
+    pub const fn phys(addr: GuestPhys) -> Self {
+        MapAddr {
+            frame: MapFrame::Gfn(addr.gfn()),
+            offset: addr.0 % PAGE_BYTES,
+        }
+    }
+
+    /// `offset` bytes into a PV domain's machine frame `mfn`.
+    pub const fn machine(mfn: Mfn, offset: u64) -> Self {
+        MapAddr {
+            frame: MapFrame::Mfn(Mfn(mfn.0.wrapping_add(offset / PAGE_BYTES))),
+            offset: offset % PAGE_BYTES,
+        }
+    }
+
+    /// The first frame.
+    pub const fn frame(self) -> MapFrame {
+        self.frame
+    }
+
+    /// The byte number in the frame numbering (`frame << 12 | offset`).
+    pub const fn byte(self) -> u64 {
+        (self.frame.number() << PAGE_SHIFT) | self.offset
+    }
+}
+
+impl fmt::Display for MapAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.frame {
+            MapFrame::Gfn(_) => write!(f, "paddr={:#x}", self.byte()),
+            MapFrame::Mfn(_) => write!(f, "maddr={:#x}", self.byte()),
+        }
+    }
+}
+
 /// E820 entry types used by the builders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,7 +10,7 @@ use xenguest::boot::{self, param, Special};
 use xenguest::hypervisor::sim::{Fault, FaultAction};
 use xenguest::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
 use xenguest::image::elf::Elf;
-use xenguest::types::{E820Entry, E820Type};
+use xenguest::types::{E820Entry, E820Type, MapFrame};
 use xenguest::ErrorKind;
 
 const GIB: u64 = 1 << 30;
@@ -245,8 +245,11 @@ fn firmware_lands(image_path: &Path) -> (usize, (u64, u64), u64) {
     assert_eq!(p[&param::HPET_ENABLED], 1);
     let grants = snap.grants.unwrap();
     assert_eq!(
-        (grants.console_gfn, grants.xenstore_gfn),
-        (Special::Console.gfn(), Special::Xenstore.gfn())
+        (grants.console, grants.xenstore),
+        (
+            MapFrame::Gfn(Special::Console.gfn()),
+            MapFrame::Gfn(Special::Xenstore.gfn())
+        )
     );
     (elf.segments.len(), elf.paddr_bounds(), paddr)
 }

@@ -15,7 +15,7 @@ use xenguest::hypervisor::Hypervisor;
 use xenguest::image::bzimage;
 use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::types::DomId;
+use xenguest::types::{DomId, MapAddr, MapFrame, Mfn};
 use xenguest::{Error, ErrorKind};
 
 const VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
@@ -242,7 +242,9 @@ impl Fixture {
 
     fn page(&self, d: DomId, mfn: u64) -> Vec<u8> {
         let mut buf = vec![0u8; 4096];
-        self.host.read_guest(d, mfn << 12, &mut buf).unwrap();
+        self.host
+            .read_guest(d, MapAddr::machine(Mfn(mfn), 0), &mut buf)
+            .unwrap();
         buf
     }
 
@@ -367,8 +369,11 @@ fn check_guest(
     );
     let grants = snap.grants.unwrap();
     assert_eq!(
-        (grants.console_gfn.0, grants.xenstore_gfn.0),
-        (console_mfn, store_mfn)
+        (grants.console, grants.xenstore),
+        (
+            MapFrame::Mfn(Mfn(console_mfn)),
+            MapFrame::Mfn(Mfn(store_mfn))
+        )
     );
     let cmd = &start[si::CMD_LINE..si::CMD_LINE + 40];
     assert!(cmd.starts_with(b"root=/dev/xvda1 console=hvc0\0"));

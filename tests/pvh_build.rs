@@ -16,7 +16,7 @@ use xenguest::image::bzimage;
 use xenguest::image::xen_notes::{self, XenNotes};
 use xenguest::request::{BuildRequest, Module};
 use xenguest::store::Store;
-use xenguest::types::{DomId, E820Entry, E820Type};
+use xenguest::types::{DomId, E820Entry, E820Type, GuestPhys, MapAddr};
 
 const GIB: u64 = 1 << 30;
 const KERNEL_PADDR: u64 = 0x100_0000;
@@ -286,10 +286,18 @@ fn ioreq_server_pages_are_not_populated() {
     assert!(p
         .fx
         .host
-        .read_guest(p.domid, boot::IOREQ_SERVER_GFN.paddr(), &mut b)
+        .read_guest(
+            p.domid,
+            MapAddr::phys(GuestPhys(boot::IOREQ_SERVER_GFN.paddr())),
+            &mut b
+        )
         .is_err());
     // Nothing in the VGA hole is skipped: gfn 0xA0 is RAM.
-    assert!(p.fx.host.read_guest(p.domid, 0xA0000, &mut b).is_ok());
+    assert!(p
+        .fx
+        .host
+        .read_guest(p.domid, MapAddr::phys(GuestPhys(0xA0000)), &mut b)
+        .is_ok());
 }
 
 #[test]

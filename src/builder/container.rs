@@ -16,7 +16,7 @@ use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
 use crate::platform::PlatformFlags;
 use crate::report::BuildResult;
-use crate::types::{pages_of_mib, DomId};
+use crate::types::{pages_of_mib, DomId, GuestPhys, MapAddr, MapFrame};
 
 /// `hvm_safety_check`: refuse combinations Xen cannot run safely, unless `-force`.
 pub(crate) fn safety_check(req: &BuildRequest, flags: &PlatformFlags, hap: bool) -> Result<()> {
@@ -141,7 +141,7 @@ pub(crate) fn setup_special_pages(
     let (first, nr) = (plan.first.0, plan.nr_pages);
     let mut gfns: Vec<u64> = (first..first + nr).collect();
     populate_pages_exact(hv, domid, &mut gfns, "special pages")?;
-    hv.clear_domain_pages(domid, plan.first, nr)
+    hv.clear_domain_pages(domid, MapFrame::Gfn(plan.first), nr)
         .map_err(step.xc())?;
     // The params, the identity page table written before the one that points at it.
     let Some((&(ident_param, ident_paddr), others)) = plan.params.split_last() else {
@@ -150,8 +150,12 @@ pub(crate) fn setup_special_pages(
     for &(p, value) in others {
         hv.hvm_param_set(domid, p, value).map_err(step.xc())?;
     }
-    hv.write_guest(domid, ident_paddr, boot::ident_page_table())
-        .map_err(step.xc())?;
+    hv.write_guest(
+        domid,
+        MapAddr::phys(GuestPhys(ident_paddr)),
+        boot::ident_page_table(),
+    )
+    .map_err(step.xc())?;
     hv.hvm_param_set(domid, ident_param, ident_paddr)
         .map_err(step.xc())
 }
@@ -195,8 +199,8 @@ pub(crate) fn finish(
     let (hv, domid, req) = (&ctx.hv, ctx.domid, ctx.req);
     hv.gnttab_seed(
         domid,
-        Special::Console.gfn(),
-        Special::Xenstore.gfn(),
+        MapFrame::Gfn(Special::Console.gfn()),
+        MapFrame::Gfn(Special::Xenstore.gfn()),
         req.console_domid,
         req.store_domid,
     )

@@ -7,7 +7,8 @@
 
 use crate::error::{Result, Step};
 use crate::hypervisor::Hypervisor;
-use crate::types::{DomId, Gfn, PAGE_BYTES};
+use crate::memory::P2m;
+use crate::types::{DomId, GuestPhys, MapAddr, Mfn, Pfn, PAGE_BYTES};
 
 /// Images are assembled, and zeros written, this much at a time (4 MiB): fresh memory is
 /// dear in a PV dom0, and a build never holds a second copy of a large kernel.
@@ -18,7 +19,7 @@ enum Space {
     /// HVM/PVH: gfn = pfn.
     Translated,
     /// PV: the p2m, `pfn -> mfn`.
-    Pv(Vec<u64>),
+    Pv(P2m),
 }
 
 /// A domain's memory, by pseudo-physical address (guest-physical for a translated domain).
@@ -39,7 +40,7 @@ impl<'a> GuestMemory<'a> {
     }
 
     /// A PV domain with its p2m.
-    pub fn pv(hv: &'a dyn Hypervisor, domid: DomId, p2m: Vec<u64>) -> Self {
+    pub fn pv(hv: &'a dyn Hypervisor, domid: DomId, p2m: P2m) -> Self {
         GuestMemory {
             hv,
             domid,
@@ -57,54 +58,54 @@ impl<'a> GuestMemory<'a> {
         self.domid
     }
 
-    /// The PV p2m (empty for a translated domain).
+    /// The PV p2m's list (empty for a translated domain).
     pub fn p2m(&self) -> &[u64] {
         match &self.space {
             Space::Translated => &[],
-            Space::Pv(p2m) => p2m,
+            Space::Pv(p2m) => p2m.as_list(),
         }
     }
 
-    /// The frame `xc_map_foreign_range` knows pfn `pfn` by: the gfn itself, or its MFN.
-    pub fn mfn(&self, pfn: u64) -> Result<u64> {
+    /// The machine frame behind PV pfn `pfn`.
+    pub fn mfn(&self, pfn: Pfn) -> Result<Mfn> {
         match &self.space {
-            Space::Translated => Ok(pfn),
-            Space::Pv(p2m) => usize::try_from(pfn)
-                .ok()
-                .and_then(|i| p2m.get(i).copied())
-                .ok_or_else(|| {
-                    Step::P2m.invalid(format!(
-                        "pfn {pfn:#x} is beyond the p2m ({} frames)",
-                        p2m.len()
-                    ))
-                }),
+            Space::Translated => Err(Step::P2m.invalid(format!(
+                "pfn {pfn} of a translated domain has no machine frame the toolstack may see"
+            ))),
+            Space::Pv(p2m) => p2m.mfn(pfn).ok_or_else(|| {
+                Step::P2m.invalid(format!(
+                    "pfn {pfn} is beyond the p2m ({} frames)",
+                    p2m.len()
+                ))
+            }),
         }
     }
 
-    /// `[at, at + len)` as runs of machine-contiguous bytes: `(offset in the range, address
-    /// the seam takes, length)`.
-    fn runs(&self, at: u64, len: u64) -> Result<Vec<(u64, u64, u64)>> {
+    /// `[at, at + len)` (pseudo-physical bytes) as runs the seam can take in one call:
+    /// `(offset in the range, where the run starts, length)`. One run for a translated
+    /// domain; for a PV one, a run per machine-contiguous stretch of the p2m.
+    fn runs(&self, at: u64, len: u64) -> Result<Vec<(u64, MapAddr, u64)>> {
         if len == 0 {
             return Ok(Vec::new());
         }
         let Space::Pv(_) = &self.space else {
-            return Ok(vec![(0, at, len)]);
+            return Ok(vec![(0, MapAddr::phys(GuestPhys(at)), len)]);
         };
-        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+        let mut runs: Vec<(u64, MapAddr, u64)> = Vec::new();
         let (first, last) = (at / PAGE_BYTES, (at + len - 1) / PAGE_BYTES);
         for pfn in first..=last {
             let page_from = (pfn * PAGE_BYTES).max(at);
             let page_to = ((pfn + 1) * PAGE_BYTES).min(at + len);
-            let maddr = self.mfn(pfn)? * PAGE_BYTES + page_from % PAGE_BYTES;
+            let start = MapAddr::machine(self.mfn(Pfn(pfn))?, page_from % PAGE_BYTES);
             match runs.last_mut() {
-                Some((_, m0, n)) if *m0 + *n == maddr => *n += page_to - page_from,
-                _ => runs.push((page_from - at, maddr, page_to - page_from)),
+                Some((_, m0, n)) if m0.byte() + *n == start.byte() => *n += page_to - page_from,
+                _ => runs.push((page_from - at, start, page_to - page_from)),
             }
         }
         Ok(runs)
     }
 
-    /// Copy `data` in at `at` (one seam call per machine-contiguous run).
+    /// Copy `data` in at pseudo-physical `at` (one seam call per machine-contiguous run).
     pub fn write(&self, step: Step, at: u64, data: &[u8]) -> Result<()> {
         for (offset, addr, len) in self.runs(at, data.len() as u64)? {
             // In bounds: the runs tile [0, data.len()).
@@ -152,9 +153,9 @@ impl<'a> GuestMemory<'a> {
 
     /// Clear `pages` frames from pfn `pfn` (`xc_clear_domain_pages`, per MFN run).
     pub fn clear(&self, step: Step, pfn: u64, pages: u64) -> Result<()> {
-        for (_, addr, len) in self.runs(pfn * PAGE_BYTES, pages * PAGE_BYTES)? {
+        for (_, start, len) in self.runs(pfn * PAGE_BYTES, pages * PAGE_BYTES)? {
             self.hv
-                .clear_domain_pages(self.domid, Gfn(addr / PAGE_BYTES), len / PAGE_BYTES)
+                .clear_domain_pages(self.domid, start.frame(), len / PAGE_BYTES)
                 .map_err(step.xc())?;
         }
         Ok(())
@@ -177,6 +178,7 @@ pub(crate) fn copy_overlap(at: u64, bytes: &[u8], offset: u64, chunk: &mut [u8])
 mod tests {
     use super::*;
     use crate::hypervisor::sim::{DomainConfig, SimHost};
+    use crate::types::MapFrame;
 
     #[test]
     fn copy_overlap_copies_only_the_shared_part() {
@@ -197,16 +199,28 @@ mod tests {
     #[test]
     fn pv_runs_follow_the_p2m_and_split_where_mfns_do() {
         let host = SimHost::from_spec("nodes=1,node_mib=64").unwrap();
-        let mem = GuestMemory::pv(&host, DomId(1), vec![10, 11, 20, 21]);
+        let mem = GuestMemory::pv(&host, DomId(1), P2m::from_list(vec![10, 11, 20, 21]));
         // Bytes 0x800..0x3800: half of pfn 0, pfn 1 (mfn 11, contiguous), pfns 2 and half 3.
         let runs = mem.runs(0x800, 0x3000).unwrap();
         assert_eq!(
             runs,
-            vec![(0, 10 * 4096 + 0x800, 0x1800), (0x1800, 20 * 4096, 0x1800)]
+            vec![
+                (0, MapAddr::machine(Mfn(10), 0x800), 0x1800),
+                (0x1800, MapAddr::machine(Mfn(20), 0), 0x1800)
+            ]
         );
+        assert_eq!(runs[0].1.frame(), MapFrame::Mfn(Mfn(10)));
         assert!(mem.runs(0x4000, 1).is_err(), "beyond the p2m");
+        assert_eq!(mem.mfn(Pfn(3)).unwrap(), Mfn(21));
         let t = GuestMemory::translated(&host, DomId(1));
-        assert_eq!(t.runs(0x800, 0x3000).unwrap(), vec![(0, 0x800, 0x3000)]);
+        assert_eq!(
+            t.runs(0x800, 0x3000).unwrap(),
+            vec![(0, MapAddr::phys(GuestPhys(0x800)), 0x3000)]
+        );
+        assert!(
+            t.mfn(Pfn(0)).is_err(),
+            "a translated domain has no MFNs to show"
+        );
     }
 
     #[test]
@@ -224,7 +238,8 @@ mod tests {
         mem.write(Step::BuildImage, 0x1000, &[7; 16]).unwrap();
         mem.zero(Step::BuildImage, 0x1000 + 8, 40 << 20).unwrap();
         let mut buf = [0xffu8; 16];
-        host.read_guest(domid, 0x1000, &mut buf).unwrap();
+        host.read_guest(domid, MapAddr::phys(GuestPhys(0x1000)), &mut buf)
+            .unwrap();
         assert_eq!(buf, [7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
         let writes = host
             .trace_for(domid)

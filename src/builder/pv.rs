@@ -35,7 +35,7 @@ use crate::memory::{self, PopulateStats};
 use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
 use crate::report::BuildResult;
 use crate::request::ImageLimits;
-use crate::types::{pages_of_mib, DomId, Gfn, ORDER_2M, PAGE_BYTES};
+use crate::types::{pages_of_mib, DomId, MapAddr, MapFrame, Pfn, ORDER_2M, PAGE_BYTES};
 
 /// `XENFEAT_auto_translated_physmap`.
 const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
@@ -54,13 +54,13 @@ pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
     let layout = build_image(&mem, req, &kernel, ramdisk.as_deref())?;
     boot_image(&mem, req, &kernel, &layout)?;
 
-    let store_mfn = mem.mfn(layout.xenstore_pfn)?;
-    let console_mfn = mem.mfn(layout.console_pfn)?;
+    let store_mfn = mem.mfn(Pfn(layout.xenstore_pfn))?;
+    let console_mfn = mem.mfn(Pfn(layout.console_pfn))?;
     ctx.hv
         .gnttab_seed(
             domid,
-            Gfn(console_mfn),
-            Gfn(store_mfn),
+            MapFrame::Mfn(console_mfn),
+            MapFrame::Mfn(store_mfn),
             req.console_domid,
             req.store_domid,
         )
@@ -76,8 +76,8 @@ pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
         pod_target_pages: None,
         ram,
         result: BuildResult {
-            store_mfn,
-            console_mfn,
+            store_mfn: store_mfn.0,
+            console_mfn: console_mfn.0,
             protocol: Some(protocol),
         },
     };
@@ -243,7 +243,7 @@ fn meminit_pv(
     domid: DomId,
     total_pages: u64,
     pnode: Option<u32>,
-) -> Result<(Vec<u64>, PopulateStats)> {
+) -> Result<(memory::P2m, PopulateStats)> {
     let step = Step::BootMemInit;
     hv.domain_set_address_size(domid, 64).map_err(step.xc())?;
     let flags = pnode.map(MemFlags::exact).unwrap_or_default();
@@ -380,8 +380,8 @@ fn boot_image(
     }
 
     // start_info_x86_64
-    let store_mfn = mem.mfn(layout.xenstore_pfn)?;
-    let console_mfn = mem.mfn(layout.console_pfn)?;
+    let store_mfn = mem.mfn(Pfn(layout.xenstore_pfn))?;
+    let console_mfn = mem.mfn(Pfn(layout.console_pfn))?;
     let mut flags = req.flags;
     let (mod_start, mod_len) = match layout.ramdisk {
         Some(seg) if layout.ramdisk_unmapped => {
@@ -393,7 +393,7 @@ fn boot_image(
     };
     let si = PvStartInfo {
         nr_pages: layout.total_pages,
-        shared_info: shared_info_mfn * PAGE_BYTES,
+        shared_info: shared_info_mfn.maddr(),
         flags,
         store_mfn,
         store_evtchn: req.store_port,
@@ -428,15 +428,19 @@ fn boot_image(
                 format!("HYPERCALL_PAGE {va:#x} is outside the kernel image"),
             ));
         }
-        hv.hypercall_page_init(domid, mem.mfn(pfn)?)
+        hv.hypercall_page_init(domid, mem.mfn(Pfn(pfn))?)
             .map_err(step.xc())?;
     }
 
     // bootlate_pv: pin the L4, then shared info with every upcall masked.
-    let l4_mfn = mem.mfn(layout.pgtables.pfn)?;
+    let l4_mfn = mem.mfn(Pfn(layout.pgtables.pfn))?;
     hv.mmuext_pin_l4_table(domid, l4_mfn).map_err(step.xc())?;
-    hv.write_guest(domid, shared_info_mfn * PAGE_BYTES, &pv_shared_info_page())
-        .map_err(step.xc())?;
+    hv.write_guest(
+        domid,
+        MapAddr::machine(shared_info_mfn, 0),
+        &pv_shared_info_page(),
+    )
+    .map_err(step.xc())?;
 
     // vcpu_x86_64
     let rsp = layout.vaddr_of_pfn(layout.bootstack_pfn + 1);
@@ -454,7 +458,7 @@ fn boot_image(
         gs: FLAT_KERNEL_DS64,
         kernel_ss: u64::from(FLAT_KERNEL_SS64),
         kernel_sp: rsp,
-        cr3: l4_mfn << 12,
+        cr3: l4_mfn.maddr(),
         dr6: X86_DR6_DEFAULT,
         dr7: X86_DR7_DEFAULT,
         vm_assist: 0,

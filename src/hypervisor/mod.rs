@@ -6,7 +6,7 @@ pub mod sim;
 #[cfg(feature = "xen")]
 pub mod xenctrl;
 
-use crate::types::{DomId, E820Entry, Gfn};
+use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use serde::Serialize;
 use std::fmt;
 
@@ -290,9 +290,12 @@ pub trait Hypervisor: Send + Sync {
     fn domain_claim_pages(&self, domid: DomId, nr_pages: u64) -> XcResult<()>;
     /// `xc_domain_set_pod_target`.
     fn domain_set_pod_target(&self, domid: DomId, target_pages: u64) -> XcResult<PodInfo>;
-    /// `xc_domain_populate_physmap`: one extent of `2^order` pages at each gfn in `extents`.
-    /// Returns how many extents were done before the first failure (Xen stops there). For a
-    /// non-translated (PV) domain Xen writes each extent's MFN back into `extents`.
+    /// `xc_domain_populate_physmap`: one extent of `2^order` pages at each frame in `extents`
+    /// (gfns for a translated domain, pfns for a PV one). Returns how many extents were done
+    /// before the first failure (Xen stops there). For a PV domain Xen writes each extent's
+    /// first MFN back into `extents`: the buffer is libxenctrl's `xen_pfn_t` array, in and
+    /// out, so it stays raw here and the PV builder types what comes back
+    /// ([`crate::memory::populate`]'s `Mfn`s).
     fn domain_populate_physmap(
         &self,
         domid: DomId,
@@ -300,16 +303,16 @@ pub trait Hypervisor: Send + Sync {
         flags: MemFlags,
         extents: &mut [u64],
     ) -> XcResult<usize>;
-    /// `xc_clear_domain_pages`. Frames are numbered as `xc_map_foreign_range` numbers them:
-    /// gfns for a translated (HVM/PVH) domain, machine frames (MFNs) for a PV domain.
-    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()>;
-    /// Copy `data` to the domain's memory at `paddr` (foreign map + memcpy + unmap). For a
-    /// translated domain `paddr` is guest-physical; for a PV domain it is a machine address
-    /// (`mfn << 12`), since PV frames are mapped by MFN: the PV builder translates through
-    /// the p2m it keeps and writes each MFN-contiguous run with one call.
-    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()>;
-    /// Copy the domain's memory at `paddr` into `buf` (addresses as for `write_guest`).
-    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()>;
+    /// `xc_clear_domain_pages` of `nr_pages` frames from `first`: gfns for a translated
+    /// (HVM/PVH) domain, machine frames for a PV one (as `xc_map_foreign_range` maps them).
+    fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()>;
+    /// Copy `data` to the domain's memory at `at` (foreign map + memcpy + unmap): a
+    /// guest-physical address for a translated domain, a machine address for a PV one, whose
+    /// frames are mapped by MFN (the PV builder translates through the p2m it keeps and writes
+    /// each MFN-contiguous run with one call).
+    fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()>;
+    /// Copy the domain's memory at `at` into `buf` (addresses as for `write_guest`).
+    fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()>;
     /// `xc_hvm_param_set`.
     fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()>;
     /// `xc_hvm_param_get`.
@@ -322,12 +325,13 @@ pub trait Hypervisor: Send + Sync {
     fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>>;
     /// `xc_cpuid_apply_policy` (with XenServer's cores-per-socket argument).
     fn cpuid_apply_policy(&self, domid: DomId, policy: &CpuidPolicy) -> XcResult<()>;
-    /// `xc_dom_gnttab_seed`: grant entries 0 (console) and 1 (xenstore).
+    /// `xc_dom_gnttab_seed`: grant entries 0 (console) and 1 (xenstore), naming the frames
+    /// by gfn in a translated domain and by MFN in a PV one (its `is_hvm` argument).
     fn gnttab_seed(
         &self,
         domid: DomId,
-        console_gfn: Gfn,
-        xenstore_gfn: Gfn,
+        console: MapFrame,
+        xenstore: MapFrame,
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()>;
@@ -345,16 +349,16 @@ pub trait Hypervisor: Send + Sync {
         Err(not_in_backend("xc_domain_get_native_protocol"))
     }
     /// `xc_domain_getinfo`'s `shared_info_frame`: the MFN of the domain's shared info page.
-    fn domain_shared_info_frame(&self, _domid: DomId) -> XcResult<u64> {
+    fn domain_shared_info_frame(&self, _domid: DomId) -> XcResult<Mfn> {
         Err(not_in_backend("xc_domain_getinfo"))
     }
-    /// `xc_mmuext_op(MMUEXT_PIN_L4_TABLE)` on the L4 page table at machine frame `mfn`:
+    /// `xc_mmuext_op(MMUEXT_PIN_L4_TABLE)` on the L4 page table at machine frame `l4`:
     /// Xen validates the whole tree and takes a type reference on it.
-    fn mmuext_pin_l4_table(&self, _domid: DomId, _mfn: u64) -> XcResult<()> {
+    fn mmuext_pin_l4_table(&self, _domid: DomId, _l4: Mfn) -> XcResult<()> {
         Err(not_in_backend("xc_mmuext_op"))
     }
-    /// `XEN_DOMCTL_hypercall_init`: Xen writes the hypercall page into machine frame `mfn`.
-    fn hypercall_page_init(&self, _domid: DomId, _mfn: u64) -> XcResult<()> {
+    /// `XEN_DOMCTL_hypercall_init`: Xen writes the hypercall page into machine frame `page`.
+    fn hypercall_page_init(&self, _domid: DomId, _page: Mfn) -> XcResult<()> {
         Err(not_in_backend("XEN_DOMCTL_hypercall_init"))
     }
     /// `xc_vcpu_setcontext` with a 64-bit PV context (`vcpu_x86_64`).

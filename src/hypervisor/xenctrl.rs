@@ -16,7 +16,7 @@ use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
     PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, Gfn, PAGE_BYTES};
+use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn, PAGE_BYTES};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::sync::{Mutex, MutexGuard};
@@ -598,19 +598,19 @@ impl Hypervisor for XenCtrl {
         Ok(done as usize)
     }
 
-    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()> {
+    fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
         let nr = c_int::try_from(nr_pages).map_err(|_| {
             XcError::errno_with("xc_clear_domain_pages", libc::E2BIG, "too many pages")
         })?;
         self.call("xc_clear_domain_pages", |xch| {
             // SAFETY: scalar arguments only; libxc maps and clears the frames itself.
-            unsafe { sys::xc_clear_domain_pages(xch, domid.0, first.0 as c_ulong, nr) }
+            unsafe { sys::xc_clear_domain_pages(xch, domid.0, first.number() as c_ulong, nr) }
         })
         .map(drop)
     }
 
-    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
-        copy_chunks(paddr, data.len(), |first, pages, skip, range| {
+    fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
+        copy_chunks(at.byte(), data.len(), |first, pages, skip, range| {
             self.with_mapping(
                 domid,
                 first,
@@ -627,8 +627,8 @@ impl Hypervisor for XenCtrl {
         })
     }
 
-    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
-        copy_chunks(paddr, buf.len(), |first, pages, skip, range| {
+    fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
+        copy_chunks(at.byte(), buf.len(), |first, pages, skip, range| {
             self.with_mapping(domid, first, pages, libc::PROT_READ, |p, len| {
                 let dst = &mut buf[range.clone()];
                 debug_assert!(skip + dst.len() <= len);
@@ -739,12 +739,20 @@ impl Hypervisor for XenCtrl {
     fn gnttab_seed(
         &self,
         domid: DomId,
-        console_gfn: Gfn,
-        xenstore_gfn: Gfn,
+        console: MapFrame,
+        xenstore: MapFrame,
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()> {
-        let hvm = self.domain_getinfo(domid)?.hvm;
+        // libxenguest's `is_hvm` says how both frames are numbered.
+        if console.is_machine() != xenstore.is_machine() {
+            return Err(XcError::errno_with(
+                "xc_dom_gnttab_seed",
+                libc::EINVAL,
+                format!("{console} and {xenstore} are numbered differently"),
+            ));
+        }
+        let hvm = !console.is_machine();
         self.call("xc_dom_gnttab_seed", |xch| {
             // SAFETY: scalar arguments only; libxenguest maps the grant table frame itself.
             unsafe {
@@ -752,8 +760,8 @@ impl Hypervisor for XenCtrl {
                     xch,
                     domid.0,
                     hvm,
-                    console_gfn.0 as sys::xen_pfn_t,
-                    xenstore_gfn.0 as sys::xen_pfn_t,
+                    console.number() as sys::xen_pfn_t,
+                    xenstore.number() as sys::xen_pfn_t,
                     console_domid.0,
                     xenstore_domid.0,
                 )
@@ -889,16 +897,16 @@ impl Hypervisor for XenCtrl {
             .into_owned())
     }
 
-    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
-        Ok(self.dominfo(domid)?.shared_info_frame)
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<Mfn> {
+        Ok(Mfn(self.dominfo(domid)?.shared_info_frame))
     }
 
-    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn mmuext_pin_l4_table(&self, domid: DomId, l4: Mfn) -> XcResult<()> {
         let mut op = sys::mmuext_op {
             cmd: sys::MMUEXT_PIN_L4_TABLE,
             ..Default::default()
         };
-        op.arg1.mfn = mfn;
+        op.arg1.mfn = l4.0;
         self.call("xc_mmuext_op", |xch| {
             // SAFETY: `op` is one valid mmuext_op, the count passed; libxc bounces it.
             unsafe { sys::xc_mmuext_op(xch, &mut op, 1, domid.0) }
@@ -906,12 +914,12 @@ impl Hypervisor for XenCtrl {
         .map(drop)
     }
 
-    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn hypercall_page_init(&self, domid: DomId, page: Mfn) -> XcResult<()> {
         raw_domctl(
             "XEN_DOMCTL_hypercall_init",
             domid,
             sys::XEN_DOMCTL_hypercall_init,
-            |u| u.hypercall_init.gmfn = mfn,
+            |u| u.hypercall_init.gmfn = page.0,
         )
     }
 
@@ -927,16 +935,17 @@ impl Hypervisor for XenCtrl {
     }
 }
 
-/// Split a copy of `len` bytes at guest-physical `paddr` into mappings of at most
-/// `MAP_CHUNK_PAGES` pages: `f(first_gfn, pages, offset_in_mapping, byte_range_of_buffer)`.
+/// Split a copy of `len` bytes from byte `start` of the domain's foreign-map numbering
+/// ([`MapAddr::byte`]) into mappings of at most `MAP_CHUNK_PAGES` pages:
+/// `f(first_frame, pages, offset_in_mapping, byte_range_of_buffer)`.
 fn copy_chunks(
-    paddr: u64,
+    start: u64,
     len: usize,
     mut f: impl FnMut(u64, u64, usize, std::ops::Range<usize>) -> XcResult<()>,
 ) -> XcResult<()> {
     let mut done = 0usize;
     while done < len {
-        let addr = paddr + done as u64;
+        let addr = start + done as u64;
         let first = addr / PAGE_BYTES;
         let skip = (addr % PAGE_BYTES) as usize;
         let room = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize - skip;

@@ -15,7 +15,7 @@ use crate::cpuid;
 use crate::hypervisor::Hypervisor;
 use crate::platform::{read_platform, strtoull, PlatformFlags};
 use crate::store::{domain_path, Store};
-use crate::types::DomId;
+use crate::types::{DomId, GuestPhys, MapAddr};
 use crate::vcpu::configure_vcpus;
 use crate::{Result, Step};
 
@@ -118,7 +118,7 @@ fn set_generation_id(hv: &dyn Hypervisor, store: &dyn Store, domid: DomId) -> Re
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&id[0].to_le_bytes());
     bytes[8..].copy_from_slice(&id[1].to_le_bytes());
-    hv.write_guest(domid, paddr, &bytes)
+    hv.write_guest(domid, MapAddr::phys(GuestPhys(paddr)), &bytes)
         .map_err(SET_GENID.xc())?;
     log::info!("Wrote generation ID {}:{} at {paddr:#x}", id[0], id[1]);
     Ok(())
@@ -200,7 +200,8 @@ mod tests {
             .unwrap();
         after_stream(&host, &store, domid, &prepared).unwrap();
         let mut got = [0u8; 16];
-        host.read_guest(domid, paddr, &mut got).unwrap();
+        host.read_guest(domid, MapAddr::phys(GuestPhys(paddr)), &mut got)
+            .unwrap();
         assert_eq!(&got[..8], &7u64.to_le_bytes());
         assert_eq!(&got[8..], &9u64.to_le_bytes());
 

@@ -9,7 +9,7 @@ use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
 use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::types::DomId;
+use xenguest::types::{DomId, GuestPhys, MapAddr};
 
 /// Debian's hvmloader (package xen-utils-4.17), installed by `make deps`; the tests that need
 /// the real image ask [`real_hvmloader`], the rest build [`firmware::firmware`].
@@ -119,10 +119,13 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `len` bytes at guest-physical `paddr` of a translated domain.
     pub fn read_guest(&self, domid: DomId, paddr: u64, len: usize) -> Vec<u8> {
         use xenguest::hypervisor::Hypervisor;
         let mut buf = vec![0u8; len];
-        self.host.read_guest(domid, paddr, &mut buf).unwrap();
+        self.host
+            .read_guest(domid, MapAddr::phys(GuestPhys(paddr)), &mut buf)
+            .unwrap();
         buf
     }
 }

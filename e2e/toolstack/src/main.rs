@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use xen_sys as sys;
 use xenguest::hypervisor::xenctrl::XenCtrl;
 use xenguest::hypervisor::{Hypervisor, XcError};
-use xenguest::types::DomId;
+use xenguest::types::{DomId, Gfn, MapAddr, MapFrame, Mfn};
 
 type Res<T> = Result<T, String>;
 
@@ -663,10 +663,10 @@ fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static st
 }
 
 /// The text the guest wrote to its console ring (read after it stopped: a PV guest writes
-/// its marker there). `console_frame` is the result's console MFN (PV) or gfn (PVH, HVM).
-fn console_text(xc: &XenCtrl, domid: u32, console_frame: u64) -> Res<String> {
+/// its marker there). `console` is the result's console frame: an MFN (PV) or a gfn.
+fn console_text(xc: &XenCtrl, domid: u32, console: MapFrame) -> Res<String> {
     let mut page = vec![0u8; 4096];
-    xc.read_guest(DomId(domid), console_frame << 12, &mut page)
+    xc.read_guest(DomId(domid), MapAddr::frame_start(console), &mut page)
         .map_err(xc_err)?;
     Ok(xg_e2e::console_output(&page))
 }
@@ -755,7 +755,11 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
             let why = wait_shutdown(&xc, domid, o.timeout)?;
             summary += &format!(" shutdown={why} run_ms={}", t2.elapsed().as_millis());
             if mode != Mode::Hvm {
-                match console_text(&xc, domid, console_mfn) {
+                let console = match mode {
+                    Mode::Pv => MapFrame::Mfn(Mfn(console_mfn)),
+                    _ => MapFrame::Gfn(Gfn(console_mfn)),
+                };
+                match console_text(&xc, domid, console) {
                     Ok(text) => {
                         for l in text.lines() {
                             println!("E2E console {domid}: {l}");

@@ -2,7 +2,7 @@
 //! everything the builder sets through the trait.
 
 use crate::hypervisor::{CpuidPolicy, HvmBootVcpu, PvVcpuContext, SchedCredit};
-use crate::types::{DomId, E820Entry, Gfn, PAGE_BYTES};
+use crate::types::{DomId, E820Entry, MapFrame, PAGE_BYTES};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -97,9 +97,9 @@ pub struct P2mExtent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct GrantSeed {
     /// Entry 0: the console ring's frame.
-    pub console_gfn: Gfn,
+    pub console: MapFrame,
     /// Entry 1: the xenstore ring's frame.
-    pub xenstore_gfn: Gfn,
+    pub xenstore: MapFrame,
     /// Backend of entry 0.
     pub console_domid: DomId,
     /// Backend of entry 1.

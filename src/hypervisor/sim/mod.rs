@@ -27,7 +27,9 @@
 //!
 //! Where the simulator is louder than Xen, on purpose: `populate_physmap` for a missing
 //! domain says ESRCH and an extent order above 18 says EINVAL (Xen silently reports 0
-//! extents done for both), so a builder bug cannot pass for a full host.
+//! extents done for both), so a builder bug cannot pass for a full host; and a frame
+//! numbered for the other kind of domain (a gfn for PV, an MFN for HVM/PVH) is EINVAL in the
+//! foreign-map calls and `gnttab_seed`, where Xen takes any number.
 //!
 //! Errnos that follow Xen rather than intuition: `claim_pages` for a missing domain is
 //! EINVAL; TSC mode 3 (PVRDTSCP, removed) is EINVAL; `cpuid_apply_policy` never refuses
@@ -57,7 +59,7 @@ use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
     PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, Gfn};
+use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use domain::Domain;
 use fault::Faults;
 use heap::Heap;
@@ -617,35 +619,35 @@ impl Hypervisor for SimHost {
         )
     }
 
-    fn clear_domain_pages(&self, domid: DomId, first: Gfn, nr_pages: u64) -> XcResult<()> {
+    fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
         let args = format!("first={first} pages={nr_pages}");
         self.call(
             "clear_domain_pages",
             Some(domid),
             args,
-            |st, _| st.clear_pages(domid, first.0, nr_pages),
+            |st, _| st.clear_pages(domid, first, nr_pages),
             show_unit,
         )
     }
 
-    fn write_guest(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
-        let args = format!("paddr={paddr:#x} len={}", data.len());
+    fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
+        let args = format!("{at} len={}", data.len());
         self.call(
             "write_guest",
             Some(domid),
             args,
-            |st, _| st.write_guest(domid, paddr, data),
+            |st, _| st.write_guest(domid, at, data),
             show_unit,
         )
     }
 
-    fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
-        let args = format!("paddr={paddr:#x} len={}", buf.len());
+    fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
+        let args = format!("{at} len={}", buf.len());
         self.call(
             "read_guest",
             Some(domid),
             args,
-            |st, _| st.read_guest(domid, paddr, buf),
+            |st, _| st.read_guest(domid, at, buf),
             show_unit,
         )
     }
@@ -725,20 +727,19 @@ impl Hypervisor for SimHost {
     fn gnttab_seed(
         &self,
         domid: DomId,
-        console_gfn: Gfn,
-        xenstore_gfn: Gfn,
+        console: MapFrame,
+        xenstore: MapFrame,
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()> {
         let seed = GrantSeed {
-            console_gfn,
-            xenstore_gfn,
+            console,
+            xenstore,
             console_domid,
             xenstore_domid,
         };
-        let args = format!(
-            "console={console_gfn}@d{console_domid} xenstore={xenstore_gfn}@d{xenstore_domid}"
-        );
+        let args =
+            format!("console={console}@d{console_domid} xenstore={xenstore}@d{xenstore_domid}");
         self.call(
             "gnttab_seed",
             Some(domid),
@@ -793,32 +794,32 @@ impl Hypervisor for SimHost {
         )
     }
 
-    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<u64> {
+    fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<Mfn> {
         self.call(
             "domain_shared_info_frame",
             Some(domid),
             String::new(),
-            |st, _| st.shared_info_frame(domid),
-            |m| format!("-> {m:#x}"),
+            |st, _| st.shared_info_frame(domid).map(Mfn),
+            |m| format!("-> {m}"),
         )
     }
 
-    fn mmuext_pin_l4_table(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn mmuext_pin_l4_table(&self, domid: DomId, l4: Mfn) -> XcResult<()> {
         self.call(
             "mmuext_pin_l4_table",
             Some(domid),
-            format!("mfn={mfn:#x}"),
-            |st, _| st.pin_l4(domid, mfn),
+            format!("mfn={l4}"),
+            |st, _| st.pin_l4(domid, l4.0),
             show_unit,
         )
     }
 
-    fn hypercall_page_init(&self, domid: DomId, mfn: u64) -> XcResult<()> {
+    fn hypercall_page_init(&self, domid: DomId, page: Mfn) -> XcResult<()> {
         self.call(
             "hypercall_page_init",
             Some(domid),
-            format!("mfn={mfn:#x}"),
-            |st, _| st.hypercall_init(domid, mfn),
+            format!("mfn={page}"),
+            |st, _| st.hypercall_init(domid, page.0),
             show_unit,
         )
     }

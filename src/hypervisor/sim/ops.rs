@@ -11,7 +11,7 @@ use crate::hypervisor::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo,
     PvVcpuContext, SchedCredit, XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT};
+use crate::types::{DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT};
 use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
 
 /// Guest frames a 4-level p2m (EPT or p2m-pt) can map: 48-bit guest-physical addresses.
@@ -596,9 +596,11 @@ impl HostState {
         Ok(done)
     }
 
-    pub(super) fn clear_pages(&mut self, domid: DomId, first: u64, nr: u64) -> XcResult<()> {
+    pub(super) fn clear_pages(&mut self, domid: DomId, first: MapFrame, nr: u64) -> XcResult<()> {
         const F: &str = "xc_clear_domain_pages";
         let dom = self.dom_mut(domid, F)?;
+        check_numbering(F, dom, first)?;
+        let first = first.number();
         if nr == 0 {
             return Ok(());
         }
@@ -627,16 +629,16 @@ impl HostState {
         Ok(())
     }
 
-    pub(super) fn write_guest(&mut self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
+    pub(super) fn write_guest(&mut self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
         let dom = self.dom_mut(domid, MAP_FUNCTION)?;
-        map_pages(dom, paddr, data.len(), |dom, mfn, off, range| {
+        map_pages(dom, at, data.len(), |dom, mfn, off, range| {
             dom.page_mut(mfn)[off..off + range.len()].copy_from_slice(&data[range]);
         })
     }
 
-    pub(super) fn read_guest(&mut self, domid: DomId, paddr: u64, buf: &mut [u8]) -> XcResult<()> {
+    pub(super) fn read_guest(&mut self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
         let dom = self.dom_mut(domid, MAP_FUNCTION)?;
-        map_pages(dom, paddr, buf.len(), |dom, mfn, off, range| {
+        map_pages(dom, at, buf.len(), |dom, mfn, off, range| {
             match dom.page(mfn) {
                 Some(page) => buf[range.clone()].copy_from_slice(&page[off..off + range.len()]),
                 None => buf[range].fill(0),
@@ -738,7 +740,11 @@ impl HostState {
     }
 
     pub(super) fn gnttab_seed(&mut self, domid: DomId, seed: GrantSeed) -> XcResult<()> {
-        self.dom_mut(domid, "xc_dom_gnttab_seed")?.grants = Some(seed);
+        const F: &str = "xc_dom_gnttab_seed";
+        let dom = self.dom_mut(domid, F)?;
+        check_numbering(F, dom, seed.console)?;
+        check_numbering(F, dom, seed.xenstore)?;
+        dom.grants = Some(seed);
         Ok(())
     }
 
@@ -774,16 +780,37 @@ fn no_domain(function: &'static str, domid: DomId) -> XcError {
 /// What the simulated host calls a foreign mapping (the real backend's `xc_map_foreign_range`).
 const MAP_FUNCTION: &str = "xc_map_foreign_range";
 
-/// A foreign mapping of `len` bytes at `paddr` (a gfn address for HVM, an MFN one for PV):
-/// its frames checked as Xen checks them, then `f(domain, mfn, offset in the page, byte range
-/// of the caller's buffer)` page by page.
+/// Stricter than Xen, which takes any number: a frame numbered for the other kind of domain
+/// (a gfn for a PV domain, an MFN for a translated one) is EINVAL, so that a builder that
+/// confuses the two fails here instead of writing to the wrong page.
+fn check_numbering(function: &'static str, dom: &Domain, frame: MapFrame) -> XcResult<()> {
+    if frame.is_machine() == dom.hvm {
+        let kind = if dom.hvm {
+            "translated: its frames are gfns"
+        } else {
+            "PV: its frames are mfns"
+        };
+        return Err(XcError::errno_with(
+            function,
+            EINVAL,
+            format!("d{} is {kind}, not {frame}", dom.id),
+        ));
+    }
+    Ok(())
+}
+
+/// A foreign mapping of `len` bytes at `at` (a gfn address for HVM, an MFN one for PV): its
+/// frames checked as Xen checks them, then `f(domain, mfn, offset in the page, byte range of
+/// the caller's buffer)` page by page.
 fn map_pages(
     dom: &mut Domain,
-    paddr: u64,
+    at: MapAddr,
     len: usize,
     mut f: impl FnMut(&mut Domain, u64, usize, std::ops::Range<usize>),
 ) -> XcResult<()> {
     const F: &str = MAP_FUNCTION;
+    check_numbering(F, dom, at.frame())?;
+    let paddr = at.byte();
     let (g0, g1) = frames(F, paddr, len)?;
     if !dom.hvm {
         check_pv_frames(F, dom, g0, g1)?;

@@ -1,7 +1,12 @@
 //! Behaviour of the simulated host, call by call.
 
 use super::*;
-use crate::types::{pages_of_mib, E820Type};
+use crate::types::{pages_of_mib, E820Type, Gfn, GuestPhys, MapAddr, MapFrame, Mfn};
+
+/// Guest-physical `paddr` of a translated domain, as the foreign-map calls take it.
+fn at(paddr: u64) -> MapAddr {
+    MapAddr::phys(GuestPhys(paddr))
+}
 use std::sync::Arc;
 
 const GIB: u64 = 1 << 18;
@@ -312,9 +317,9 @@ fn pod_target_cache_and_entries() {
     );
     assert_eq!(snap.pod_pages_by_order.get(&18), Some(&GIB));
     // Touching a PoD frame backs it from the cache.
-    h.write_guest(d, 0x5000, b"hello").unwrap();
+    h.write_guest(d, at(0x5000), b"hello").unwrap();
     let mut buf = [0u8; 5];
-    h.read_guest(d, 0x5000, &mut buf).unwrap();
+    h.read_guest(d, at(0x5000), &mut buf).unwrap();
     assert_eq!(&buf, b"hello");
     let snap = h.domain_snapshot(d).unwrap();
     assert_eq!(
@@ -360,9 +365,9 @@ fn pod_cache_exhausted_is_a_fault() {
     let d = hvm(&h, 64);
     h.domain_set_pod_target(d, 1).unwrap();
     assert_eq!(populate(&h, d, 9, POD, &[0]), 1);
-    h.write_guest(d, 0, &[1]).unwrap();
+    h.write_guest(d, at(0), &[1]).unwrap();
     assert_eq!(
-        code(h.write_guest(d, 4096, &[1])),
+        code(h.write_guest(d, at(4096), &[1])),
         ("xc_map_foreign_range", libc::EFAULT)
     );
 }
@@ -382,6 +387,50 @@ fn caller_order_limits() {
     let d = hvm(&h, 2048);
     assert_eq!(populate(&h, d, 13, ANY, &[0]), 0);
     assert_eq!(populate(&h, d, 12, ANY, &[0]), 1);
+}
+
+/// Stricter than Xen: a frame numbered for the other kind of domain is refused, so a builder
+/// that hands a PV domain a gfn (or a translated one an MFN) fails instead of writing to
+/// whatever page that number names.
+#[test]
+fn frames_numbered_for_the_other_kind_of_domain_are_refused() {
+    let h = host("node_mib=1024");
+    let pv = h.create_domain(&DomainConfig::pv(64 << 10, 1)).unwrap();
+    let mut ext = vec![0];
+    assert_eq!(h.domain_populate_physmap(pv, 0, ANY, &mut ext).unwrap(), 1);
+    let mfn = Mfn(ext[0]);
+    let d = hvm(&h, 64);
+    assert_eq!(populate(&h, d, 0, ANY, &[0]), 1);
+
+    let f = "xc_map_foreign_range";
+    h.write_guest(pv, MapAddr::machine(mfn, 8), &[1]).unwrap();
+    assert_eq!(code(h.write_guest(pv, at(0), &[1])), (f, libc::EINVAL));
+    assert_eq!(
+        code(h.read_guest(d, MapAddr::machine(mfn, 0), &mut [0])),
+        (f, libc::EINVAL)
+    );
+    let g = "xc_clear_domain_pages";
+    assert_eq!(
+        code(h.clear_domain_pages(pv, MapFrame::Gfn(Gfn(0)), 1)),
+        (g, libc::EINVAL)
+    );
+    h.clear_domain_pages(pv, MapFrame::Mfn(mfn), 1).unwrap();
+    let s = "xc_dom_gnttab_seed";
+    let gfn0 = MapFrame::Gfn(Gfn(0));
+    assert_eq!(
+        code(h.gnttab_seed(pv, gfn0, gfn0, DomId(0), DomId(0))),
+        (s, libc::EINVAL)
+    );
+    let mfn0 = MapFrame::Mfn(mfn);
+    assert_eq!(
+        code(h.gnttab_seed(d, gfn0, mfn0, DomId(0), DomId(0))),
+        (s, libc::EINVAL)
+    );
+    let e = h.write_guest(pv, at(0), &[1]).unwrap_err();
+    assert!(
+        e.message.contains("PV: its frames are mfns, not gfn 0x0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -444,30 +493,36 @@ fn guest_memory_reads_writes_and_clears() {
     let d = hvm(&h, 256);
     assert_eq!(populate(&h, d, 0, ANY, &[0, 1, 3]), 3);
     let data: Vec<u8> = (0..6000u32).map(|i| i as u8).collect();
-    h.write_guest(d, 100, &data).unwrap();
+    h.write_guest(d, at(100), &data).unwrap();
     let mut back = vec![0u8; 6000];
-    h.read_guest(d, 100, &mut back).unwrap();
+    h.read_guest(d, at(100), &mut back).unwrap();
     assert_eq!(back, data);
     let mut zero = [0xffu8; 16];
-    h.read_guest(d, 3 * 4096, &mut zero).unwrap();
+    h.read_guest(d, at(3 * 4096), &mut zero).unwrap();
     assert_eq!(zero, [0; 16], "unwritten pages read as zeros");
     let f = "xc_map_foreign_range";
     assert_eq!(
-        code(h.write_guest(d, 4096 * 2 + 5, &[1])),
+        code(h.write_guest(d, at(4096 * 2 + 5), &[1])),
         (f, libc::EFAULT)
     );
     assert_eq!(
-        code(h.read_guest(d, 4000, &mut [0u8; 8192])),
+        code(h.read_guest(d, at(4000), &mut [0u8; 8192])),
         (f, libc::EFAULT),
         "spans gfn 2"
     );
-    assert_eq!(code(h.write_guest(d, u64::MAX, &[1, 2])), (f, libc::EFAULT));
-    assert_eq!(code(h.write_guest(DomId(99), 0, &[1])), (f, libc::ESRCH));
-    h.clear_domain_pages(d, Gfn(0), 2).unwrap();
-    h.read_guest(d, 100, &mut back).unwrap();
+    assert_eq!(
+        code(h.write_guest(d, at(u64::MAX), &[1, 2])),
+        (f, libc::EFAULT)
+    );
+    assert_eq!(
+        code(h.write_guest(DomId(99), at(0), &[1])),
+        (f, libc::ESRCH)
+    );
+    h.clear_domain_pages(d, MapFrame::Gfn(Gfn(0)), 2).unwrap();
+    h.read_guest(d, at(100), &mut back).unwrap();
     assert!(back.iter().all(|&b| b == 0));
     assert_eq!(
-        code(h.clear_domain_pages(d, Gfn(1), 2)),
+        code(h.clear_domain_pages(d, MapFrame::Gfn(Gfn(1)), 2)),
         ("xc_clear_domain_pages", libc::EFAULT)
     );
     assert_eq!(h.domain_snapshot(d).unwrap().written_pages, 0);
@@ -526,12 +581,18 @@ fn recorded_settings_and_their_errors() {
             cap: 0
         }
     );
-    h.gnttab_seed(d, Gfn(0xfeffc), Gfn(0xfeffd), DomId(0), DomId(0))
-        .unwrap();
+    h.gnttab_seed(
+        d,
+        MapFrame::Gfn(Gfn(0xfeffc)),
+        MapFrame::Gfn(Gfn(0xfeffd)),
+        DomId(0),
+        DomId(0),
+    )
+    .unwrap();
     let snap = h.domain_snapshot(d).unwrap();
     assert_eq!(snap.e820, Some(vec![e]));
     assert_eq!((snap.tsc_mode, snap.time_offset_s), (Some(2), Some(-3600)));
-    assert_eq!(snap.grants.unwrap().xenstore_gfn, Gfn(0xfeffd));
+    assert_eq!(snap.grants.unwrap().xenstore, MapFrame::Gfn(Gfn(0xfeffd)));
     assert_eq!(snap.hvm_params.get(&12), Some(&0xfeff0));
     let info = h.physinfo().unwrap();
     assert_eq!(
@@ -821,7 +882,7 @@ fn concurrent_builds_keep_exact_accounting() {
                             }
                         }
                     }
-                    let _ = h.write_guest(d, 0x1000, &[t as u8; 64]);
+                    let _ = h.write_guest(d, at(0x1000), &[t as u8; 64]);
                     h.domain_claim_pages(d, 0).unwrap();
                     h.destroy_domain(d).unwrap();
                 }
@@ -907,7 +968,7 @@ mod props {
                     }
                     Op::Claim { dom, pages } => { let _ = h.domain_claim_pages(doms[dom], pages); }
                     Op::PodTarget { dom, pages } => { let _ = h.domain_set_pod_target(doms[dom], pages); }
-                    Op::Write { dom, gfn } => { let _ = h.write_guest(doms[dom], gfn << 12, &[7; 10]); }
+                    Op::Write { dom, gfn } => { let _ = h.write_guest(doms[dom], at(gfn << 12), &[7; 10]); }
                     Op::Destroy { dom } => {
                         h.destroy_domain(doms[dom]).unwrap();
                         doms[dom] = mk(dom);
