@@ -3,6 +3,12 @@
 //! BENCHMARKS.md. The libxenguest baseline below is a model of `meminit_hvm`'s loop
 //! (xen-project/xen RELEASE-4.17.0, tools/libs/guest/xg_dom_x86.c): it lives here, not in
 //! the product.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "statistics over small sample counts, and sizes printed in whole units"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;

@@ -9,6 +9,7 @@
 //! RSDT, all allocated in that order from 0xFC001000; the RSDP (revision 2) sits in the last
 //! 64 bytes below 1 MiB and the `acpi_info` block the DSDT reads at 0xFC000000.
 
+use crate::types::usize_of;
 use std::fmt;
 
 /// Where the RSDP goes: the last 64 bytes of the BIOS area below 1 MiB.
@@ -36,7 +37,9 @@ const FACS_BYTES: usize = 64;
 const FADT_V1_BYTES: usize = 116;
 const FADT_BYTES: usize = 268;
 const MADT_HEADER_BYTES: usize = 44;
-const MADT_LAPIC_BYTES: usize = 8;
+/// Bytes of one local-APIC entry, as its length field holds it.
+const MADT_LAPIC_LEN: u8 = 8;
+const MADT_LAPIC_BYTES: usize = MADT_LAPIC_LEN as usize;
 /// libacpi sizes the MADT allocation for 16 interrupt source overrides and an IO-APIC even
 /// when it writes neither; the gap shifts every later table, so it is kept.
 const MADT_UNUSED_BYTES: usize = 16 * 10 + 12;
@@ -136,6 +139,20 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
+// Every table, and the whole tables area, lies below 4 GiB, so their 32-bit fields hold any
+// address or length in it.
+const _: () = assert!(TABLES_ADDRESS + MAX_TABLE_PAGES * PAGE <= 1 << 32);
+
+/// A 32-bit table field for `n`, an address or length inside the tables area (below 4 GiB,
+/// asserted above; allocations beyond the area are refused by `Tables::alloc`).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the tables area ends below 4 GiB, asserted at compile time"
+)]
+fn field32(n: u64) -> u32 {
+    n as u32
+}
+
 fn put64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
@@ -145,7 +162,7 @@ fn put64(b: &mut [u8], at: usize, v: u64) {
 fn table(sig: &[u8; 4], len: usize, revision: u8) -> Vec<u8> {
     let mut t = vec![0u8; len];
     t[0..4].copy_from_slice(sig);
-    put32(&mut t, 4, len as u32);
+    put32(&mut t, 4, field32(len as u64));
     t[8] = revision;
     t[10..13].copy_from_slice(b"Xen");
     t[16..19].copy_from_slice(b"HVM");
@@ -222,14 +239,14 @@ impl Tables {
             });
         }
         self.next = end;
-        self.buf.resize((end - TABLES_ADDRESS) as usize, 0);
+        self.buf.resize(usize_of(end - TABLES_ADDRESS), 0);
         Ok(start)
     }
 
     /// Allocate room for `alloc_size` bytes and put `bytes` at its start.
     fn place(&mut self, bytes: &[u8], alloc_size: usize, align: u64) -> Result<u64, AcpiError> {
         let paddr = self.alloc(alloc_size, align)?;
-        let at = (paddr - TABLES_ADDRESS) as usize;
+        let at = usize_of(paddr - TABLES_ADDRESS);
         self.buf[at..at + bytes.len()].copy_from_slice(bytes);
         let mut sig = [0u8; 4];
         sig.copy_from_slice(&bytes[..4]);
@@ -252,7 +269,7 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
 
     let mut facs = vec![0u8; FACS_BYTES];
     facs[0..4].copy_from_slice(b"FACS");
-    put32(&mut facs, 4, FACS_BYTES as u32);
+    put32(&mut facs, 4, field32(FACS_BYTES as u64));
     facs[32] = 1; // version
     let facs_at = t.place(&facs, FACS_BYTES, 64)?;
 
@@ -262,10 +279,10 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
     // The revision-1 FADT for the RSDT, copied from the template before the PVH changes.
     let template = fadt_template();
     let mut fadt_v1 = template[..FADT_V1_BYTES].to_vec();
-    put32(&mut fadt_v1, 4, FADT_V1_BYTES as u32);
+    put32(&mut fadt_v1, 4, field32(FADT_V1_BYTES as u64));
     fadt_v1[8] = 1;
-    put32(&mut fadt_v1, 40, dsdt_at as u32);
-    put32(&mut fadt_v1, 36, facs_at as u32);
+    put32(&mut fadt_v1, 40, field32(dsdt_at));
+    put32(&mut fadt_v1, 36, field32(facs_at));
     set_checksum(&mut fadt_v1, 9, FADT_V1_BYTES);
     let fadt_v1_at = t.place(&fadt_v1, FADT_V1_BYTES, 16)?;
 
@@ -277,8 +294,8 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
     let flags = u32::from_le_bytes([fadt[112], fadt[113], fadt[114], fadt[115]]);
     put32(&mut fadt, 112, flags | FADT_PWR_BUTTON | FADT_SLP_BUTTON);
     fadt[8] = ACPI_REVISION;
-    put32(&mut fadt, 36, facs_at as u32);
-    put32(&mut fadt, 40, dsdt_at as u32);
+    put32(&mut fadt, 36, field32(facs_at));
+    put32(&mut fadt, 40, field32(dsdt_at));
     put64(&mut fadt, 132, facs_at);
     put64(&mut fadt, 140, dsdt_at);
     put16(&mut fadt, 109, FADT_NO_VGA | FADT_NO_CMOS_RTC);
@@ -287,28 +304,28 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
 
     let mut secondary = Vec::new();
     if config.nr_vcpus > 1 || config.apic_mode != 0 {
-        let n = config.nr_vcpus as usize;
+        let too_many = || AcpiError::TooManyVcpus(config.nr_vcpus);
+        let n = usize_of(u64::from(config.nr_vcpus));
         let len = MADT_HEADER_BYTES + MADT_LAPIC_BYTES * n;
         let mut madt = table(b"APIC", len, 2);
         put32(&mut madt, 36, LAPIC_BASE_ADDRESS);
         put32(&mut madt, 40, 1); // PC-AT compatible
-        for cpu in 0..n {
-            let at = MADT_HEADER_BYTES + MADT_LAPIC_BYTES * cpu;
+        for (cpu, at) in (0..config.nr_vcpus).zip((MADT_HEADER_BYTES..).step_by(MADT_LAPIC_BYTES)) {
             madt[at] = 0; // processor local APIC
-            madt[at + 1] = MADT_LAPIC_BYTES as u8;
-            madt[at + 2] = cpu as u8;
-            madt[at + 3] = (2 * cpu) as u8;
-            put32(
-                &mut madt,
-                at + 4,
-                u32::from((cpu as u32) < config.vcpus_online),
-            );
+            madt[at + 1] = MADT_LAPIC_LEN;
+            madt[at + 2] = u8::try_from(cpu).map_err(|_| too_many())?;
+            madt[at + 3] = u8::try_from(2 * cpu).map_err(|_| too_many())?;
+            put32(&mut madt, at + 4, u32::from(cpu < config.vcpus_online));
         }
         set_checksum(&mut madt, 9, len);
         let madt_at = t.place(&madt, len + MADT_UNUSED_BYTES, 16)?;
-        put16(&mut info, 2, config.nr_vcpus as u16);
-        put32(&mut info, 12, (madt_at + 9) as u32);
-        put32(&mut info, 16, (madt_at + MADT_HEADER_BYTES as u64) as u32);
+        put16(
+            &mut info,
+            2,
+            u16::try_from(config.nr_vcpus).map_err(|_| too_many())?,
+        );
+        put32(&mut info, 12, field32(madt_at + 9));
+        put32(&mut info, 16, field32(madt_at + MADT_HEADER_BYTES as u64));
         secondary.push(madt_at);
     }
 
@@ -330,7 +347,7 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
         .chain(secondary.iter().copied())
         .enumerate()
     {
-        put32(&mut rsdt, HEADER_BYTES + 4 * i, addr as u32);
+        put32(&mut rsdt, HEADER_BYTES + 4 * i, field32(addr));
     }
     set_checksum(&mut rsdt, 9, rsdt_len);
     let rsdt_at = t.place(&rsdt, HEADER_BYTES + 4 + 4 * secondary.len(), 16)?;
@@ -339,14 +356,14 @@ pub fn build_pvh(config: &AcpiConfig) -> Result<PvhAcpi, AcpiError> {
     rsdp[0..8].copy_from_slice(b"RSD PTR ");
     rsdp[9..12].copy_from_slice(b"Xen");
     rsdp[15] = 2; // revision
-    put32(&mut rsdp, 16, rsdt_at as u32);
+    put32(&mut rsdp, 16, field32(rsdt_at));
     put32(&mut rsdp, 20, 36); // length
     put64(&mut rsdp, 24, xsdt_at);
     set_checksum(&mut rsdp, 8, 20);
     set_checksum(&mut rsdp, 32, 36);
 
     let pages = (t.next - TABLES_ADDRESS).div_ceil(PAGE);
-    t.buf.resize((pages * PAGE) as usize, 0);
+    t.buf.resize(usize_of(pages * PAGE), 0);
     Ok(PvhAcpi {
         rsdp: AcpiModule {
             paddr: RSDP_ADDRESS,
@@ -394,15 +411,15 @@ mod aml {
         match v {
             0 => vec![0x00],
             1 => vec![0x01],
-            2..=0xFF => vec![0x0A, v as u8],
+            2..=0xFF => vec![0x0A, v.to_le_bytes()[0]],
             0x100..=0xFFFF => {
                 let mut b = vec![0x0B];
-                b.extend((v as u16).to_le_bytes());
+                b.extend_from_slice(&v.to_le_bytes()[..2]);
                 b
             }
             0x1_0000..=0xFFFF_FFFF => {
                 let mut b = vec![0x0C];
-                b.extend((v as u32).to_le_bytes());
+                b.extend_from_slice(&v.to_le_bytes()[..4]);
                 b
             }
             _ => {
@@ -414,6 +431,10 @@ mod aml {
     }
 
     /// A package length for `len` bytes that follow it (the encoding counts itself).
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each byte of the encoding takes the low bits of a bounded or shifted value"
+    )]
     pub fn pkg_length(len: usize) -> Vec<u8> {
         let total = |n: usize| len + n;
         if total(1) <= 0x3F {
@@ -435,6 +456,10 @@ mod aml {
     }
 
     /// A field element's bit length: the package-length encoding, without counting itself.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each byte of the encoding takes the low bits of a bounded or shifted value"
+    )]
     pub fn bits(n: usize) -> Vec<u8> {
         if n <= 0x3F {
             vec![n as u8]
@@ -600,6 +625,10 @@ pub fn dsdt_pvh() -> Vec<u8> {
 }
 
 /// `Processor(PRxx, cpu, 0xB010, 6)` and its methods.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "cpu < MAX_VCPUS (128): the processor id is one byte"
+)]
 fn processor(cpu: u64) -> Vec<u8> {
     use aml::*;
     let name = format!("PR{cpu:02X}");
@@ -684,7 +713,7 @@ mod tests {
 
     /// The table at guest address `paddr`, checked: in bounds, length, checksum.
     fn table_at(acpi: &PvhAcpi, paddr: u64, sig: &[u8; 4]) -> Vec<u8> {
-        let at = (paddr - TABLES_ADDRESS) as usize;
+        let at = usize_of(paddr - TABLES_ADDRESS);
         let b = &acpi.tables.data;
         assert_eq!(&b[at..at + 4], sig, "signature at {paddr:#x}");
         let len = if sig == b"FACS" {
@@ -755,9 +784,10 @@ mod tests {
             (madt[8], u32_at(&madt, 36), u32_at(&madt, 40)),
             (2, 0xFEE0_0000, 1)
         );
-        for cpu in 0..6 {
-            let e = &madt[44 + 8 * cpu..52 + 8 * cpu];
-            assert_eq!(&e[..4], &[0, 8, cpu as u8, 2 * cpu as u8]);
+        for cpu in 0..6u8 {
+            let at = 44 + 8 * usize::from(cpu);
+            let e = &madt[at..at + 8];
+            assert_eq!(&e[..4], &[0, 8, cpu, 2 * cpu]);
             assert_eq!(u32_at(e, 4), u32::from(cpu < 4), "cpu {cpu}");
         }
         // acpi_info: CPU count, MADT checksum and first LAPIC addresses for the DSDT.
@@ -877,6 +907,7 @@ mod properties {
         /// for the online ones only.
         #[test]
         fn tables_are_consistent(nr_vcpus in 1u32..=128, online_frac in 0.0f64..=1.0, apic_mode in 1u8..2) {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a fraction in [0, 1] of a u32")]
             let vcpus_online = ((f64::from(nr_vcpus) * online_frac).floor() as u32).max(1);
             let t = build_pvh(&AcpiConfig { nr_vcpus, vcpus_online, apic_mode }).unwrap();
             prop_assert_eq!(sum(&t.rsdp.data[..20]), 0, "RSDP v1 checksum");

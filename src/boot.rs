@@ -4,7 +4,7 @@
 //! [`crate::abi`] types. Pure: the builders decide where they go and write them through the seam.
 
 use crate::abi::{self, FromZeros, HvmInfoTable, HvmModlistEntry, HvmStartInfo};
-use crate::types::{Gfn, Mfn, PAGE_BYTES};
+use crate::types::{Gfn, Mfn, PAGE_BYTES, PAGE_USIZE};
 use core::mem::size_of;
 use once_cell::sync::Lazy;
 use zerocopy::{Immutable, IntoBytes};
@@ -194,6 +194,10 @@ pub struct HvmInfo {
 
 /// [`abi::HvmInfoTable`] as bytes: "HVM INFO", its length, a checksum that makes the bytes
 /// sum to 0, the page bounds and the online map.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the table's fields are uint32_t; the C code stores the same truncated values"
+)]
 pub fn hvm_info_table(info: &HvmInfo) -> [u8; HVM_INFO_BYTES] {
     let mut t = HvmInfoTable::new_zeroed();
     t.signature = *b"HVM INFO";
@@ -281,7 +285,12 @@ pub fn hvm_start_info(paddr: u64, modules: &[StartModule]) -> Vec<u8> {
     let count = modules.len().min(HVMLOADER_MODULE_MAX_COUNT);
     let entries = module_entries(&mut seg, paddr, cmdlines_at, modules.iter().take(count));
     let mut si = start_info_v1();
-    si.nr_modules = count as u32;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "at most HVMLOADER_MODULE_MAX_COUNT"
+    )]
+    let nr_modules = count as u32;
+    si.nr_modules = nr_modules;
     if count > 0 {
         si.modlist_paddr = paddr + modlist_at as u64;
     }
@@ -340,7 +349,12 @@ pub fn pvh_start_info(
     let present = modules.iter().filter(|m| m.size > 0);
     let entries = module_entries(&mut seg, paddr, cmdlines_at, present);
     let mut si = start_info_v1();
-    si.nr_modules = entries.len() as u32;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "one entry per module, and requests carry at most 10 modules"
+    )]
+    let nr_modules = entries.len() as u32;
+    si.nr_modules = nr_modules;
     if !entries.is_empty() {
         si.modlist_paddr = paddr + modlist_at as u64;
     }
@@ -413,7 +427,7 @@ impl PvStartInfo {
         si.cmd_line[..n].copy_from_slice(&cmd[..n]);
         si.first_p2m_pfn = self.first_p2m_pfn;
         si.nr_p2m_frames = self.nr_p2m_frames;
-        let mut page = vec![0u8; PAGE_BYTES as usize];
+        let mut page = vec![0u8; PAGE_USIZE];
         put(&mut page, 0, &si);
         page
     }
@@ -426,7 +440,7 @@ pub fn pv_shared_info_page() -> Vec<u8> {
     for vcpu in &mut info.vcpu_info {
         vcpu.evtchn_upcall_mask = 1;
     }
-    let mut page = vec![0u8; PAGE_BYTES as usize];
+    let mut page = vec![0u8; PAGE_USIZE];
     put(&mut page, 0, &info);
     page
 }
@@ -434,6 +448,7 @@ pub fn pv_shared_info_page() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::usize_of;
 
     #[test]
     fn special_pages_cover_every_param_and_end_at_the_region_end() {
@@ -674,7 +689,7 @@ mod tests {
             0x135000 + 56
         );
         let cmdline_paddr = u64::from_le_bytes(seg[56 + 16..56 + 24].try_into().unwrap());
-        let at = (cmdline_paddr - 0x135000) as usize;
+        let at = usize_of(cmdline_paddr - 0x135000);
         assert_eq!(&seg[at..at + 5], b"ipxe\0");
     }
 
@@ -696,13 +711,13 @@ mod tests {
         assert_eq!(u64_at(24), paddr + 56);
         assert_eq!(&seg[56..69], b"console=hvc0\0");
         assert_eq!(u64_at(32), 0xFFFC0);
-        let modlist = (u64_at(16) - paddr) as usize;
+        let modlist = usize_of(u64_at(16) - paddr);
         assert_eq!(modlist, 56 + 16, "after the cmdline rounded to 8");
         let entry = |i: usize| &seg[modlist + 32 * i..modlist + 32 * (i + 1)];
         let field = |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().unwrap());
         assert_eq!((field(entry(0), 0), field(entry(0), 8)), (0x200_0000, 100));
         assert_eq!((field(entry(1), 0), field(entry(1), 8)), (0x200_2000, 102));
-        let cmdline = (field(entry(1), 16) - paddr) as usize;
+        let cmdline = usize_of(field(entry(1), 16) - paddr);
         assert_eq!(&seg[cmdline..cmdline + 5], b"mod2\0");
         // Three slots (one per module), then the empty memory map.
         assert_eq!(u64_at(40), paddr + (56 + 16 + 3 * 32 + 3 * 1024) as u64);

@@ -25,6 +25,20 @@ pub fn parse_c_value(s: &str) -> Option<(u64, bool)> {
     strtoull(s)
 }
 
+/// `v` stored in a C `int`, as the C xenguest assigns `strtoull`'s result: its low 32 bits.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the C code's implicit conversion, kept for the values it logs"
+)]
+fn c_int_of(v: u64) -> i32 {
+    (v as u32).cast_signed()
+}
+
+/// Whether `v` stored in a C `int` is true (non-zero), as the C xenguest tests flags.
+fn c_int_truth(v: u64) -> bool {
+    v & 0xFFFF_FFFF != 0
+}
+
 /// `strtoull(s, &end, 0)`: the value, and whether `end` reached the end of `s`.
 pub fn strtoull(s: &str) -> Option<(u64, bool)> {
     let b = s.as_bytes();
@@ -178,20 +192,21 @@ impl Reader<'_> {
     }
 
     fn bool(&self, key: &str) -> Result<bool> {
-        Ok(self.u64_or(key, 0)? as u32 != 0)
+        Ok(c_int_truth(self.u64_or(key, 0)?))
     }
 
-    /// Bounded integer: out of range is an error naming the key (the C code truncated).
-    fn bounded(&self, key: &str, default: u64, max: u64) -> Result<u64> {
-        let v = self.u64_or(key, default)?;
-        if v > max {
-            return Err(Error::platform(
+    /// An integer of type `T` (0 when absent); one that does not fit is an error naming the key
+    /// and `T::MAX`, passed as `max` (the C code truncated).
+    fn bounded<T: TryFrom<u64> + Into<u64> + Copy>(&self, key: &str, max: T) -> Result<T> {
+        let v = self.u64_or(key, 0)?;
+        match T::try_from(v) {
+            Ok(t) => Ok(t),
+            Err(_) => Err(Error::platform(
                 self.path(key),
                 self.raw(key)?.unwrap_or_default(),
-                format!("must be at most {max}"),
-            ));
+                format!("must be at most {}", max.into()),
+            )),
         }
-        Ok(v)
     }
 
     /// `hvmloader_flag`: normalise `platform/acpi*` to "0"/"1" for hvmloader, writing back.
@@ -212,7 +227,7 @@ impl Reader<'_> {
                 let n = if other.eq_ignore_ascii_case("true") {
                     1
                 } else {
-                    strtoull(other).map_or(0, |(v, _)| v as i64 as i32)
+                    strtoull(other).map_or(0, |(v, _)| c_int_of(v))
                 };
                 let fixed = if n != 0 { "1" } else { "0" };
                 log::info!(
@@ -239,8 +254,8 @@ pub fn read_platform(
         base: domain_path(domid),
     };
     let mut f = PlatformFlags {
-        vcpus: r.bounded("platform/vcpu/number", 0, u32::MAX.into())? as u32,
-        vcpus_current: r.bounded("platform/vcpu/current", 0, u32::MAX.into())? as u32,
+        vcpus: r.bounded("platform/vcpu/number", u32::MAX)?,
+        vcpus_current: r.bounded("platform/vcpu/current", u32::MAX)?,
         ..Default::default()
     };
     if hvm && f.vcpus == 0 {
@@ -278,8 +293,8 @@ pub fn read_platform(
         f.vcpu_affinity
             .push(r.raw(&format!("platform/vcpu/{n}/affinity"))?);
     }
-    f.vcpu_weight = r.bounded("platform/vcpu/weight", 0, u16::MAX.into())? as u16;
-    f.vcpu_cap = r.bounded("platform/vcpu/cap", 0, u16::MAX.into())? as u16;
+    f.vcpu_weight = r.bounded("platform/vcpu/weight", u16::MAX)?;
+    f.vcpu_cap = r.bounded("platform/vcpu/cap", u16::MAX)?;
     f.nx = r.bool("platform/nx")?;
     f.viridian = Viridian {
         enabled: r.bool("platform/viridian")?,
@@ -292,20 +307,20 @@ pub fn read_platform(
         hcall_ipi: false,
     };
     match r.value("platform/viridian_stimer")? {
-        Some(v) => f.viridian.stimer = v as u32 != 0,
+        Some(v) => f.viridian.stimer = c_int_truth(v),
         None if vgpu && (f.viridian.reference_tsc || f.viridian.time_ref_count) => {
             log::info!("vgpu attached and stimer not set - defaulting to enabled.");
             f.viridian.stimer = true;
         }
         None => {}
     }
-    f.apic = r.bounded("platform/apic", 0, u8::MAX.into())? as u8;
+    f.apic = r.bounded("platform/apic", u8::MAX)?;
     f.pae = r.bool("platform/pae")?;
-    f.tsc_mode = r.bounded("platform/tsc_mode", 0, u32::MAX.into())? as u32;
-    f.x87_fip_width = r.bounded("platform/x87-fip-width", 0, u32::MAX.into())? as u32;
+    f.tsc_mode = r.bounded("platform/tsc_mode", u32::MAX)?;
+    f.x87_fip_width = r.bounded("platform/x87-fip-width", u32::MAX)?;
     f.nomigrate = r.bool("platform/nomigrate")?;
     if hvm {
-        f.cores_per_socket = r.bounded("platform/cores-per-socket", 0, u32::MAX.into())? as u32;
+        f.cores_per_socket = r.bounded("platform/cores-per-socket", u32::MAX)?;
         if f.cores_per_socket != 0 && !f.vcpus.is_multiple_of(f.cores_per_socket) {
             return Err(Error::new(
                 Step::GetFlags,

@@ -12,7 +12,7 @@
 //! [`plan`] decides; [`PvLayout::page_tables`] turns the plan and the p2m into table
 //! contents. Nothing here talks to the hypervisor.
 
-use crate::types::PAGE_BYTES;
+use crate::types::{usize_of, PAGE_BYTES};
 use std::collections::BTreeMap;
 
 /// 48-bit virtual addresses (`VIRT_BITS_X86_64`).
@@ -210,9 +210,13 @@ impl Alloc {
     }
 }
 
+/// The lowest virtual-address bit each level's index takes (level 0 = an L1 table's index, bit
+/// 12); one past the last level is the address width of a 4-level table.
+const INDEX_SHIFT: [u32; 5] = [12, 21, 30, 39, 48];
+
 /// Bits one table at `level` covers (level 0 = an L1 table: 2 MiB).
 fn table_bits(level: usize) -> u32 {
-    12 + 9 * (level as u32 + 1)
+    INDEX_SHIFT[level + 1]
 }
 
 /// `count_pgtables`: the tables mapping `[from, to]` onto frames from `pfn`, sharing the
@@ -452,11 +456,11 @@ impl PvLayout {
             for i in 0..pages {
                 let va = m.from + i * PAGE_BYTES;
                 let mut target = m.pfn + i;
-                for level in 0..4 {
+                for (level, &shift) in INDEX_SHIFT.iter().take(4).enumerate() {
                     let table = self
                         .table_for(level, va)
                         .ok_or_else(|| missing(level, va))?;
-                    let index = ((va >> (12 + 9 * level as u32)) & 511) as usize;
+                    let index = usize_of((va >> shift) & 511);
                     out.insert(
                         (table, index),
                         Pte {
@@ -484,7 +488,7 @@ impl PvLayout {
             }
         }
         let mfn = |pfn: u64| {
-            p2m.get(pfn as usize)
+            p2m.get(usize_of(pfn))
                 .copied()
                 .ok_or_else(|| LayoutError::NoRoom(format!("pfn {pfn:#x} beyond the p2m")))
         };

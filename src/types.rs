@@ -7,6 +7,24 @@ use std::fmt;
 pub const PAGE_SHIFT: u32 = 12;
 /// x86 page size in bytes.
 pub const PAGE_BYTES: u64 = 1 << PAGE_SHIFT;
+/// The same, to size and index buffers.
+pub const PAGE_USIZE: usize = 1 << PAGE_SHIFT;
+
+// A toolstack for x86 Xen runs in a 64-bit dom0; the conversions below rely on it.
+const _: () = assert!(
+    usize::BITS == 64,
+    "xenguest is built for 64-bit targets only"
+);
+
+/// `n` as a `usize`, to index or size an in-memory buffer: lossless on the 64-bit targets the
+/// crate builds for (checked at compile time above).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "usize is 64 bits wide, asserted at compile time"
+)]
+pub const fn usize_of(n: u64) -> usize {
+    n as usize
+}
 /// Extent order of a 2 MiB superpage.
 pub const ORDER_2M: u32 = 9;
 /// Extent order of a 1 GiB superpage.

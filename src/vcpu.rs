@@ -25,10 +25,10 @@ pub fn configure_vcpus(hv: &dyn Hypervisor, domid: DomId, flags: &PlatformFlags)
         .nr_cpus
         .div_ceil(8)
         * 8;
-    for (vcpu, affinity) in flags.vcpu_affinity.iter().enumerate() {
+    for (vcpu, affinity) in (0u32..).zip(&flags.vcpu_affinity) {
         let Some(s) = affinity else { continue };
         let mask = affinity_mask(s, width);
-        hv.vcpu_setaffinity_hard(domid, vcpu as u32, &mask)
+        hv.vcpu_setaffinity_hard(domid, vcpu, &mask)
             .map_err(Step::VcpuSetaffinity.xc())?;
     }
     let mut sched = match hv.sched_credit_domain_get(domid) {

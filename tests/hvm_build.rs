@@ -1,5 +1,11 @@
 //! Whole HVM builds on the simulated host: golden cases from the references, fragmentation,
 //! NUMA placement, and a fault at every call position.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "tests read back guest ranges the test itself sized small, and build byte patterns"
+)]
 
 mod common;
 

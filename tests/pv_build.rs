@@ -2,6 +2,12 @@
 //! and Xen hands back MFNs: the layout, every page-table mapping walked from CR3 in guest
 //! memory, the p2m list, start_info, the boot vCPU, compressed kernels of every format,
 //! limits and bombs, and failures.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "tests read back guest ranges the test itself sized small, and build byte patterns"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Whole PVH builds on the simulated host: a synthetic PVH kernel (and Debian's xen-shim),
 //! modules with command lines, the memory layout, ACPI, start info and boot vCPU, and the
 //! refusals (passthrough, too many modules, no PHYS32_ENTRY, gzip bombs).
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "tests read back guest ranges the test itself sized small, and build byte patterns"
+)]
 
 mod common;
 

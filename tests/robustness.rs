@@ -11,6 +11,12 @@
 //! Each build must return the C-format error for the failing step, never panic, never leave
 //! a claim, and after the toolstack destroys the domain the host's books must balance.
 //! Counts are printed (`cargo test --test robustness -- --nocapture`) for docs/ROBUSTNESS.md.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "tests pack small test values into fields and read counts back from trace lines"
+)]
 
 #[path = "../fuzz/src/checks.rs"]
 #[allow(dead_code)]

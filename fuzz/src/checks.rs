@@ -16,7 +16,7 @@ use xenguest::memory;
 use xenguest::platform;
 use xenguest::request::BuildRequest;
 use xenguest::store::{domain_path, MemoryStore, Store};
-use xenguest::types::DomId;
+use xenguest::types::{usize_of, DomId};
 use xenguest::{builder::passthrough, vcpu, Error};
 
 /// Every library check by target name (the CLI targets live in the fuzz crate only, as the
@@ -83,6 +83,11 @@ impl<'a> Bytes<'a> {
     /// A value in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         self.u64() % n
+    }
+
+    /// One of `items` (not empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[usize_of(self.below(items.len() as u64))]
     }
 
     /// A string of up to 255 bytes (lossy UTF-8).
@@ -295,7 +300,7 @@ pub fn kernel_image(data: &[u8]) {
             }
         }
         1 => {
-            let max = limit as usize;
+            let max = usize_of(limit);
             let mut out = vec![7u8; usize::from(selector / 5)];
             let before = out.clone();
             let _ = decompress::lzo1x_decompress(rest, &mut out, max);
@@ -515,9 +520,9 @@ fn platform_keys(b: &mut Bytes<'_>) -> Vec<(&'static str, String)> {
     let n = b.u8() % 17;
     (0..n)
         .map(|_| {
-            let key = KEYS[b.below(KEYS.len() as u64) as usize];
+            let key = b.pick(KEYS);
             let value = if b.bool() {
-                VALUES[b.below(VALUES.len() as u64) as usize].to_string()
+                b.pick(VALUES).to_string()
             } else {
                 b.string()
             };
@@ -588,8 +593,9 @@ pub fn elf32_image(paddr: u32, entry: u32, code: &[u8], bss: u32) -> Vec<u8> {
     v[28..32].copy_from_slice(&52u32.to_le_bytes());
     v[42..44].copy_from_slice(&32u16.to_le_bytes());
     v[44..46].copy_from_slice(&1u16.to_le_bytes());
-    let memsz = (code.len() as u32).saturating_add(bss);
-    for x in [1, 84, paddr, paddr, code.len() as u32, memsz, 7, 4] {
+    let filesz = u32::try_from(code.len()).unwrap_or(u32::MAX);
+    let memsz = filesz.saturating_add(bss);
+    for x in [1, 84, paddr, paddr, filesz, memsz, 7, 4] {
         v.extend_from_slice(&x.to_le_bytes());
     }
     v.extend_from_slice(code);
@@ -767,11 +773,11 @@ pub fn hvm_build(data: &[u8]) {
                 .map(|(k, _)| *k)
                 .filter(|k| !matches!(*k, "create_domain" | "destroy_domain"))
                 .collect();
-            let kind = kinds[b.below(kinds.len() as u64) as usize];
+            let kind = b.pick(&kinds);
             let action = if kind == "domain_populate_physmap" && b.bool() {
                 FaultAction::Partial(usize::from(b.u16()))
             } else {
-                FaultAction::Errno(ERRNOS[b.below(ERRNOS.len() as u64) as usize])
+                FaultAction::Errno(b.pick(ERRNOS))
             };
             claim_faulted = kind == "domain_claim_pages";
             let fault = Fault {
@@ -784,7 +790,7 @@ pub fn hvm_build(data: &[u8]) {
         }
         1 => {
             let op = ["read", "write", "directory", "rm"][usize::from(b.u8() % 4)];
-            let errno = ERRNOS[b.below(ERRNOS.len() as u64) as usize];
+            let errno = b.pick(ERRNOS);
             store.fail_nth(Some(op), 1 + b.below(80), errno);
         }
         _ => {}
@@ -844,5 +850,6 @@ pub fn populate_detail(detail: &str) -> (u32, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {detail:?}"))
     };
-    (field("order=") as u32, field("done="))
+    let order = u32::try_from(field("order=")).expect("an extent order fits 32 bits");
+    (order, field("done="))
 }

@@ -95,7 +95,7 @@ pub(crate) fn load_segments(
 ) -> Result<()> {
     for seg in segments {
         // In bounds: checked when the image was parsed.
-        let bytes = &data[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+        let bytes = &data[seg.file_range()];
         mem.write(Step::BuildImage, seg.paddr, bytes)?;
         mem.zero(
             Step::BuildImage,

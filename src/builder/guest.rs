@@ -8,7 +8,7 @@
 use crate::error::{Result, Step};
 use crate::hypervisor::Hypervisor;
 use crate::memory::P2m;
-use crate::types::{DomId, GuestPhys, MapAddr, Mfn, Pfn, PAGE_BYTES};
+use crate::types::{usize_of, DomId, GuestPhys, MapAddr, Mfn, Pfn, PAGE_BYTES};
 
 /// Images are assembled, and zeros written, this much at a time (4 MiB): fresh memory is
 /// dear in a PV dom0, and a build never holds a second copy of a large kernel.
@@ -109,7 +109,7 @@ impl<'a> GuestMemory<'a> {
     pub fn write(&self, step: Step, at: u64, data: &[u8]) -> Result<()> {
         for (offset, addr, len) in self.runs(at, data.len() as u64)? {
             // In bounds: the runs tile [0, data.len()).
-            let bytes = &data[offset as usize..(offset + len) as usize];
+            let bytes = &data[usize_of(offset)..usize_of(offset + len)];
             self.hv
                 .write_guest(self.domid, addr, bytes)
                 .map_err(step.xc())?;
@@ -168,8 +168,8 @@ pub(crate) fn copy_overlap(at: u64, bytes: &[u8], offset: u64, chunk: &mut [u8])
     let start = at.max(offset);
     let end = (at + bytes.len() as u64).min(offset + chunk.len() as u64);
     if start < end {
-        let (from, to) = ((start - at) as usize, (start - offset) as usize);
-        let n = (end - start) as usize;
+        let (from, to) = (usize_of(start - at), usize_of(start - offset));
+        let n = usize_of(end - start);
         chunk[to..to + n].copy_from_slice(&bytes[from..from + n]);
     }
 }

@@ -35,7 +35,9 @@ use crate::memory::{self, PopulateStats};
 use crate::pv_layout::{self, LayoutError, PvLayout, PvLayoutInput};
 use crate::report::BuildResult;
 use crate::request::ImageLimits;
-use crate::types::{pages_of_mib, DomId, MapAddr, MapFrame, Pfn, ORDER_2M, PAGE_BYTES};
+use crate::types::{
+    pages_of_mib, usize_of, DomId, MapAddr, MapFrame, Pfn, ORDER_2M, PAGE_BYTES, PAGE_USIZE,
+};
 
 /// `XENFEAT_auto_translated_physmap`.
 const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
@@ -310,7 +312,7 @@ fn build_image(
         .segments
         .iter()
         .map(|seg| {
-            let bytes = &kernel.elf[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+            let bytes = &kernel.elf[seg.file_range()];
             (seg.paddr - kernel.pstart, bytes)
         })
         .collect();
@@ -352,11 +354,11 @@ fn boot_image(
     let shared_info_mfn = hv.domain_shared_info_frame(domid).map_err(step.xc())?;
 
     // setup_pgtables_x86_64: the p2m list, then every table.
-    let mut list = Vec::with_capacity((layout.p2m_list_pages * PAGE_BYTES) as usize);
+    let mut list = Vec::with_capacity(usize_of(layout.p2m_list_pages * PAGE_BYTES));
     for &m in mem.p2m() {
         list.extend_from_slice(&m.to_le_bytes());
     }
-    list.resize((layout.p2m_list_pages * PAGE_BYTES) as usize, 0);
+    list.resize(usize_of(layout.p2m_list_pages * PAGE_BYTES), 0);
     mem.write(step, layout.p2m.pfn * PAGE_BYTES, &list)?;
     drop(list);
     let tables = layout
@@ -369,7 +371,7 @@ fn boot_image(
         while j < tables.len() && tables[j].0 == tables[j - 1].0 + 1 {
             j += 1;
         }
-        let mut bytes = Vec::with_capacity((j - i) * PAGE_BYTES as usize);
+        let mut bytes = Vec::with_capacity((j - i) * PAGE_USIZE);
         for (_, t) in &tables[i..j] {
             for e in t.iter() {
                 bytes.extend_from_slice(&e.to_le_bytes());

@@ -16,7 +16,7 @@ use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
     PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn, PAGE_BYTES};
+use crate::types::{usize_of, DomId, E820Entry, MapAddr, MapFrame, Mfn, PAGE_BYTES, PAGE_USIZE};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::sync::{Mutex, MutexGuard};
@@ -229,7 +229,7 @@ impl XenCtrl {
         prot: c_int,
         f: impl FnOnce(*mut u8, usize) -> T,
     ) -> XcResult<T> {
-        let bytes = (nr_pages * PAGE_BYTES) as usize;
+        let bytes = usize_of(nr_pages * PAGE_BYTES);
         let size = c_int::try_from(bytes).map_err(|_| {
             XcError::errno_with("xc_map_foreign_range", libc::E2BIG, "mapping too large")
         })?;
@@ -257,21 +257,28 @@ impl XenCtrl {
                 format!("unable to fetch HVM context size (rc={size})"),
             ));
         }
-        let mut buf = vec![0u8; size as usize];
+        let mut buf = vec![0u8; count(size)];
         let len = self.call("xc_domain_hvm_getcontext", |xch| {
             // SAFETY: `buf` is writable for `size` bytes, the size passed.
-            unsafe { sys::xc_domain_hvm_getcontext(xch, domid.0, buf.as_mut_ptr(), size as u32) }
+            unsafe {
+                sys::xc_domain_hvm_getcontext(xch, domid.0, buf.as_mut_ptr(), size.unsigned_abs())
+            }
         })?;
-        buf.truncate(len as usize);
+        buf.truncate(count(len));
         Ok(buf)
     }
 
     fn hvm_setcontext(&self, domid: DomId, ctx: &mut [u8]) -> XcResult<()> {
+        let len = u32::try_from(ctx.len()).map_err(|_| {
+            XcError::errno_with(
+                "xc_domain_hvm_setcontext",
+                libc::E2BIG,
+                "HVM context over 4 GiB",
+            )
+        })?;
         self.call("xc_domain_hvm_setcontext", |xch| {
-            // SAFETY: `ctx` is a readable buffer of the length passed; Xen parses it as records.
-            unsafe {
-                sys::xc_domain_hvm_setcontext(xch, domid.0, ctx.as_mut_ptr(), ctx.len() as u32)
-            }
+            // SAFETY: `ctx` is a readable buffer of `len` bytes; Xen parses it as records.
+            unsafe { sys::xc_domain_hvm_setcontext(xch, domid.0, ctx.as_mut_ptr(), len) }
         })
         .map(drop)
     }
@@ -286,6 +293,8 @@ fn raw_domctl(
     cmd: u32,
     fill: impl FnOnce(&mut sys::xen_domctl__bindgen_ty_1),
 ) -> XcResult<()> {
+    let domain = sys::domid_t::try_from(domid.0)
+        .map_err(|_| XcError::errno_with(function, libc::EINVAL, format!("domid {domid}")))?;
     let mut logger = new_logger();
     let lg: *mut sys::xentoollog_logger = &mut *logger;
     // SAFETY: `lg` stays valid until after xencall_close below (the Box lives to the end).
@@ -306,7 +315,7 @@ fn raw_domctl(
         let mut domctl = sys::xen_domctl {
             cmd,
             interface_version: sys::XEN_DOMCTL_INTERFACE_VERSION,
-            domain: domid.0 as sys::domid_t,
+            domain,
             ..Default::default()
         };
         fill(&mut domctl.u);
@@ -357,6 +366,11 @@ fn pv_context(ctx: &PvVcpuContext) -> sys::vcpu_guest_context_x86_64 {
     c
 }
 
+/// A count returned by a libxc call that [`XenCtrl::call`] has already checked is not negative.
+fn count(rc: c_int) -> usize {
+    usize_of(u64::from(rc.unsigned_abs()))
+}
+
 /// The failure of `function` on `xch` right after the call: xc's error if it set one, else errno.
 pub(crate) fn last_error(
     xch: *mut sys::xc_interface,
@@ -367,7 +381,7 @@ pub(crate) fn last_error(
     // the handle, valid until the next libxc call on it, and we copy out of it at once.
     let err = unsafe { &*sys::xc_get_last_error(xch) };
     let code = err.code as i32;
-    if code == sys::xc_error_code::XC_ERROR_NONE as i32 {
+    if err.code == sys::xc_error_code::XC_ERROR_NONE {
         return XcError::errno(function, errno);
     }
     // SAFETY: libxc keeps `message` NUL-terminated (vsnprintf into a fixed array).
@@ -401,6 +415,10 @@ fn descriptor(typecode: u16, instance: u16, length: usize) -> [u8; save::DESCRIP
     let mut d = [0u8; save::DESCRIPTOR_BYTES];
     d[0..2].copy_from_slice(&typecode.to_le_bytes());
     d[2..4].copy_from_slice(&instance.to_le_bytes());
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "record bodies are the size of one HVM save struct, far below 4 GiB"
+    )]
     d[4..8].copy_from_slice(&(length as u32).to_le_bytes());
     d
 }
@@ -414,14 +432,15 @@ fn records(ctx: &[u8]) -> Vec<(u16, u16, &[u8])> {
         let instance = u16::from_le_bytes([ctx[off + 2], ctx[off + 3]]);
         let len = u32::from_le_bytes([ctx[off + 4], ctx[off + 5], ctx[off + 6], ctx[off + 7]]);
         let start = off + save::DESCRIPTOR_BYTES;
-        let Some(body) = ctx.get(start..start + len as usize) else {
+        let len = usize_of(u64::from(len));
+        let Some(body) = ctx.get(start..start + len) else {
             break;
         };
         out.push((typecode, instance, body));
         if typecode == save::END {
             break;
         }
-        off = start + len as usize;
+        off = start + len;
     }
     out
 }
@@ -480,16 +499,21 @@ impl Hypervisor for XenCtrl {
     }
 
     fn vcpu_setaffinity_hard(&self, domid: DomId, vcpu: u32, hard: &[bool]) -> XcResult<()> {
-        let size = self.call("xc_get_cpumap_size", |xch| {
-            // SAFETY: a plain query on an open handle.
-            unsafe { sys::xc_get_cpumap_size(xch) }
-        })? as usize;
+        let size = self
+            .call("xc_get_cpumap_size", |xch| {
+                // SAFETY: a plain query on an open handle.
+                unsafe { sys::xc_get_cpumap_size(xch) }
+            })
+            .map(count)?;
         let mut map = vec![0u8; size];
         for (cpu, _) in hard.iter().enumerate().filter(|(_, on)| **on) {
             if let Some(byte) = map.get_mut(cpu / 8) {
                 *byte |= 1 << (cpu % 8);
             }
         }
+        let vcpu = c_int::try_from(vcpu).map_err(|_| {
+            XcError::errno_with("xc_vcpu_setaffinity", libc::EINVAL, format!("vcpu {vcpu}"))
+        })?;
         // libxc bounces both maps in and out; the soft one is ignored with FLAG_HARD.
         let mut soft = map.clone();
         self.call("xc_vcpu_setaffinity", |xch| {
@@ -499,7 +523,7 @@ impl Hypervisor for XenCtrl {
                 sys::xc_vcpu_setaffinity(
                     xch,
                     domid.0,
-                    vcpu as c_int,
+                    vcpu,
                     map.as_mut_ptr(),
                     soft.as_mut_ptr(),
                     sys::XEN_VCPUAFFINITY_HARD,
@@ -595,7 +619,7 @@ impl Hypervisor for XenCtrl {
                 )
             }
         })?;
-        Ok(done as usize)
+        Ok(count(done))
     }
 
     fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
@@ -664,11 +688,12 @@ impl Hypervisor for XenCtrl {
                 type_: e.kind.code(),
             })
             .collect();
+        let len = u32::try_from(map.len()).map_err(|_| {
+            XcError::errno_with("xc_domain_set_memory_map", libc::E2BIG, "e820 too long")
+        })?;
         self.call("xc_domain_set_memory_map", |xch| {
             // SAFETY: `map` holds `len` valid e820 entries, read by libxc.
-            unsafe {
-                sys::xc_domain_set_memory_map(xch, domid.0, map.as_mut_ptr(), map.len() as u32)
-            }
+            unsafe { sys::xc_domain_set_memory_map(xch, domid.0, map.as_mut_ptr(), len) }
         })
         .map(drop)
     }
@@ -684,7 +709,7 @@ impl Hypervisor for XenCtrl {
     fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>> {
         // SAFETY: a pure function of the library's build.
         let mut nr = unsafe { sys::xc_get_cpu_featureset_size() };
-        let mut words = vec![0u32; nr as usize];
+        let mut words = vec![0u32; usize_of(u64::from(nr))];
         let index = match kind {
             FeaturesetKind::Host => sys::XEN_SYSCTL_cpu_featureset_host,
             FeaturesetKind::PvMax => sys::XEN_SYSCTL_cpu_featureset_pv,
@@ -694,7 +719,7 @@ impl Hypervisor for XenCtrl {
             // SAFETY: `words` is writable for `nr` u32s, the capacity passed in `nr`.
             unsafe { sys::xc_get_cpu_featureset(xch, index, &mut nr, words.as_mut_ptr()) }
         })?;
-        words.truncate(nr as usize);
+        words.truncate(usize_of(u64::from(nr)));
         Ok(words)
     }
 
@@ -710,10 +735,10 @@ impl Hypervisor for XenCtrl {
         let (features, nr) = if policy.featureset.is_empty() {
             (std::ptr::null(), 0)
         } else {
-            (
-                policy.featureset.as_ptr(),
-                policy.featureset.len() as c_uint,
-            )
+            let nr = c_uint::try_from(policy.featureset.len()).map_err(|_| {
+                XcError::errno_with("xc_cpuid_apply_policy", libc::E2BIG, "featureset too long")
+            })?;
+            (policy.featureset.as_ptr(), nr)
         };
         self.call("xc_cpuid_apply_policy", |xch| {
             // SAFETY: `features` is NULL or points to `nr` u32s kept alive by `policy`; no xend
@@ -805,11 +830,18 @@ impl Hypervisor for XenCtrl {
             };
             m.msr_mtrr_def_type = MTRR_DEF_WB_ENABLED;
             let body = bytes_of(&m);
-            let vcpus = self.domain_getinfo(domid)?.max_vcpu_id + 1;
-            for i in 0..vcpus {
+            let max_vcpu_id = self.domain_getinfo(domid)?.max_vcpu_id;
+            let last = u16::try_from(max_vcpu_id).map_err(|_| {
+                XcError::errno_with(
+                    "xc_domain_hvm_setcontext",
+                    libc::EINVAL,
+                    "vcpu id over 16 bits",
+                )
+            })?;
+            for i in 0..=last {
                 let mut ctx = [
                     &header_rec[..],
-                    &descriptor(save::MTRR, i as u16, body.len()),
+                    &descriptor(save::MTRR, i, body.len()),
                     &body,
                     &end,
                 ]
@@ -851,7 +883,7 @@ impl Hypervisor for XenCtrl {
             Err(e) if e.code == libc::ENOBUFS => {}
             Err(e) => return Err(e),
         }
-        let mut entries = vec![sys::xen_reserved_device_memory::default(); nr as usize];
+        let mut entries = vec![sys::xen_reserved_device_memory::default(); usize_of(u64::from(nr))];
         self.call(function, |xch| {
             // SAFETY: `entries` is writable for `nr` entries, the capacity passed.
             unsafe {
@@ -866,7 +898,7 @@ impl Hypervisor for XenCtrl {
                 )
             }
         })?;
-        entries.truncate(nr as usize);
+        entries.truncate(usize_of(u64::from(nr)));
         Ok(entries
             .iter()
             .map(|e| ReservedRange {
@@ -947,10 +979,10 @@ fn copy_chunks(
     while done < len {
         let addr = start + done as u64;
         let first = addr / PAGE_BYTES;
-        let skip = (addr % PAGE_BYTES) as usize;
-        let room = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize - skip;
+        let skip = usize_of(addr % PAGE_BYTES);
+        let room = usize_of(MAP_CHUNK_PAGES * PAGE_BYTES) - skip;
         let n = room.min(len - done);
-        let pages = (skip + n).div_ceil(PAGE_BYTES as usize) as u64;
+        let pages = (skip + n).div_ceil(PAGE_USIZE) as u64;
         f(first, pages, skip, done..done + n)?;
         done += n;
     }
@@ -964,13 +996,13 @@ mod tests {
     #[test]
     fn chunks_cover_the_range_once_and_respect_page_offsets() {
         let mut seen = Vec::new();
-        let len = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize + 100;
+        let len = usize_of(MAP_CHUNK_PAGES * PAGE_BYTES) + 100;
         copy_chunks(0x1000 + 0x10, len, |first, pages, skip, range| {
             seen.push((first, pages, skip, range));
             Ok(())
         })
         .unwrap();
-        let chunk = (MAP_CHUNK_PAGES * PAGE_BYTES) as usize;
+        let chunk = usize_of(MAP_CHUNK_PAGES * PAGE_BYTES);
         assert_eq!(
             seen,
             vec![

@@ -3,6 +3,7 @@
 //! are checked against the file.
 
 use super::decompress::{self, DecompressError, Format};
+use crate::types::usize_of;
 
 /// Where the setup header's `header` field ("HdrS") sits.
 const HDR_MAGIC_AT: usize = 0x202;
@@ -76,7 +77,7 @@ pub fn payload(data: &[u8]) -> Result<(&[u8], Format), BzImageError> {
             file_len,
         });
     }
-    let bytes = &data[offset as usize..(offset + length) as usize];
+    let bytes = &data[usize_of(offset)..usize_of(offset + length)];
     let format = Format::detect(bytes).ok_or(BzImageError::UnknownFormat)?;
     Ok((bytes, format))
 }
@@ -96,6 +97,10 @@ pub fn unpack(data: &[u8], limit: u64) -> Result<(Vec<u8>, Format), BzImageError
 
 /// A bzImage around `payload` (for tests): a setup area of `setup_sects` + 1 sectors and
 /// the payload right after it.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a fixture: test payloads are far below the 4 GiB the length field holds"
+)]
 pub fn wrap(payload: &[u8], setup_sects: u8, version: u16) -> Vec<u8> {
     let setup = (usize::from(setup_sects) + 1) * 512;
     let mut v = vec![0u8; setup.max(SETUP_HEADER_BYTES)];

@@ -293,8 +293,8 @@ mod tests {
     #[test]
     fn eviction_by_count_and_by_bytes_is_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<_> = (0..3)
-            .map(|i| kernel(dir.path(), &format!("k{i}"), i as u8, 4096))
+        let paths: Vec<_> = (0..3u8)
+            .map(|i| kernel(dir.path(), &format!("k{i}"), i, 4096))
             .collect();
         let by_count = KernelCache::new(2, 1 << 20);
         by_count.load(STEP, &paths[0], LIMIT).unwrap();

@@ -10,6 +10,7 @@
 //! Linux appends to its payloads) to size its buffer, these decoders only use it as a hint:
 //! the limit is enforced on what is actually produced.
 
+use crate::types::usize_of;
 use std::fmt;
 use std::io::Read;
 
@@ -105,7 +106,7 @@ pub fn decompress_sized(
     expected_bytes: u64,
 ) -> Result<Vec<u8>, DecompressError> {
     let corrupt = |reason: String| DecompressError::Corrupt { format, reason };
-    let out = Vec::with_capacity(expected_bytes.min(limit) as usize);
+    let out = Vec::with_capacity(usize_of(expected_bytes.min(limit)));
     match format {
         Format::Gzip => read_limited(format, flate2::read::GzDecoder::new(data), limit, out),
         Format::Bzip2 => read_limited(format, bzip2::read::BzDecoder::new(data), limit, out),
@@ -164,7 +165,7 @@ fn run_lzma(
             let grown = (out.capacity() as u64 * 2)
                 .max(64 << 10)
                 .min(limit.saturating_add(1));
-            out.reserve_exact(grown as usize - out.len());
+            out.reserve_exact(usize_of(grown) - out.len());
         }
         let (in0, out0) = (stream.total_in(), stream.total_out());
         let action = if pos == data.len() {
@@ -175,8 +176,8 @@ fn run_lzma(
         let status = stream
             .process_vec(&data[pos..], &mut out, action)
             .map_err(|e| corrupt(e.to_string()))?;
-        let consumed = (stream.total_in() - in0) as usize;
-        let produced = (stream.total_out() - out0) as usize;
+        let consumed = usize_of(stream.total_in() - in0);
+        let produced = usize_of(stream.total_out() - out0);
         pos += consumed;
         if out.len() as u64 > limit {
             return Err(DecompressError::TooLarge { format, limit });
@@ -227,7 +228,7 @@ fn push_limited(
     }
     if want > out.capacity() as u64 {
         let grown = (out.capacity() as u64 * 2).clamp(want, limit.max(want));
-        out.reserve_exact(grown as usize - out.len());
+        out.reserve_exact(usize_of(grown) - out.len());
     }
     out.extend_from_slice(chunk);
     Ok(())
@@ -506,6 +507,10 @@ fn unlz4_legacy(data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the fixture encoders pack small test sizes and bytes into their fields"
+)]
 pub(crate) mod tests {
     use super::*;
     use std::io::Write;

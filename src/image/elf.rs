@@ -1,6 +1,7 @@
 //! A minimal, bounds-checked ELF reader: the header, `PT_LOAD` segments and notes. It
 //! borrows the image and never indexes past it.
 
+use crate::types::usize_of;
 use std::fmt;
 
 /// ELF class.
@@ -70,6 +71,13 @@ pub struct Segment {
     pub memsz: u64,
 }
 
+impl Segment {
+    /// Where the contents lie in the image file (in bounds once `parse` accepted it).
+    pub fn file_range(&self) -> std::ops::Range<usize> {
+        usize_of(self.offset)..usize_of(self.offset + self.filesz)
+    }
+}
+
 /// An ELF note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note<'a> {
@@ -123,7 +131,7 @@ impl<'a> Reader<'a> {
         if end > self.data.len() as u64 {
             return Err(truncated());
         }
-        Ok(&self.data[offset as usize..end as usize])
+        Ok(&self.data[usize_of(offset)..usize_of(end)])
     }
 
     fn u16(&self, what: &'static str, offset: u64) -> Result<u16, ElfError> {
@@ -270,7 +278,7 @@ impl<'a> Elf<'a> {
     /// The bytes of a segment present in the file.
     pub fn segment_bytes(&self, seg: &Segment) -> &'a [u8] {
         // In bounds: checked in `parse`.
-        &self.data[seg.offset as usize..(seg.offset + seg.filesz) as usize]
+        &self.data[seg.file_range()]
     }
 
     /// Lowest and highest (exclusive) physical address of the loadable segments.
@@ -324,6 +332,10 @@ impl<'a> Elf<'a> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the fixture builders pack small test lengths into 32-bit ELF fields"
+)]
 pub(crate) mod tests {
     use super::*;
 

@@ -226,7 +226,8 @@ impl XenNotes {
                 MOD_START_PFN => x.mod_start_pfn = num != 0,
                 // An array of 32-bit words; Xen has one submap.
                 SUPPORTED_FEATURES if note.desc.len() >= 4 && note.desc.len() % 4 == 0 => {
-                    x.supported_features |= numeric(&note.desc[..4]) as u32;
+                    let d = note.desc;
+                    x.supported_features |= u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
                 }
                 PHYS32_ENTRY => {
                     let entry =
@@ -256,6 +257,10 @@ impl XenNotes {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the fixture builders pack small test lengths into 32-bit ELF fields"
+)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -125,7 +125,7 @@ impl Engine for FakeEngine {
             });
             self.note(format!("policy {pass} dirty {dirty} -> {decision:?}"));
             match decision {
-                PrecopyDecision::Continue => to_send = dirty.max(0) as u64,
+                PrecopyDecision::Continue => to_send = dirty.max(0).unsigned_abs(),
                 PrecopyDecision::StopAndCopy => {
                     self.suspend(hooks)?;
                     self.write(&mut stream, "final\n")?;

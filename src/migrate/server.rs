@@ -223,7 +223,7 @@ fn poll_in(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     // SAFETY: `fds` is a valid, writable slice of pollfd for the length given.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     if rc >= 0 {
-        return Ok(rc as usize);
+        return Ok(usize::try_from(rc).unwrap_or_default());
     }
     let e = io::Error::last_os_error();
     if e.kind() == io::ErrorKind::Interrupted {
@@ -340,7 +340,7 @@ impl Loop<'_> {
         };
         // Descriptors wait for the `migrate_init` they came with; a bounded few only.
         for fd in fds {
-            if c.fds.len() < MAX_FDS_PER_READ {
+            if c.fds.len() < MAX_FDS_PER_READ as usize {
                 c.fds.push(fd);
             }
         }

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Most descriptors taken from one read; the kernel closes any beyond (`MSG_CTRUNC`).
-pub const MAX_FDS_PER_READ: usize = 4;
+pub const MAX_FDS_PER_READ: u32 = 4;
+/// Bytes of one fd in an SCM_RIGHTS message.
+const FD_BYTES: u32 = libc::c_int::BITS / 8;
 
 /// How long a write to a client may block before the client is taken as gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,8 +74,7 @@ pub fn recv_with_fds(
     // u64 array: cmsg buffers must be aligned for `cmsghdr`.
     let mut control = [0u64; 16];
     // SAFETY: CMSG_SPACE only computes a size.
-    let space =
-        unsafe { libc::CMSG_SPACE((MAX_FDS_PER_READ * size_of::<libc::c_int>()) as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(FD_BYTES * MAX_FDS_PER_READ) } as usize;
     debug_assert!(space <= size_of_val(&control));
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -90,7 +91,7 @@ pub fn recv_with_fds(
         // the call; the kernel writes at most their stated lengths.
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n >= 0 {
-            break n as usize;
+            break n.unsigned_abs();
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -130,7 +131,7 @@ pub fn recv_with_fds(
 pub fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut control = [0u64; 4];
     // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(FD_BYTES) } as usize;
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -147,7 +148,7 @@ pub fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> i
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_BYTES) as _;
         libc::CMSG_DATA(cmsg)
             .cast::<libc::c_int>()
             .write_unaligned(fd.as_raw_fd());
@@ -156,7 +157,7 @@ pub fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> i
         // SAFETY: `msg` points at `iov` (over `bytes`, only read) and `control`, alive here.
         let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
-            return Ok(n as usize);
+            return Ok(n.unsigned_abs());
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

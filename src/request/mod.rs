@@ -156,7 +156,7 @@ pub fn build_command(opts: &Options) -> Result<BuildCommand, Error> {
             .map(PathBuf::from),
         modules: modules::pair_modules(&opts.module_paths, &opts.module_cmdlines),
         features: opts.features.clone().unwrap_or_default(),
-        flags: opts.flags as u32,
+        flags: opts.flags.cast_unsigned(),
         store_port: non_negative("store_port", opts.store_port)?,
         store_domid: DomId(non_negative("store_domid", opts.store_domid)?),
         console_port: non_negative("console_port", opts.console_port)?,

@@ -172,7 +172,15 @@ fn connect_by(path: &str, timeout: Duration) -> io::Result<UnixStream> {
     stream.set_write_timeout(Some(timeout))?;
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) address.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "AF_UNIX is 1; sockaddr_un is 110 bytes"
+    )]
+    let (family, addr_len) = (
+        libc::AF_UNIX as libc::sa_family_t,
+        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+    );
+    addr.sun_family = family;
     let bytes = path.as_bytes();
     if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
         return Err(io::Error::new(
@@ -181,7 +189,7 @@ fn connect_by(path: &str, timeout: Duration) -> io::Result<UnixStream> {
         ));
     }
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
+        *dst = src.cast_signed();
     }
     // SAFETY: `addr` is an initialised sockaddr_un that outlives the call, and the length
     // passed is its size.
@@ -189,7 +197,7 @@ fn connect_by(path: &str, timeout: Duration) -> io::Result<UnixStream> {
         libc::connect(
             fd,
             (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            addr_len,
         )
     };
     if rc != 0 {
@@ -283,7 +291,9 @@ fn exchange(
     payload: &[u8],
 ) -> io::Result<io::Result<Vec<u8>>> {
     let mut request = Vec::with_capacity(16 + payload.len());
-    for word in [msg_type, req_id, 0, payload.len() as u32] {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xenstore request over 4 GiB"))?;
+    for word in [msg_type, req_id, 0, len] {
         request.extend_from_slice(&word.to_ne_bytes());
     }
     request.extend_from_slice(payload);

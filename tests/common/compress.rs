@@ -1,5 +1,11 @@
 //! Compressors for test images: each format libxenguest decompresses, written as Linux writes
 //! a bzImage payload (the uncompressed size appended where Linux appends it).
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "fixtures pack small test sizes into the fields of the images they build"
+)]
 
 use std::io::Write;
 

@@ -4,6 +4,12 @@
 //! `tools/firmware/hvmloader/Makefile` links it at 0x100000, entry there, no Xen notes):
 //! a text segment and a data segment whose bss ends where Debian 12's hvmloader 4.17 ends
 //! (0x133f40), so modules land at the same addresses as with the real image.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "fixtures pack small test sizes into the fields of the images they build"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,4 +1,10 @@
 //! Shared fixture for whole builds on the simulated host.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "fixtures pack small test sizes and addresses into the fields of the images they build"
+)]
 #![allow(dead_code)]
 
 pub mod compress;

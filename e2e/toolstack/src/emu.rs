@@ -13,6 +13,12 @@
 //! The source guest (a PVH kernel, or with `--hvm` an HVM guest) is built and run for `--run-s` seconds first; on success one
 //! `E2E MIGRATE ...` line names both domains, and the restored target is left running for the
 //! caller to check (its output on Xen's console) and destroy.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "a test harness: Xen's small SHUTDOWN_* constants as the C int libxc takes"
+)]
 
 use super::{create, destroy, parse_guest, run_xenguest, write_pre_build_keys, Mode, Res, Xs};
 use serde_json::Value;

@@ -19,6 +19,12 @@
 //! xg-e2e report SERIAL_LOG QEMU_S     the BENCHMARKS.md section from an e2e serial log
 //! xg-e2e migration-report SERIAL_LOG QEMU_S   its migration section
 //! ```
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "a test harness: xenstore record lengths and small counts it made itself"
+)]
 
 mod emu;
 

@@ -223,6 +223,19 @@ fn non_negative(name: &str, v: i64) -> Result<u32, Failure> {
     u32::try_from(v).map_err(|_| invalid("stub_xc_build", format!("{name} {v} is out of range")))
 }
 
+/// `-flags` as the binary reads it: a C `int`, its bits passed on as `uint32_t`.
+fn flags_of(v: i64) -> Result<u32, Failure> {
+    i32::try_from(v)
+        .map(i32::cast_unsigned)
+        .map_err(|_| invalid("stub_xc_build", format!("flags {v} is out of range")))
+}
+
+/// A count or frame number as an OCaml `int` (63 bits); none comes near, so the saturation
+/// at `i64::MAX` is never reached in practice.
+fn ocaml_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl BuildArgs {
     /// The typed request, through the parsers and checks the binary's argv goes through
     /// (`xenguest::request`): the same PCI list syntax and the same refusals and texts.
@@ -243,7 +256,7 @@ impl BuildArgs {
                 })
                 .collect(),
             features: self.features.clone(),
-            flags: self.flags as u32,
+            flags: flags_of(self.flags)?,
             store_port: non_negative("store_port", self.ports.0)?,
             store_domid: DomId(non_negative("store_domid", self.ports.1)?),
             console_port: non_negative("console_port", self.ports.2)?,
@@ -305,22 +318,24 @@ fn report_tuple(r: &BuildReport) -> ReportTuple {
             .ram
             .pages_by_order
             .iter()
-            .map(|(o, p)| (i64::from(*o), *p as i64))
+            .map(|(o, p)| (i64::from(*o), ocaml_int(*p)))
             .collect(),
         r.memory
             .pages_by_node
             .as_ref()
-            .map(|v| v.iter().map(|p| *p as i64).collect()),
+            .map(|v| v.iter().map(|p| ocaml_int(*p)).collect()),
         r.hypercalls
             .iter()
-            .map(|(k, n)| (k.to_string(), *n as i64))
+            .map(|(k, n)| (k.to_string(), ocaml_int(*n)))
             .collect(),
         r.xenstore_writes.clone(),
-        r.elapsed_us as i64,
-        r.hypercalls
-            .get("domain_populate_physmap")
-            .copied()
-            .unwrap_or(0) as i64,
+        ocaml_int(r.elapsed_us),
+        ocaml_int(
+            r.hypercalls
+                .get("domain_populate_physmap")
+                .copied()
+                .unwrap_or(0),
+        ),
     )
 }
 
@@ -359,7 +374,11 @@ fn build_request(
         .map_err(|e| failure(&e))?;
         let r = &out.result;
         Ok((
-            (r.store_mfn as i64, r.console_mfn as i64, r.protocol.clone()),
+            (
+                ocaml_int(r.store_mfn),
+                ocaml_int(r.console_mfn),
+                r.protocol.clone(),
+            ),
             report_tuple(&out.report),
         ))
     }
@@ -596,12 +615,12 @@ mod handle_stubs {
                     let d = DomId(non_negative("domid", domid)?);
                     let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
                     Ok((
-                        s.tot_pages as i64,
-                        s.max_pages as i64,
-                        s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), *p as i64)).collect(),
-                        s.pages_by_node.iter().map(|p| *p as i64).collect(),
-                        s.pod_entries as i64,
-                        s.repopulated_pages as i64,
+                        ocaml_int(s.tot_pages),
+                        ocaml_int(s.max_pages),
+                        s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), ocaml_int(*p))).collect(),
+                        s.pages_by_node.iter().map(|p| ocaml_int(*p)).collect(),
+                        ocaml_int(s.pod_entries),
+                        ocaml_int(s.repopulated_pages),
                     ))
                 })
             };
@@ -614,7 +633,7 @@ mod handle_stubs {
                 let h: &Handle = h.borrow();
                 with_sim(h, |sim| {
                     let check = sim.host.check_accounting().err();
-                    Ok((sim.host.free_pages() as i64, sim.host.outstanding_claims() as i64, check))
+                    Ok((ocaml_int(sim.host.free_pages()), ocaml_int(sim.host.outstanding_claims()), check))
                 })
             };
             r.to_ocaml(cr)

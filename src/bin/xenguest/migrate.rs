@@ -123,7 +123,7 @@ fn save(opts: &Options, engine: &Engines, control: &ControlFd) -> Result<Frames,
     let req = SaveRequest {
         domid,
         stream: stream_fd(opts)?,
-        flags: opts.flags as u32,
+        flags: opts.flags.cast_unsigned(),
     };
     let infd = opts.controlinfd;
     let suspend = || ask_suspend(control, infd);

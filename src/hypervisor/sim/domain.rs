@@ -2,7 +2,7 @@
 //! everything the builder sets through the trait.
 
 use crate::hypervisor::{CpuidPolicy, HvmBootVcpu, PvVcpuContext, SchedCredit};
-use crate::types::{DomId, E820Entry, MapFrame, PAGE_BYTES};
+use crate::types::{DomId, E820Entry, MapFrame, PAGE_USIZE};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -186,7 +186,7 @@ pub(super) struct P2mEntry {
     pub mfn: Option<u64>,
 }
 
-type Page = Box<[u8; PAGE_BYTES as usize]>;
+type Page = Box<[u8; PAGE_USIZE]>;
 
 /// A domain on the simulated host.
 #[derive(Debug)]
@@ -467,14 +467,14 @@ impl Domain {
     }
 
     /// Contents of a page (zeros if never written).
-    pub fn page(&self, mfn: u64) -> Option<&[u8; PAGE_BYTES as usize]> {
+    pub fn page(&self, mfn: u64) -> Option<&[u8; PAGE_USIZE]> {
         self.memory.get(&mfn).map(|b| &**b)
     }
 
     /// Mutable contents of a page, created zeroed.
-    pub fn page_mut(&mut self, mfn: u64) -> &mut [u8; PAGE_BYTES as usize] {
+    pub fn page_mut(&mut self, mfn: u64) -> &mut [u8; PAGE_USIZE] {
         self.memory
             .entry(mfn)
-            .or_insert_with(|| Box::new([0; PAGE_BYTES as usize]))
+            .or_insert_with(|| Box::new([0; PAGE_USIZE]))
     }
 }

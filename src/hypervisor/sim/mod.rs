@@ -300,7 +300,10 @@ impl SimHost {
 
     /// The node holding machine frame `mfn`.
     pub fn node_of_mfn(&self, mfn: u64) -> Option<u32> {
-        self.lock().heap.node_of(mfn).map(|n| n as u32)
+        self.lock()
+            .heap
+            .node_of(mfn)
+            .and_then(|n| u32::try_from(n).ok())
     }
 
     /// A copy of a domain's state.
@@ -349,7 +352,8 @@ impl HostState {
                 by_node[n] += len;
             }
         }
-        let nodes = (0..self.heap.nr_nodes() as u32)
+        let nodes = (0u32..)
+            .take(self.heap.nr_nodes())
             .filter(|n| d.node_affinity & (1 << n) != 0)
             .collect();
         let cpus = self.spec.cpus;

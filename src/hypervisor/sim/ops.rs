@@ -11,7 +11,9 @@ use crate::hypervisor::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo,
     PvVcpuContext, SchedCredit, XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT};
+use crate::types::{
+    DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT, PAGE_USIZE,
+};
 use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
 
 /// Guest frames a 4-level p2m (EPT or p2m-pt) can map: 48-bit guest-physical addresses.
@@ -114,17 +116,22 @@ enum AllocFail {
     OverMax,
 }
 
-/// `domain_adjust_tot_pages()`: charge (or refund) pages, consuming the claim as 4.17 does
-/// on assignment. A refund grows a live claim, as in Xen.
-fn adjust_tot_pages(dom: &mut Domain, outstanding_claims: &mut u64, delta: i64) {
-    dom.tot_pages = dom.tot_pages.saturating_add_signed(delta);
-    if dom.outstanding == 0 {
-        return;
+/// `domain_adjust_tot_pages()` charging `pages`: they consume the claim, as 4.17 does on
+/// assignment.
+fn charge_tot_pages(dom: &mut Domain, outstanding_claims: &mut u64, pages: u64) {
+    dom.tot_pages = dom.tot_pages.saturating_add(pages);
+    let used = dom.outstanding.min(pages);
+    dom.outstanding -= used;
+    *outstanding_claims = outstanding_claims.saturating_sub(used);
+}
+
+/// `domain_adjust_tot_pages()` refunding `pages`: a live claim grows by them, as in Xen.
+fn refund_tot_pages(dom: &mut Domain, outstanding_claims: &mut u64, pages: u64) {
+    dom.tot_pages = dom.tot_pages.saturating_sub(pages);
+    if dom.outstanding > 0 {
+        dom.outstanding += pages;
+        *outstanding_claims = outstanding_claims.saturating_add(pages);
     }
-    let before = dom.outstanding as i64;
-    let after = (before - delta).max(0);
-    dom.outstanding = after as u64;
-    *outstanding_claims = outstanding_claims.saturating_add_signed(after - before);
 }
 
 /// `alloc_domheap_pages(d, order, memflags)` with `assign_pages()`.
@@ -156,7 +163,7 @@ fn alloc_domheap(
         heap.free(mfn, order);
         return Err(AllocFail::OverMax);
     }
-    adjust_tot_pages(dom, outstanding_claims, request as i64);
+    charge_tot_pages(dom, outstanding_claims, request);
     Ok(mfn)
 }
 
@@ -497,7 +504,7 @@ impl HostState {
             if excess > SUPERPAGE_PAGES && !dom.pod_super.is_empty() {
                 if let Some(m) = dom.pod_super.pop_front() {
                     heap.free(m, 9);
-                    adjust_tot_pages(dom, outstanding_claims, -(SUPERPAGE_PAGES as i64));
+                    refund_tot_pages(dom, outstanding_claims, SUPERPAGE_PAGES);
                 }
             } else {
                 if dom.pod_single.is_empty() {
@@ -509,7 +516,7 @@ impl HostState {
                     break;
                 };
                 heap.free(m, 0);
-                adjust_tot_pages(dom, outstanding_claims, -1);
+                refund_tot_pages(dom, outstanding_claims, 1);
             }
         }
         Ok(info(dom))
@@ -826,7 +833,7 @@ fn map_pages(
         let addr = paddr + done as u64;
         let gfn = addr >> PAGE_SHIFT;
         let off = (addr % PAGE_BYTES) as usize;
-        let n = (PAGE_BYTES as usize - off).min(len - done);
+        let n = (PAGE_USIZE - off).min(len - done);
         let mfn = if dom.hvm {
             dom.resolve(gfn).map_err(|_| pod_exhausted(F, gfn))?
         } else {
@@ -1001,8 +1008,8 @@ impl HostState {
         }
         let page = dom.page_mut(mfn);
         page.fill(0xcc);
-        for (nr, stub) in page.chunks_mut(32).enumerate() {
-            let nr = (nr as u32).to_le_bytes();
+        for (nr, stub) in (0u32..).zip(page.chunks_mut(32)) {
+            let nr = nr.to_le_bytes();
             let code = [
                 0x51, 0x41, 0x53, 0xb8, nr[0], nr[1], nr[2], nr[3], 0x0f, 0x05, 0x41, 0x5b, 0x59,
                 0xc3,

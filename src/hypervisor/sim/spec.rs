@@ -317,7 +317,9 @@ impl HostSpec {
 
     /// The node of pCPU `cpu`: CPUs are split evenly, in order, across the nodes.
     pub fn cpu_to_node(&self, cpu: u32) -> u32 {
-        ((u64::from(cpu) * u64::from(self.nodes)) / u64::from(self.cpus.max(1))) as u32
+        let node = (u64::from(cpu) * u64::from(self.nodes)) / u64::from(self.cpus.max(1));
+        // Below `nodes` for every cpu below `cpus`; the last node for the others.
+        u32::try_from(node).unwrap_or(self.nodes.saturating_sub(1))
     }
 }
 

@@ -492,7 +492,7 @@ fn guest_memory_reads_writes_and_clears() {
     let h = host("node_mib=256");
     let d = hvm(&h, 256);
     assert_eq!(populate(&h, d, 0, ANY, &[0, 1, 3]), 3);
-    let data: Vec<u8> = (0..6000u32).map(|i| i as u8).collect();
+    let data: Vec<u8> = (0..=u8::MAX).cycle().take(6000).collect();
     h.write_guest(d, at(100), &data).unwrap();
     let mut back = vec![0u8; 6000];
     h.read_guest(d, at(100), &mut back).unwrap();
@@ -882,7 +882,7 @@ fn concurrent_builds_keep_exact_accounting() {
                             }
                         }
                     }
-                    let _ = h.write_guest(d, at(0x1000), &[t as u8; 64]);
+                    let _ = h.write_guest(d, at(0x1000), &[t.to_le_bytes()[0]; 64]);
                     h.domain_claim_pages(d, 0).unwrap();
                     h.destroy_domain(d).unwrap();
                 }
@@ -964,7 +964,7 @@ mod props {
                         let flags = MemFlags { node, exact_node: exact, populate_on_demand: pod };
                         let mut ext = run(gfn << order, order, n);
                         let done = h.domain_populate_physmap(doms[dom], order, flags, &mut ext).unwrap();
-                        prop_assert!(done <= n as usize);
+                        prop_assert!(done <= crate::types::usize_of(n));
                     }
                     Op::Claim { dom, pages } => { let _ = h.domain_claim_pages(doms[dom], pages); }
                     Op::PodTarget { dom, pages } => { let _ = h.domain_set_pod_target(doms[dom], pages); }
