@@ -228,6 +228,8 @@ pub enum ErrorKind {
     NoRoom(String),
     /// Something this implementation does not do (yet).
     NotImplemented(String),
+    /// The caller cancelled the build (see [`crate::cancel`]); `step` is where it stopped.
+    Cancelled,
 }
 
 /// Why a build failed: the step and what went wrong there.
@@ -257,6 +259,7 @@ impl BuildError {
             ErrorKind::Image { code, .. } => *code,
             ErrorKind::OutOfMemory { .. } | ErrorKind::NoRoom(_) => libc::ENOMEM,
             ErrorKind::NotImplemented(_) => libc::ENOSYS,
+            ErrorKind::Cancelled => libc::ECANCELED,
         }
     }
 
@@ -312,6 +315,7 @@ impl BuildError {
             ErrorKind::NotImplemented(what) => {
                 format!("xenguest: {step}: [{code}] not implemented: {what}")
             }
+            ErrorKind::Cancelled => format!("xenguest: {step}: [{code}] build cancelled"),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod abi;
 pub mod acpi;
 pub mod boot;
 pub mod builder;
+pub mod cancel;
 pub mod cpuid;
 pub mod error;
 pub mod hypervisor;

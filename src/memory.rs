@@ -7,7 +7,7 @@
 
 use crate::error::{Error, ErrorKind, Result, Step};
 use crate::hypervisor::{Hypervisor, MemFlags};
-use crate::types::{pages_of_order, DomId, Mfn, Pfn, ORDER_1G, ORDER_2M};
+use crate::types::{pages_of_order, usize_of, DomId, Mfn, Pfn, ORDER_1G, ORDER_2M, PAGE_SHIFT};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -17,6 +17,16 @@ pub const VGA_HOLE_START_GFN: u64 = 0xA0;
 pub const VGA_HOLE_END_GFN: u64 = 0xC0;
 /// At most this many extents per call: 8 MiB of gfn array, as libxenguest's PV path uses.
 pub const MAX_EXTENTS_PER_CALL: usize = 1 << 20;
+/// At most this much guest memory per call (1 GiB, as libxenguest's HVM path asks for
+/// superpages in batches of 512 2 MiB extents): a call cannot be interrupted, so this bounds
+/// how long a cancelled build runs on, and how long one call holds up the caller.
+pub const MAX_BYTES_PER_CALL: u64 = 1 << 30;
+
+/// Extents of `order` one populate call asks for at most.
+pub fn extents_per_call(order: u32) -> usize {
+    let by_bytes = usize_of(MAX_BYTES_PER_CALL >> (PAGE_SHIFT + order.min(ORDER_1G)));
+    by_bytes.clamp(1, MAX_EXTENTS_PER_CALL)
+}
 /// The orders tried, largest first.
 pub const ORDERS: [u32; 3] = [ORDER_1G, ORDER_2M, 0];
 
@@ -242,7 +252,7 @@ fn populate_recording(
         let gfns = pending.remove(&order).unwrap_or_default();
         let mut pos = 0;
         while pos < gfns.len() {
-            let chunk_end = gfns.len().min(pos + MAX_EXTENTS_PER_CALL);
+            let chunk_end = gfns.len().min(pos + extents_per_call(order));
             let mut chunk = gfns[pos..chunk_end].to_vec();
             let asked = chunk.len();
             let done = hv

@@ -4,11 +4,11 @@
 
 use crate::hypervisor::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcResult,
+    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
 };
 use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -180,46 +180,56 @@ impl<'a> Counting<'a> {
             .clone()
     }
 
-    fn tick(&self, kind: &'static str) -> &'a dyn Hypervisor {
+    /// Count a call of `kind` and hand back the hypervisor to make it on, or refuse it with
+    /// ECANCELED once the build has been cancelled: every hypervisor call is a check point
+    /// (see [`crate::cancel`]).
+    fn tick(&self, kind: &'static str) -> XcResult<&'a dyn Hypervisor> {
+        if crate::cancel::requested() {
+            return Err(XcError::errno_with(
+                kind,
+                libc::ECANCELED,
+                "build cancelled",
+            ));
+        }
         *self
             .counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(kind)
             .or_insert(0) += 1;
-        self.inner
+        Ok(self.inner)
     }
 }
 
 impl Hypervisor for Counting<'_> {
     fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo> {
-        self.tick("domain_getinfo").domain_getinfo(domid)
+        self.tick("domain_getinfo")?.domain_getinfo(domid)
     }
     fn physinfo(&self) -> XcResult<PhysInfo> {
-        self.tick("physinfo").physinfo()
+        self.tick("physinfo")?.physinfo()
     }
     fn vcpu_setaffinity_hard(&self, domid: DomId, vcpu: u32, hard: &[bool]) -> XcResult<()> {
-        self.tick("vcpu_setaffinity_hard")
+        self.tick("vcpu_setaffinity_hard")?
             .vcpu_setaffinity_hard(domid, vcpu, hard)
     }
     fn sched_credit_domain_get(&self, domid: DomId) -> XcResult<SchedCredit> {
-        self.tick("sched_credit_domain_get")
+        self.tick("sched_credit_domain_get")?
             .sched_credit_domain_get(domid)
     }
     fn sched_credit_domain_set(&self, domid: DomId, params: SchedCredit) -> XcResult<()> {
-        self.tick("sched_credit_domain_set")
+        self.tick("sched_credit_domain_set")?
             .sched_credit_domain_set(domid, params)
     }
     fn domain_set_tsc_info(&self, domid: DomId, tsc_mode: u32) -> XcResult<()> {
-        self.tick("domain_set_tsc_info")
+        self.tick("domain_set_tsc_info")?
             .domain_set_tsc_info(domid, tsc_mode)
     }
     fn domain_claim_pages(&self, domid: DomId, nr_pages: u64) -> XcResult<()> {
-        self.tick("domain_claim_pages")
+        self.tick("domain_claim_pages")?
             .domain_claim_pages(domid, nr_pages)
     }
     fn domain_set_pod_target(&self, domid: DomId, target_pages: u64) -> XcResult<PodInfo> {
-        self.tick("domain_set_pod_target")
+        self.tick("domain_set_pod_target")?
             .domain_set_pod_target(domid, target_pages)
     }
     fn domain_populate_physmap(
@@ -229,39 +239,39 @@ impl Hypervisor for Counting<'_> {
         flags: MemFlags,
         extents: &mut [u64],
     ) -> XcResult<usize> {
-        self.tick("domain_populate_physmap")
+        self.tick("domain_populate_physmap")?
             .domain_populate_physmap(domid, order, flags, extents)
     }
     fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
-        self.tick("clear_domain_pages")
+        self.tick("clear_domain_pages")?
             .clear_domain_pages(domid, first, nr_pages)
     }
     fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
-        self.tick("write_guest").write_guest(domid, at, data)
+        self.tick("write_guest")?.write_guest(domid, at, data)
     }
     fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
-        self.tick("read_guest").read_guest(domid, at, buf)
+        self.tick("read_guest")?.read_guest(domid, at, buf)
     }
     fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()> {
-        self.tick("hvm_param_set")
+        self.tick("hvm_param_set")?
             .hvm_param_set(domid, param, value)
     }
     fn hvm_param_get(&self, domid: DomId, param: u32) -> XcResult<u64> {
-        self.tick("hvm_param_get").hvm_param_get(domid, param)
+        self.tick("hvm_param_get")?.hvm_param_get(domid, param)
     }
     fn domain_set_memory_map(&self, domid: DomId, e820: &[E820Entry]) -> XcResult<()> {
-        self.tick("domain_set_memory_map")
+        self.tick("domain_set_memory_map")?
             .domain_set_memory_map(domid, e820)
     }
     fn domain_set_time_offset(&self, domid: DomId, offset_s: i32) -> XcResult<()> {
-        self.tick("domain_set_time_offset")
+        self.tick("domain_set_time_offset")?
             .domain_set_time_offset(domid, offset_s)
     }
     fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>> {
-        self.tick("get_cpu_featureset").get_cpu_featureset(kind)
+        self.tick("get_cpu_featureset")?.get_cpu_featureset(kind)
     }
     fn cpuid_apply_policy(&self, domid: DomId, policy: &CpuidPolicy) -> XcResult<()> {
-        self.tick("cpuid_apply_policy")
+        self.tick("cpuid_apply_policy")?
             .cpuid_apply_policy(domid, policy)
     }
     fn gnttab_seed(
@@ -272,7 +282,7 @@ impl Hypervisor for Counting<'_> {
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()> {
-        self.tick("gnttab_seed").gnttab_seed(
+        self.tick("gnttab_seed")?.gnttab_seed(
             domid,
             console,
             xenstore,
@@ -281,34 +291,34 @@ impl Hypervisor for Counting<'_> {
         )
     }
     fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()> {
-        self.tick("domain_hvm_set_boot_vcpu")
+        self.tick("domain_hvm_set_boot_vcpu")?
             .domain_hvm_set_boot_vcpu(domid, vcpu)
     }
     fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>> {
-        self.tick("reserved_device_memory_map")
+        self.tick("reserved_device_memory_map")?
             .reserved_device_memory_map(sbdf)
     }
     fn domain_set_address_size(&self, domid: DomId, bits: u32) -> XcResult<()> {
-        self.tick("domain_set_address_size")
+        self.tick("domain_set_address_size")?
             .domain_set_address_size(domid, bits)
     }
     fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
-        self.tick("get_native_protocol").get_native_protocol(domid)
+        self.tick("get_native_protocol")?.get_native_protocol(domid)
     }
     fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<Mfn> {
-        self.tick("domain_shared_info_frame")
+        self.tick("domain_shared_info_frame")?
             .domain_shared_info_frame(domid)
     }
     fn mmuext_pin_l4_table(&self, domid: DomId, l4: Mfn) -> XcResult<()> {
-        self.tick("mmuext_pin_l4_table")
+        self.tick("mmuext_pin_l4_table")?
             .mmuext_pin_l4_table(domid, l4)
     }
     fn hypercall_page_init(&self, domid: DomId, page: Mfn) -> XcResult<()> {
-        self.tick("hypercall_page_init")
+        self.tick("hypercall_page_init")?
             .hypercall_page_init(domid, page)
     }
     fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
-        self.tick("vcpu_setcontext_pv")
+        self.tick("vcpu_setcontext_pv")?
             .vcpu_setcontext_pv(domid, vcpu, ctx)
     }
     fn domain_pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {
@@ -341,11 +351,27 @@ impl<'a> Recording<'a> {
     }
 }
 
+/// Refuse a store operation once the build has been cancelled: like every hypervisor call,
+/// every store operation is a check point (see [`crate::cancel`]).
+fn store_checkpoint(op: &'static str, path: &str) -> StoreResult<()> {
+    match crate::cancel::requested() {
+        true => Err(StoreError {
+            op,
+            path: path.to_string(),
+            code: libc::ECANCELED,
+            message: "build cancelled".into(),
+        }),
+        false => Ok(()),
+    }
+}
+
 impl Store for Recording<'_> {
     fn read(&self, path: &str) -> StoreResult<Option<String>> {
+        store_checkpoint("read", path)?;
         self.inner.read(path)
     }
     fn write(&self, path: &str, value: &str) -> StoreResult<()> {
+        store_checkpoint("write", path)?;
         self.inner.write(path, value)?;
         self.writes
             .lock()
@@ -354,9 +380,11 @@ impl Store for Recording<'_> {
         Ok(())
     }
     fn directory(&self, path: &str) -> StoreResult<Vec<String>> {
+        store_checkpoint("directory", path)?;
         self.inner.directory(path)
     }
     fn rm(&self, path: &str) -> StoreResult<()> {
+        store_checkpoint("rm", path)?;
         self.inner.rm(path)
     }
 }

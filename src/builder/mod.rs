@@ -209,6 +209,26 @@ pub fn build(env: BuildEnv<'_>, mode: BuildMode, req: &BuildRequest) -> crate::R
     outcome
 }
 
+/// [`build`], stopped at its next check point once `cancel` is set (from any thread): it
+/// then fails with [`ErrorKind::Cancelled`](crate::error::ErrorKind::Cancelled) at the step it
+/// was in, the claim released as after any failed build. A build that completes before it
+/// reaches another check point succeeds.
+pub fn build_cancellable(
+    env: BuildEnv<'_>,
+    mode: BuildMode,
+    req: &BuildRequest,
+    cancel: &crate::cancel::Cancel,
+) -> crate::Result<BuildOutput> {
+    cancel
+        .scope(|| build(env, mode, req))
+        .map_err(|e| match cancel.is_cancelled() {
+            // Whatever the check point turned the refusal into (a failed call, an image that
+            // could not be unpacked), the cause is the cancel.
+            true => crate::Error::new(e.step, crate::error::ErrorKind::Cancelled),
+            false => e,
+        })
+}
+
 fn build_mode(
     env: BuildEnv<'_>,
     mode: BuildMode,

@@ -131,13 +131,32 @@ impl KernelCache {
             mtime_ns: meta.mtime_nsec(),
             limit_bytes: limit,
         };
-        let (raw, cell) = self.slot(key, raw);
-        let outcome = cell.get_or_init(|| {
-            self.lock().unpacks += 1;
-            unpack(raw.to_vec(), limit)
-        });
-        self.account(&cell);
-        outcome.clone().map_err(fail)
+        let mut raw = raw;
+        loop {
+            let (shared, cell) = self.slot(key, raw);
+            let outcome = cell.get_or_init(|| {
+                self.lock().unpacks += 1;
+                unpack(shared.to_vec(), limit)
+            });
+            if matches!(outcome, Err(f) if f.code == libc::ECANCELED) {
+                // A cancelled unpacking says nothing about the file: forget it, and builds
+                // that waited on it (not cancelled themselves) unpack it again.
+                self.forget(&cell);
+                if !crate::cancel::requested() {
+                    raw = shared.to_vec();
+                    continue;
+                }
+            }
+            self.account(&cell);
+            return outcome.clone().map_err(fail);
+        }
+    }
+
+    /// Drop the entry whose outcome is `cell`, if it is still held.
+    fn forget(&self, cell: &Arc<OnceLock<Outcome>>) {
+        self.lock()
+            .entries
+            .retain(|e| !Arc::ptr_eq(&e.outcome, cell));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -256,6 +275,22 @@ mod tests {
 
     const STEP: Step = Step::KernelFile;
     const LIMIT: u64 = 1 << 20;
+
+    #[test]
+    fn a_cancelled_unpacking_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = kernel(dir.path(), "k", 7, 4096);
+        let cache = KernelCache::new(4, 1 << 20);
+        let cancel = crate::cancel::Cancel::new();
+        cancel.cancel();
+        let e = cancel.scope(|| cache.load(STEP, &path, LIMIT)).unwrap_err();
+        assert_eq!(e.code(), libc::ECANCELED, "{e}");
+        assert_eq!(cache.usage().0, 0, "nothing kept");
+        // The next build of the same kernel unpacks it for itself.
+        let image = cache.load(STEP, &path, LIMIT).unwrap();
+        assert_eq!(&*image.data, &[7u8; 4096][..]);
+        assert_eq!(cache.unpacks(), 2);
+    }
 
     #[test]
     fn a_second_load_is_a_hit_sharing_the_image() {

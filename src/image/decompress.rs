@@ -85,6 +85,24 @@ pub enum DecompressError {
         /// What the decoder said.
         reason: String,
     },
+    /// The build this decompression is for was cancelled (see [`crate::cancel`]).
+    #[error("{format} decompression stopped: the build was cancelled")]
+    Cancelled {
+        /// The format.
+        format: Format,
+    },
+}
+
+/// Compressed bytes handed to liblzma per call, so that a cancel is seen within a bounded
+/// amount of output (a few MiB) even when the output buffer has room for the whole kernel.
+const LZMA_INPUT_CHUNK: usize = 256 << 10;
+
+/// A cancellation check point, between bounded pieces of output.
+fn checkpoint(format: Format) -> Result<(), DecompressError> {
+    match crate::cancel::requested() {
+        true => Err(DecompressError::Cancelled { format }),
+        false => Ok(()),
+    }
 }
 
 /// Memory the xz and lzma decoders may use (`LZMA_BLOCK_SIZE` in libxenguest, 128 MiB).
@@ -157,6 +175,7 @@ fn run_lzma(
     let corrupt = |reason: String| DecompressError::Corrupt { format, reason };
     let mut pos = 0usize;
     loop {
+        checkpoint(format)?;
         // liblzma writes straight into the spare capacity; one byte past the limit tells.
         if out.len() == out.capacity() {
             if out.len() as u64 > limit {
@@ -168,13 +187,14 @@ fn run_lzma(
             out.reserve_exact(usize_of(grown) - out.len());
         }
         let (in0, out0) = (stream.total_in(), stream.total_out());
-        let action = if pos == data.len() {
+        let input_end = (pos + LZMA_INPUT_CHUNK).min(data.len());
+        let action = if input_end == data.len() {
             xz2::stream::Action::Finish
         } else {
             xz2::stream::Action::Run
         };
         let status = stream
-            .process_vec(&data[pos..], &mut out, action)
+            .process_vec(&data[pos..input_end], &mut out, action)
             .map_err(|e| corrupt(e.to_string()))?;
         let consumed = usize_of(stream.total_in() - in0);
         let produced = usize_of(stream.total_out() - out0);
@@ -222,6 +242,7 @@ fn push_limited(
     chunk: &[u8],
     limit: u64,
 ) -> Result<(), DecompressError> {
+    checkpoint(format)?;
     let want = out.len() as u64 + chunk.len() as u64;
     if want > limit {
         return Err(DecompressError::TooLarge { format, limit });
@@ -289,6 +310,7 @@ fn unlzop(data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
     }
     let mut out: Vec<u8> = Vec::new();
     loop {
+        checkpoint(format)?;
         let dst_len = le32_be_block(data, at, end).ok_or_else(|| corrupt("short input"))?;
         if dst_len == 0 {
             if out.len() as u64 != announced {
@@ -720,6 +742,39 @@ pub(crate) mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_cancelled_build_stops_every_format() {
+        let data = sample();
+        let cancel = crate::cancel::Cancel::new();
+        cancel.cancel();
+        for (format, packed) in all_formats(&data) {
+            let out = cancel.scope(|| decompress(format, &packed, 1 << 30));
+            assert_eq!(out, Err(DecompressError::Cancelled { format }), "{format}");
+        }
+    }
+
+    #[test]
+    fn a_cancel_from_another_thread_stops_a_long_decompression() {
+        // 256 MiB of zeros: far more work than the 20 ms before the cancel comes.
+        let zeros = vec![0u8; 256 << 20];
+        for format in [Format::Gzip, Format::Xz] {
+            let packed = match format {
+                Format::Gzip => gzip(&zeros),
+                _ => xz(&zeros),
+            };
+            let cancel = crate::cancel::Cancel::new();
+            let remote = cancel.clone();
+            let out = std::thread::scope(|s| {
+                s.spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    remote.cancel();
+                });
+                cancel.scope(|| decompress(format, &packed, 1 << 30))
+            });
+            assert_eq!(out, Err(DecompressError::Cancelled { format }), "{format}");
         }
     }
 

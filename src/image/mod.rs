@@ -50,6 +50,7 @@ fn unpack_error(e: &DecompressError) -> i32 {
     match e {
         DecompressError::TooLarge { .. } => libc::EFBIG,
         DecompressError::Corrupt { .. } => libc::EINVAL,
+        DecompressError::Cancelled { .. } => libc::ECANCELED,
     }
 }
 

@@ -155,6 +155,25 @@ impl Fixture {
         )
     }
 
+    /// Build in `mode`, stopping when `cancel` is set.
+    pub fn build_cancellable(
+        &self,
+        mode: BuildMode,
+        req: &BuildRequest,
+        cancel: &xenguest::cancel::Cancel,
+    ) -> xenguest::Result<BuildOutput> {
+        builder::build_cancellable(
+            BuildEnv {
+                hv: &self.host,
+                store: &self.store,
+                paths: &self.paths,
+            },
+            mode,
+            req,
+            cancel,
+        )
+    }
+
     /// Write `bytes` to a file in the fixture's folder; its path.
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.dir.path().join(name);

@@ -64,13 +64,17 @@ use domain::Domain;
 use fault::Faults;
 use heap::Heap;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 use trace::Trace;
 
 /// A simulated Xen host. Cheap to share: wrap it in an `Arc` and build from many threads.
 #[derive(Debug)]
 pub struct SimHost {
     state: Mutex<HostState>,
+    /// [`SimHost::set_call_latency`], in microseconds.
+    latency_us: AtomicU64,
 }
 
 /// Everything behind the host's one lock.
@@ -119,7 +123,16 @@ impl SimHost {
                 trace: Trace::default(),
                 faults: Faults::default(),
             }),
+            latency_us: AtomicU64::new(0),
         }
+    }
+
+    /// Make every call from now on take at least `latency` (slept outside the host lock, so
+    /// other domains' calls proceed meanwhile), as a slow hypercall on a loaded host would:
+    /// for tests of what happens during a long build, such as cancelling it.
+    pub fn set_call_latency(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.store(us, Ordering::Relaxed);
     }
 
     /// A host from a spec string (see [`HostSpec`]).
@@ -142,6 +155,10 @@ impl SimHost {
         op: impl FnOnce(&mut HostState, Option<usize>) -> XcResult<T>,
         show: impl FnOnce(&T) -> String,
     ) -> XcResult<T> {
+        let latency_us = self.latency_us.load(Ordering::Relaxed);
+        if latency_us > 0 {
+            std::thread::sleep(Duration::from_micros(latency_us));
+        }
         let mut st = self.lock();
         let fault = st.faults.check(kind, domid);
         let result = match fault {
