@@ -78,8 +78,9 @@ val exec : ?log:(string -> unit) -> string -> string list -> nativeint * nativei
 (** [exec path argv]: the fork/exec path of {!build}, as [XenguestHelper.connect] and
     [receive_success] do it ([ocaml/xenopsd/xc/xenguestHelper.ml] lines 52-87,
     158-268): [path] runs with [-controloutfd N -controlinfd M] then [argv]
-    (N and M the child's ends of two pipes; stdin, stdout and stderr [/dev/null]; nothing
-    else inherited from this process that was opened close-on-exec). The control lines
+    (N and M the child's ends of two pipes; stdin, stdout and stderr [/dev/null]; the
+    caller's descriptors reach the child unless they are close-on-exec, this function's
+    own are). The control lines
     are read until one is not [stdout:], [stderr:] or [info:] (those go to [log]):
     - [result:S C ...] returns [(Nativeint.of_string S, Nativeint.of_string C)]; fewer
       than two words raises {!Domain_build_failed};
