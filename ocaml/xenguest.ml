@@ -1,6 +1,7 @@
 type domid = int
 
 exception Error of { step : string; code : int; message : string }
+exception Cancelled of { step : string; message : string }
 
 let () = Callback.register_exception "Xenguest.Error" (Error { step = ""; code = 0; message = "" })
 
@@ -8,7 +9,12 @@ type handle
 
 type failure = string * int * string
 
-let raise_failure (step, code, message) = raise (Error { step; code; message })
+(* ECANCELED: only a cancelled build fails with it (Xen's calls never return it). *)
+let ecanceled = 125
+
+let raise_failure (step, code, message) =
+  if code = ecanceled then raise (Cancelled { step; message })
+  else raise (Error { step; code; message })
 let ok = function Ok v -> v | Error f -> raise_failure f
 
 external open_ : string -> handle = "stub_xenguest_open"
@@ -20,6 +26,15 @@ let checked_open kind =
   match open_error h with Some f -> raise_failure f | None -> h
 
 let interface_open () = checked_open "real"
+
+type cancel
+
+external cancel_create : unit -> cancel = "stub_xenguest_cancel_create"
+external cancel : cancel -> unit = "stub_xenguest_cancel"
+external is_cancelled : cancel -> bool = "stub_xenguest_is_cancelled"
+
+let cancel_token () = cancel_create ()
+let token = function Some c -> c | None -> cancel_create ()
 
 type result = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
 
@@ -67,22 +82,22 @@ type raw_outcome =
 
 type build_stub =
   handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
-  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  int -> int * int * int * int -> bool -> string -> int -> bool -> cancel -> raw_outcome
 
 (* Externals must spell out their arrows; the three share [build_stub]'s shape. *)
 external hvm_stub :
   handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
-  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  int -> int * int * int * int -> bool -> string -> int -> bool -> cancel -> raw_outcome
   = "stub_xc_hvm_build_bytecode" "stub_xc_hvm_build"
 
 external pvh_stub :
   handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
-  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  int -> int * int * int * int -> bool -> string -> int -> bool -> cancel -> raw_outcome
   = "stub_xc_pvh_build_bytecode" "stub_xc_pvh_build"
 
 external pv_stub :
   handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
-  int -> int * int * int * int -> bool -> string -> int -> bool -> raw_outcome
+  int -> int * int * int * int -> bool -> string -> int -> bool -> cancel -> raw_outcome
   = "stub_xc_pv_build_bytecode" "stub_xc_pv_build"
 
 let of_outcome outcome =
@@ -95,7 +110,7 @@ let of_outcome outcome =
       populate_calls = populate; xenstore_writes = writes; elapsed_us = elapsed;
     } )
 
-let run (stub : build_stub) h a =
+let run (stub : build_stub) ?cancel h a =
   of_outcome
     (stub h a.domid a.mem_max_mib a.mem_start_mib a.image a.cmdline
        (Option.value a.ramdisk ~default:"")
@@ -104,15 +119,16 @@ let run (stub : build_stub) h a =
        a.vgpu
        (String.concat "," a.pci_passthrough)
        (Option.value a.mem_pnode ~default:(-1))
-       a.force)
+       a.force (token cancel))
 
-let hvm_build h a = run hvm_stub h a
-let pvh_build h a = run pvh_stub h a
-let pv_build h a = run pv_stub h a
+let hvm_build ?cancel h a = run hvm_stub ?cancel h a
+let pvh_build ?cancel h a = run pvh_stub ?cancel h a
+let pv_build ?cancel h a = run pv_stub ?cancel h a
 
-external argv_stub : handle -> string list -> raw_outcome = "stub_xenguest_build_of_argv"
+external argv_stub : handle -> string list -> cancel -> raw_outcome
+  = "stub_xenguest_build_of_argv"
 
-let build_of_argv h argv = of_outcome (argv_stub h argv)
+let build_of_argv ?cancel h argv = of_outcome (argv_stub h argv (token cancel))
 
 module Sim = struct
   type t = handle
@@ -181,4 +197,9 @@ module Sim = struct
 
   let fail_next_store t ~op ~errno = ok (fail_next_store_ t op errno)
   let inject_panic t ~op = ok (inject_panic_ t op)
+
+  external set_call_latency_ : handle -> int -> (unit, failure) Stdlib.result
+    = "stub_xenguest_sim_set_call_latency"
+
+  let set_call_latency t ~us = ok (set_call_latency_ t us)
 end

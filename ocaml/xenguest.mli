@@ -14,6 +14,12 @@ type domid = int
     [code] is the errno or xc error code (0 for the C texts that carry none). *)
 exception Error of { step : string; code : int; message : string }
 
+(** A build stopped because its {!cancel} token was set. [step] is where it stopped;
+    [message] is the binary-style text, e.g.
+    ["xenguest: hvm_build_setup_mem: [125] build cancelled"]. The domain is left as a failed
+    build leaves it: its claim released, nothing the toolstack's destroy does not undo. *)
+exception Cancelled of { step : string; message : string }
+
 (** A connection to a hypervisor and its xenstore: the real host or a simulated one. It is
     a custom block: the garbage collector closes it; {!close} is idempotent. *)
 type handle
@@ -27,6 +33,22 @@ val interface_open : unit -> handle
 val close : handle -> unit
 (** Release the backend now. Closing twice is harmless; using a closed handle raises
     {!Error}. *)
+
+(** A cancellation token, to stop a build from another thread (xenopsd's task cancel). A
+    build given one stops at its next check point once it is set: before every hypervisor
+    call and xenstore operation, and every 64 KiB of a kernel's decompression. One call in
+    flight finishes first; a populate call asks for at most 1 GiB of guest memory, so this
+    is bounded. *)
+type cancel
+
+val cancel_token : unit -> cancel
+(** A token not yet set. *)
+
+val cancel : cancel -> unit
+(** Set the token: every build using it raises {!Cancelled} at its next check point, and
+    builds started with it later raise it at once. Safe from any thread, at any time. *)
+
+val is_cancelled : cancel -> bool
 
 (** What a build returns: the xenstore and console rings (guest frame numbers for HVM and
     PVH, machine frames for PV) and, for PV, the guest ABI. *)
@@ -70,16 +92,16 @@ val args :
 (** [build_args] with xenopsd's values for everything else (store and console domid 0,
     no cmdline, modules, ramdisk, vGPU, passthrough or node; not forced). *)
 
-val hvm_build : handle -> build_args -> result * report
+val hvm_build : ?cancel:cancel -> handle -> build_args -> result * report
 (** [-mode hvm_build]: hvmloader as [image]. *)
 
-val pvh_build : handle -> build_args -> result * report
+val pvh_build : ?cancel:cancel -> handle -> build_args -> result * report
 (** [-mode pvh_build]: a PVH kernel or the xen-shim as [image]. *)
 
-val pv_build : handle -> build_args -> result * report
+val pv_build : ?cancel:cancel -> handle -> build_args -> result * report
 (** [-mode linux_build]: a PV kernel as [image]. *)
 
-val build_of_argv : handle -> string list -> result * report
+val build_of_argv : ?cancel:cancel -> handle -> string list -> result * report
 (** The build xenopsd's argv for the binary asks for (without the program name), e.g.
     [["-controloutfd"; "5"; "-mode"; "hvm_build"; "-image"; hvmloader; "-domid"; "7"; ...]],
     parsed by the binary's own parser: the same options, prefixes and [-opt=value] forms,
@@ -150,6 +172,10 @@ module Sim : sig
   val fail_next_store : t -> op:string -> errno:int -> unit
   (** Make the next xenstore operation [op] (["read"], ["write"], ["directory"] or
       ["rm"]) fail with [errno]. *)
+
+  val set_call_latency : t -> us:int -> unit
+  (** Make every hypervisor call from now on take at least [us] microseconds (0: none), as
+      on a slow, loaded host; for tests of long builds, such as cancelling one. *)
 
   val inject_panic : t -> op:string -> unit
   (** Make the next xenstore operation [op] made by a build panic inside the Rust core

@@ -203,6 +203,23 @@ let builds () =
       if not (no_children ()) then fail "%s: a child left unreaped" name)
     cases
 
+(* A cancelled token stops the in-process path with Xenguest.Cancelled, which xenopsd's
+   Xenops_task.check_cancelling turns into its Cancelled error; nothing stays claimed. *)
+let cancelled () =
+  let sim = Xenguest.Sim.create ~spec in
+  let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
+  List.iter
+    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
+    [ ("vcpu/number", "1"); ("vcpu/current", "1") ];
+  let c = Xenguest.cancel_token () in
+  Xenguest.cancel c;
+  (match X.build ~cancel:c (Xenguest.Sim.handle sim) (hvm ()) with
+  | _ -> fail "cancelled: the build finished"
+  | exception Xenguest.Cancelled { message; _ } ->
+      Printf.printf "ok: cancelled: %s\n%!" message
+  | exception e -> fail "cancelled: raised %s" (Printexc.to_string e));
+  if Xenguest.Sim.outstanding_claims sim <> 0 then fail "cancelled: a claim left behind"
+
 (* The exec path's control-fd protocol, against scripted helpers. *)
 let script name body = file ~perm:0o700 name ("#!/bin/bash\n" ^ body ^ "\n")
 
@@ -270,6 +287,7 @@ got=$(shift 4; printf '%s|' "$@")
 let () =
   (try
      builds ();
+     cancelled ();
      protocol ()
    with e -> fail "uncaught %s" (Printexc.to_string e));
   ignore (Sys.command (Printf.sprintf "rm -rf %s" (Filename.quote dir)));

@@ -23,8 +23,8 @@ let raise_of_error text =
       | _ -> failwith ("Error from xenguesthelper: " ^ text))
   | _ -> failwith ("Error from xenguesthelper: " ^ text)
 
-let build_in_process handle argv =
-  match Xenguest.build_of_argv handle argv with
+let build_in_process ?cancel handle argv =
+  match Xenguest.build_of_argv ?cancel handle argv with
   | r, _ -> (r.Xenguest.store_mfn, r.Xenguest.console_mfn)
   | exception Xenguest.Error { message; _ } -> raise_of_error message
 
@@ -99,7 +99,7 @@ let exec ?(log = ignore) path argv =
       in
       reap ())
 
-let build ?xenguest ?log handle argv =
+let build ?xenguest ?log ?cancel handle argv =
   match xenguest with
-  | None -> build_in_process handle argv
+  | None -> build_in_process ?cancel handle argv
   | Some path -> exec ?log path argv

@@ -12,9 +12,14 @@
     the binary's texts (["xenguest: <step>: [<errno>] <what>"]) become
     [Failure ("Error from xenguesthelper: " ^ text)], on both paths.
 
-    What is not here: cancellation (xenopsd kills the helper's pid when the task is
-    cancelled; an in-process build cannot be killed), the memory statistics xenopsd logs
-    when a build fails, and xenopsd's own debug logging: the one hook is [?log]. *)
+    Cancellation: xenopsd kills the helper's pid when the task is cancelled; an in-process
+    build cannot be killed, so {!build} takes a {!Xenguest.cancel} token instead, which
+    xenopsd sets from the same hook ([Xenops_task.with_cancel task (fun () -> Xenguest.cancel
+    c) (fun () -> build ~cancel:c ...)]); the build then raises {!Xenguest.Cancelled} and
+    xenopsd's [Xenops_task.check_cancelling task] turns that into its [Cancelled] error.
+
+    What is not here: the memory statistics xenopsd logs when a build fails, and xenopsd's
+    own debug logging: the one hook is [?log]. *)
 
 (** {2 xenopsd's exceptions}
 
@@ -55,7 +60,9 @@ val raise_of_error : string -> 'a
 
 (** {2 Builds} *)
 
-val build : ?xenguest:string -> ?log:(string -> unit) -> Xenguest.handle -> string list -> nativeint * nativeint
+val build :
+  ?xenguest:string -> ?log:(string -> unit) -> ?cancel:Xenguest.cancel -> Xenguest.handle ->
+  string list -> nativeint * nativeint
 (** [build ?xenguest handle argv]: the domain build xenopsd's [argv] for the binary asks
     for (without the program name and without control fds, as [Domain.build] makes it:
     [ocaml/xenopsd/xc/domain.ml] lines 1260-1336 and 1440-1503),
@@ -67,11 +74,13 @@ val build : ?xenguest:string -> ?log:(string -> unit) -> Xenguest.handle -> stri
     [Xc_resources.alternatives/xenguest], see [choose_alternative] in
     [ocaml/xenopsd/xc/xenops_server_xen.ml] lines 64-92), {!exec} of that binary; [handle]
     is not used. [log] (default: ignore) gets the text of the [stdout:], [stderr:] and
-    [info:] lines of the exec path.
+    [info:] lines of the exec path. [cancel] stops the in-process path (see above); the exec
+    path ignores it, as xenopsd stops the binary by killing it.
 
-    @raise Failure ["Error from xenguesthelper: " ^ text] for a failed build. *)
+    @raise Failure ["Error from xenguesthelper: " ^ text] for a failed build.
+    @raise Xenguest.Cancelled when [cancel] was set during an in-process build. *)
 
-val build_in_process : Xenguest.handle -> string list -> nativeint * nativeint
+val build_in_process : ?cancel:Xenguest.cancel -> Xenguest.handle -> string list -> nativeint * nativeint
 (** The in-process path of {!build}. *)
 
 val exec : ?log:(string -> unit) -> string -> string list -> nativeint * nativeint

@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use xenguest::builder::{self, BuildEnv, BuildMode, HostPaths};
+use xenguest::cancel::Cancel;
 use xenguest::hypervisor::sim::{DomainConfig, Fault, SimHost, CALL_KINDS};
 use xenguest::report::BuildReport;
 use xenguest::request::{self, BuildRequest, Module, RequestError};
@@ -339,14 +340,19 @@ fn report_tuple(r: &BuildReport) -> ReportTuple {
     )
 }
 
-fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs) -> Result<Outcome, Failure> {
-    guarded(|| build_request(backend, mode, &args.request(mode)?))
+fn run_build(
+    backend: &Backend,
+    mode: BuildMode,
+    args: &BuildArgs,
+    cancel: &Cancel,
+) -> Result<Outcome, Failure> {
+    guarded(|| build_request(backend, mode, &args.request(mode)?, cancel))
 }
 
-fn run_argv(backend: &Backend, args: &[String]) -> Result<Outcome, Failure> {
+fn run_argv(backend: &Backend, args: &[String], cancel: &Cancel) -> Result<Outcome, Failure> {
     guarded(|| {
         let command = command_of_argv(args)?;
-        build_request(backend, command.mode, &command.request)
+        build_request(backend, command.mode, &command.request, cancel)
     })
 }
 
@@ -354,6 +360,7 @@ fn build_request(
     backend: &Backend,
     mode: BuildMode,
     req: &BuildRequest,
+    cancel: &Cancel,
 ) -> Result<Outcome, Failure> {
     {
         let out = match backend {
@@ -364,11 +371,11 @@ fn build_request(
                     store: &store,
                     paths: &sim.paths,
                 };
-                builder::build(env, mode, req)
+                builder::build_cancellable(env, mode, req, cancel)
             }
             #[cfg(feature = "xen")]
             Backend::Real { hv, store, paths } => {
-                builder::build(BuildEnv { hv, store, paths }, mode, req)
+                builder::build_cancellable(BuildEnv { hv, store, paths }, mode, req, cancel)
             }
         }
         .map_err(|e| failure(&e))?;
@@ -420,12 +427,14 @@ macro_rules! build_stub {
                 pci_passthrough: OCamlRef<String>,
                 mem_pnode: OCamlRef<OCamlInt>,
                 force: OCamlRef<bool>,
+                cancel: OCamlRef<DynBox<Cancel>>,
             ) -> OCaml<OcamlOutcome> {
                 let backend = {
                     let h = cr.get(handle);
                     let h: &Handle = h.borrow();
                     h.backend()
                 };
+                let cancel = cancel_of(cr, cancel);
                 let args = BuildArgs {
                     domid: domid.to_rust(cr),
                     mem_max_mib: mem_max_mib.to_rust(cr),
@@ -443,7 +452,7 @@ macro_rules! build_stub {
                     force: force.to_rust(cr),
                 };
                 let outcome = match backend {
-                    Ok(b) => cr.releasing_runtime(|| run_build(&b, $mode, &args)),
+                    Ok(b) => cr.releasing_runtime(|| run_build(&b, $mode, &args, &cancel)),
                     Err(f) => Err(f),
                 };
                 outcome.to_ocaml(cr)
@@ -490,6 +499,13 @@ type ODomainTuple = (
 /// `(free pages, outstanding claims, accounting error)` as OCaml sees it.
 type OHostTuple = (OCamlInt, OCamlInt, Option<String>);
 
+/// The token behind an OCaml `Xenguest.cancel` (a clone: the flag is shared).
+fn cancel_of(cr: &mut OCamlRuntime, cancel: OCamlRef<DynBox<Cancel>>) -> Cancel {
+    let c = cr.get(cancel);
+    let c: &Cancel = c.borrow();
+    c.clone()
+}
+
 fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result<T, Failure> {
     let b = h.sim()?;
     match &*b {
@@ -510,6 +526,7 @@ mod handle_stubs {
             cr,
             handle: OCamlRef<DynBox<Handle>>,
             args: OCamlRef<OCamlList<String>>,
+            cancel: OCamlRef<DynBox<Cancel>>,
         ) -> OCaml<OcamlOutcome> {
             let backend = {
                 let h = cr.get(handle);
@@ -517,11 +534,25 @@ mod handle_stubs {
                 h.backend()
             };
             let args: Vec<String> = args.to_rust(cr);
+            let cancel = cancel_of(cr, cancel);
             let outcome = match backend {
-                Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args)),
+                Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args, &cancel)),
                 Err(f) => Err(f),
             };
             outcome.to_ocaml(cr)
+        }
+
+        fn stub_xenguest_cancel_create(cr, _unit: OCamlRef<()>) -> OCaml<DynBox<Cancel>> {
+            OCaml::box_value(cr, Cancel::new())
+        }
+
+        fn stub_xenguest_cancel(cr, cancel: OCamlRef<DynBox<Cancel>>) {
+            cancel_of(cr, cancel).cancel();
+            OCaml::unit()
+        }
+
+        fn stub_xenguest_is_cancelled(cr, cancel: OCamlRef<DynBox<Cancel>>) -> OCaml<bool> {
+            OCaml::of_bool(cancel_of(cr, cancel).is_cancelled())
         }
 
         fn stub_xenguest_open(cr, kind: OCamlRef<String>) -> OCaml<DynBox<Handle>> {
@@ -702,6 +733,26 @@ mod handle_stubs {
                 with_sim(h, |sim| {
                     let op = store_op(&op)?;
                     sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+                    Ok(())
+                })
+            };
+            r.to_ocaml(cr)
+        }
+
+        fn stub_xenguest_sim_set_call_latency(
+            cr,
+            handle: OCamlRef<DynBox<Handle>>,
+            us: OCamlRef<OCamlInt>,
+        ) -> OCaml<Result<(), OFailure>> {
+            let us: i64 = us.to_rust(cr);
+            let r = {
+                let h = cr.get(handle);
+                let h: &Handle = h.borrow();
+                with_sim(h, |sim| {
+                    let us = u64::try_from(us).map_err(|_| {
+                        invalid("sim", format!("call latency {us} us is negative"))
+                    })?;
+                    sim.host.set_call_latency(std::time::Duration::from_micros(us));
                     Ok(())
                 })
             };
