@@ -506,7 +506,14 @@ fn cancel_of(cr: &mut OCamlRuntime, cancel: OCamlRef<DynBox<Cancel>>) -> Cancel 
     c.clone()
 }
 
-fn with_sim<T>(h: &Handle, f: impl FnOnce(&Sim) -> Result<T, Failure>) -> Result<T, Failure> {
+/// Run `f` on the simulated host behind `handle` (a failure if it is a real one), panics caught.
+fn with_sim<T>(
+    cr: &OCamlRuntime,
+    handle: OCamlRef<DynBox<Handle>>,
+    f: impl FnOnce(&Sim) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let h = cr.get(handle);
+    let h: &Handle = h.borrow();
     let b = h.sim()?;
     match &*b {
         Backend::Sim(sim) => guarded(|| f(sim)),
@@ -589,84 +596,60 @@ mod handle_stubs {
             vcpus: OCamlRef<OCamlInt>,
         ) -> OCaml<Result<OCamlInt, OFailure>> {
             let (hvm, max_mem_kib, vcpus): (bool, i64, i64) = (hvm.to_rust(cr), max_mem_kib.to_rust(cr), vcpus.to_rust(cr));
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
-                    let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
-                    let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
-                    let domid = sim.host.create_domain(&cfg).map_err(|e| sim_failure("create_domain", e.code, &e.to_string()))?;
-                    Ok(i64::from(domid.0))
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let kib = u64::try_from(max_mem_kib).map_err(|_| invalid("create_domain", format!("max_mem_kib {max_mem_kib}")))?;
+                let vcpus = u32::try_from(vcpus).map_err(|_| invalid("create_domain", format!("vcpus {vcpus}")))?;
+                let cfg = if hvm { DomainConfig::hvm(kib, vcpus) } else { DomainConfig::pv(kib, vcpus) };
+                let domid = sim.host.create_domain(&cfg).map_err(|e| sim_failure("create_domain", e.code, &e.to_string()))?;
+                Ok(i64::from(domid.0))
+            });
             r.to_ocaml(cr)
         }
 
         fn stub_xenguest_sim_destroy_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<(), OFailure>> {
             let domid: i64 = domid.to_rust(cr);
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let d = DomId(non_negative("domid", domid)?);
-                    sim.host.destroy_domain(d).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))?;
-                    sim.store.rm(&domain_path(d)).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let d = DomId(non_negative("domid", domid)?);
+                sim.host.destroy_domain(d).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))?;
+                sim.store.rm(&domain_path(d)).map_err(|e| sim_failure("destroy_domain", e.code, &e.to_string()))
+            });
             r.to_ocaml(cr)
         }
 
         fn stub_xenguest_sim_write(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>, value: OCamlRef<String>) -> OCaml<Result<(), OFailure>> {
             let (path, value): (String, String) = (path.to_rust(cr), value.to_rust(cr));
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| sim.store.write(&path, &value).map_err(|e| sim_failure("write", e.code, &e.to_string())))
-            };
+            let r = with_sim(cr, handle, |sim| sim.store.write(&path, &value).map_err(|e| sim_failure("write", e.code, &e.to_string())));
             r.to_ocaml(cr)
         }
 
         fn stub_xenguest_sim_read(cr, handle: OCamlRef<DynBox<Handle>>, path: OCamlRef<String>) -> OCaml<Result<Option<String>, OFailure>> {
             let path: String = path.to_rust(cr);
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| sim.store.read(&path).map_err(|e| sim_failure("read", e.code, &e.to_string())))
-            };
+            let r = with_sim(cr, handle, |sim| sim.store.read(&path).map_err(|e| sim_failure("read", e.code, &e.to_string())));
             r.to_ocaml(cr)
         }
 
         fn stub_xenguest_sim_domain(cr, handle: OCamlRef<DynBox<Handle>>, domid: OCamlRef<OCamlInt>) -> OCaml<Result<ODomainTuple, OFailure>> {
             let domid: i64 = domid.to_rust(cr);
-            let r: Result<DomainTuple, Failure> = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let d = DomId(non_negative("domid", domid)?);
-                    let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
-                    Ok((
-                        ocaml_int(s.tot_pages),
-                        ocaml_int(s.max_pages),
-                        s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), ocaml_int(*p))).collect(),
-                        s.pages_by_node.iter().map(|p| ocaml_int(*p)).collect(),
-                        ocaml_int(s.pod_entries),
-                        ocaml_int(s.repopulated_pages),
-                    ))
-                })
-            };
+            let r: Result<DomainTuple, Failure> = with_sim(cr, handle, |sim| {
+                let d = DomId(non_negative("domid", domid)?);
+                let s = sim.host.domain_snapshot(d).ok_or_else(|| invalid("domain", format!("no domain {domid}")))?;
+                Ok((
+                    ocaml_int(s.tot_pages),
+                    ocaml_int(s.max_pages),
+                    s.ram_pages_by_order.iter().map(|(o, p)| (i64::from(*o), ocaml_int(*p))).collect(),
+                    s.pages_by_node.iter().map(|p| ocaml_int(*p)).collect(),
+                    ocaml_int(s.pod_entries),
+                    ocaml_int(s.repopulated_pages),
+                ))
+            });
             r.to_ocaml(cr)
         }
 
         fn stub_xenguest_sim_host(cr, handle: OCamlRef<DynBox<Handle>>) -> OCaml<Result<OHostTuple, OFailure>> {
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let check = sim.host.check_accounting().err();
-                    Ok((ocaml_int(sim.host.free_pages()), ocaml_int(sim.host.outstanding_claims()), check))
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let check = sim.host.check_accounting().err();
+                Ok((ocaml_int(sim.host.free_pages()), ocaml_int(sim.host.outstanding_claims()), check))
+            });
             r.to_ocaml(cr)
         }
 
@@ -680,23 +663,19 @@ mod handle_stubs {
         ) -> OCaml<Result<(), OFailure>> {
             let call: String = call.to_rust(cr);
             let (nth, domid, errno): (i64, i64, i64) = (nth.to_rust(cr), domid.to_rust(cr), errno.to_rust(cr));
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let kind = CALL_KINDS
-                        .iter()
-                        .map(|(k, _)| *k)
-                        .find(|k| *k == call)
-                        .ok_or_else(|| invalid("sim", format!("unknown call kind '{call}'")))?;
-                    let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
-                    let mut fault = Fault::errno(kind, u64::try_from(nth).unwrap_or(1), errno);
-                    if domid >= 0 {
-                        fault = fault.for_domain(DomId(non_negative("domid", domid)?));
-                    }
-                    sim.host.inject(fault).map_err(|e| invalid("sim", e))
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let kind = CALL_KINDS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .find(|k| *k == call)
+                    .ok_or_else(|| invalid("sim", format!("unknown call kind '{call}'")))?;
+                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                let mut fault = Fault::errno(kind, u64::try_from(nth).unwrap_or(1), errno);
+                if domid >= 0 {
+                    fault = fault.for_domain(DomId(non_negative("domid", domid)?));
+                }
+                sim.host.inject(fault).map_err(|e| invalid("sim", e))
+            });
             r.to_ocaml(cr)
         }
 
@@ -708,16 +687,12 @@ mod handle_stubs {
         ) -> OCaml<Result<(), OFailure>> {
             let op: String = op.to_rust(cr);
             let errno: i64 = errno.to_rust(cr);
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let op = store_op(&op)?;
-                    let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
-                    sim.store.fail_next(op, errno);
-                    Ok(())
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let op = store_op(&op)?;
+                let errno = i32::try_from(errno).map_err(|_| invalid("sim", format!("errno {errno}")))?;
+                sim.store.fail_next(op, errno);
+                Ok(())
+            });
             r.to_ocaml(cr)
         }
 
@@ -727,15 +702,11 @@ mod handle_stubs {
             op: OCamlRef<String>,
         ) -> OCaml<Result<(), OFailure>> {
             let op: String = op.to_rust(cr);
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let op = store_op(&op)?;
-                    sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
-                    Ok(())
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let op = store_op(&op)?;
+                sim.panics.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+                Ok(())
+            });
             r.to_ocaml(cr)
         }
 
@@ -745,17 +716,13 @@ mod handle_stubs {
             us: OCamlRef<OCamlInt>,
         ) -> OCaml<Result<(), OFailure>> {
             let us: i64 = us.to_rust(cr);
-            let r = {
-                let h = cr.get(handle);
-                let h: &Handle = h.borrow();
-                with_sim(h, |sim| {
-                    let us = u64::try_from(us).map_err(|_| {
-                        invalid("sim", format!("call latency {us} us is negative"))
-                    })?;
-                    sim.host.set_call_latency(std::time::Duration::from_micros(us));
-                    Ok(())
-                })
-            };
+            let r = with_sim(cr, handle, |sim| {
+                let us = u64::try_from(us).map_err(|_| {
+                    invalid("sim", format!("call latency {us} us is negative"))
+                })?;
+                sim.host.set_call_latency(std::time::Duration::from_micros(us));
+                Ok(())
+            });
             r.to_ocaml(cr)
         }
     }
