@@ -117,7 +117,11 @@ pub struct PlatformFlags {
     pub hpet: bool,
     /// `platform/timeoffset`, seconds (libxenctrl takes an `int32_t`, so the parser bounds it).
     pub timeoffset_s: i32,
-    /// `platform/mmio_hole_size`, bytes (0 = default).
+    /// The smallest MMIO hole the guest asks for, bytes (0 = default): the larger of
+    /// `platform/mmio_hole_size` (bytes, the C xenguest's key) and `platform/mmio_size_mib`
+    /// (MiB, the key xapi's platform data carries and its old in-process stubs passed to
+    /// `xc_hvm_build` as `args.mmio_size`: xapi-project/xen-api at d940e578,
+    /// `ocaml/xenguest/xenguest_stubs.c`, `get_flags`).
     pub mmio_hole_size_bytes: u64,
     /// `platform/acpi`, `acpi_s3`, `acpi_s4` after normalisation (-1 = was absent).
     pub acpi: [i32; 3],
@@ -207,6 +211,22 @@ impl Reader<'_> {
                 format!("must be at most {}", max.into()),
             )),
         }
+    }
+
+    /// `platform/mmio_size_mib` in bytes (0 when absent). Bounded here, in MiB, so that a
+    /// value the layout refuses can only have come from `platform/mmio_hole_size`.
+    fn mmio_size_mib(&self) -> Result<u64> {
+        const KEY: &str = "platform/mmio_size_mib";
+        let max_mib = crate::layout::MAX_MMIO_HOLE_BYTES >> 20;
+        let mib = self.u64_or(KEY, 0)?;
+        if mib > max_mib {
+            return Err(Error::platform(
+                self.path(KEY),
+                self.raw(KEY)?.unwrap_or_default(),
+                format!("must be at most {max_mib} (MiB)"),
+            ));
+        }
+        Ok(mib << 20)
     }
 
     /// `hvmloader_flag`: normalise `platform/acpi*` to "0"/"1" for hvmloader, writing back.
@@ -358,7 +378,9 @@ pub fn read_platform(
             )
         })?,
     };
-    f.mmio_hole_size_bytes = r.u64_or("platform/mmio_hole_size", 0)?;
+    f.mmio_hole_size_bytes = r
+        .u64_or("platform/mmio_hole_size", 0)?
+        .max(r.mmio_size_mib()?);
     f.featureset = r.raw("platform/featureset")?;
     log_flags(domid, hvm, &f);
     Ok(f)
@@ -598,6 +620,46 @@ mod tests {
         let s = store_with(&[("platform/vcpu/number", "8192")]);
         let f = read_platform(&s, DomId(7), false, false).unwrap();
         assert_eq!(f.vcpu_affinity.len(), 8192);
+    }
+
+    #[test]
+    fn mmio_size_mib_and_mmio_hole_size_the_larger_wins() {
+        let hole = |keys: &[(&str, &str)]| flags(keys).map(|f| f.mmio_hole_size_bytes);
+        assert_eq!(hole(&[]).unwrap(), 0);
+        assert_eq!(
+            hole(&[("platform/mmio_size_mib", "512")]).unwrap(),
+            512 << 20
+        );
+        assert_eq!(
+            hole(&[
+                ("platform/mmio_size_mib", "1024"),
+                ("platform/mmio_hole_size", "0x20000000"),
+            ])
+            .unwrap(),
+            1 << 30
+        );
+        assert_eq!(
+            hole(&[
+                ("platform/mmio_size_mib", "256"),
+                ("platform/mmio_hole_size", "0x40000000"),
+            ])
+            .unwrap(),
+            1 << 30
+        );
+        assert_eq!(
+            hole(&[("platform/mmio_size_mib", "2048")]).unwrap(),
+            2 << 30
+        );
+        // MiB that would overflow bytes, or more than the largest hole: refused, naming the key.
+        for bad in ["2049", "18446744073709551615"] {
+            let e = hole(&[("platform/mmio_size_mib", bad)]).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("/local/domain/7/platform/mmio_size_mib")
+                    && text.contains("must be at most 2048 (MiB)"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

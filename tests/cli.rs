@@ -153,6 +153,58 @@ fn sim_keys_reach_the_build() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+/// `platform/mmio_size_mib` (MiB, from xapi) and `platform/mmio_hole_size` (bytes): the
+/// larger sets the hole, reported to the toolstack in `vm-data/mmio-hole-size`.
+#[test]
+fn mmio_size_mib_sets_the_hole_with_mmio_hole_size() {
+    let hole_of = |keys: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r.json");
+        let mut args = vec!["-report", report.to_str().unwrap()];
+        for k in keys {
+            args.extend(["-sim-key", k]);
+        }
+        let o = xenguest(&hvm_args(&args));
+        assert!(o.status.success(), "{keys:?}: {}", stdout(&o));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let written = r["xenstore_writes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w[0] == "/local/domain/3/vm-data/mmio-hole-size")
+            .map(|w| w[1].as_str().unwrap().to_string());
+        (r["layout"]["mmio_size"].as_u64().unwrap(), written)
+    };
+    assert_eq!(
+        hole_of(&["platform/mmio_size_mib=1024"]),
+        (1 << 30, Some("1073741824".into()))
+    );
+    assert_eq!(
+        hole_of(&[
+            "platform/mmio_size_mib=512",
+            "platform/mmio_hole_size=0x40000000"
+        ])
+        .0,
+        1 << 30
+    );
+    assert_eq!(
+        hole_of(&[
+            "platform/mmio_size_mib=1024",
+            "platform/mmio_hole_size=0x20000000"
+        ])
+        .0,
+        1 << 30
+    );
+    let o = xenguest(&hvm_args(&["-sim-key", "platform/mmio_size_mib=4096"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("platform/mmio_size_mib") && stdout(&o).contains("at most 2048 (MiB)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn errors_go_to_the_control_fd_in_the_c_format() {
     let o = xenguest(&hvm_args(&["-image", "/nonexistent/hvmloader"]));

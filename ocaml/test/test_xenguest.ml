@@ -40,6 +40,31 @@ let test_hvm_build _ =
   assert_equal ~printer:string_of_int ((4 * mib * 256) - 32 + 16) d.tot_pages;
   assert_equal (Ok ()) (Xenguest.Sim.check_accounting sim)
 
+(* xapi's platform/mmio_size_mib (MiB) and the C key platform/mmio_hole_size (bytes): the
+   larger sets the hole; out of range is an Error naming the key. *)
+let test_mmio_size_mib _ =
+  let hole_after keys =
+    let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=8192" in
+    let domid = new_domain sim ~mem_mib:(4 * mib) in
+    List.iter
+      (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
+      keys;
+    ignore (Xenguest.hvm_build (Xenguest.Sim.handle sim) (hvm_args domid));
+    Xenguest.Sim.read sim (Printf.sprintf "/local/domain/%d/vm-data/mmio-hole-size" domid)
+  in
+  let show = function Some v -> v | None -> "none" in
+  assert_equal ~printer:show (Some "1073741824") (hole_after [ ("mmio_size_mib", "1024") ]);
+  assert_equal ~printer:show (Some "1073741824")
+    (hole_after [ ("mmio_size_mib", "512"); ("mmio_hole_size", "0x40000000") ]);
+  assert_equal ~printer:show (Some "536870912")
+    (hole_after [ ("mmio_size_mib", "512"); ("mmio_hole_size", "0x10000000") ]);
+  let _, message =
+    expect_error ~step:"get_flags" (fun () -> hole_after [ ("mmio_size_mib", "4096") ])
+  in
+  assert_equal ~printer:(fun s -> s)
+    "xenguest: get_flags: [22] /local/domain/1/platform/mmio_size_mib = '4096': must be at most 2048 (MiB)"
+    message
+
 let test_pod_and_node _ =
   let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=8192" in
   let domid = new_domain sim ~mem_mib:(4 * mib) in
@@ -375,6 +400,7 @@ let () =
     >::: [
            "hvm build on a simulated host" >:: test_hvm_build;
            "PoD and mem_pnode" >:: test_pod_and_node;
+           "platform/mmio_size_mib with mmio_hole_size" >:: test_mmio_size_mib;
            "errors raise Xenguest.Error" >:: test_errors;
            "16 concurrent builds, exact accounting" >:: test_concurrent_builds;
            "64 builds contending for 1 GiB chunks" >:: test_64_contending_builds;
