@@ -36,7 +36,18 @@ external is_cancelled : cancel -> bool = "stub_xenguest_is_cancelled"
 let cancel_token () = cancel_create ()
 let token = function Some c -> c | None -> cancel_create ()
 
-type result = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
+type level = [ `Error | `Warning | `Info ]
+type log = level -> string -> unit
+
+(* The stubs' levels: 0 error, 1 warning, 2 info. *)
+let level_of_int = function 0 -> `Error | 1 -> `Warning | _ -> `Info
+
+let deliver log lines =
+  match log with
+  | None -> ()
+  | Some f -> List.iter (fun (level, text) -> f (level_of_int level) text) lines
+
+type built = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
 
 type report = {
   pages_by_order : (int * int) list;
@@ -78,7 +89,8 @@ type raw_outcome =
   ( (int * int * string option)
     * ((int * int) list * int list option * (string * int) list * (string * string) list * int * int),
     failure )
-  Stdlib.result
+  result
+  * (int * string) list
 
 type build_stub =
   handle -> int -> int -> int -> string -> string -> string -> (string * string) list -> string ->
@@ -100,7 +112,8 @@ external pv_stub :
   int -> int * int * int * int -> bool -> string -> int -> bool -> cancel -> raw_outcome
   = "stub_xc_pv_build_bytecode" "stub_xc_pv_build"
 
-let of_outcome outcome =
+let of_outcome ?log (outcome, lines) =
+  deliver log lines;
   let ((store, console, protocol), (by_order, by_node, calls, writes, elapsed, populate)) =
     ok outcome
   in
@@ -110,8 +123,8 @@ let of_outcome outcome =
       populate_calls = populate; xenstore_writes = writes; elapsed_us = elapsed;
     } )
 
-let run (stub : build_stub) ?cancel h a =
-  of_outcome
+let run (stub : build_stub) ?cancel ?log h a =
+  of_outcome ?log
     (stub h a.domid a.mem_max_mib a.mem_start_mib a.image a.cmdline
        (Option.value a.ramdisk ~default:"")
        a.modules a.features a.flags
@@ -121,14 +134,14 @@ let run (stub : build_stub) ?cancel h a =
        (Option.value a.mem_pnode ~default:(-1))
        a.force (token cancel))
 
-let hvm_build ?cancel h a = run hvm_stub ?cancel h a
-let pvh_build ?cancel h a = run pvh_stub ?cancel h a
-let pv_build ?cancel h a = run pv_stub ?cancel h a
+let hvm_build ?cancel ?log h a = run hvm_stub ?cancel ?log h a
+let pvh_build ?cancel ?log h a = run pvh_stub ?cancel ?log h a
+let pv_build ?cancel ?log h a = run pv_stub ?cancel ?log h a
 
 external argv_stub : handle -> string list -> cancel -> raw_outcome
   = "stub_xenguest_build_of_argv"
 
-let build_of_argv ?cancel h argv = of_outcome (argv_stub h argv (token cancel))
+let build_of_argv ?cancel ?log h argv = of_outcome ?log (argv_stub h argv (token cancel))
 
 module Sim = struct
   type t = handle
@@ -136,23 +149,23 @@ module Sim = struct
   let create ~spec = checked_open ("sim:" ^ spec)
   let handle t = t
 
-  external create_domain_ : handle -> bool -> int -> int -> (int, failure) Stdlib.result
+  external create_domain_ : handle -> bool -> int -> int -> (int, failure) result
     = "stub_xenguest_sim_create_domain"
 
-  external destroy_domain_ : handle -> int -> (unit, failure) Stdlib.result
+  external destroy_domain_ : handle -> int -> (unit, failure) result
     = "stub_xenguest_sim_destroy_domain"
 
-  external write_ : handle -> string -> string -> (unit, failure) Stdlib.result
+  external write_ : handle -> string -> string -> (unit, failure) result
     = "stub_xenguest_sim_write"
 
-  external read_ : handle -> string -> (string option, failure) Stdlib.result
+  external read_ : handle -> string -> (string option, failure) result
     = "stub_xenguest_sim_read"
 
   external domain_ :
-    handle -> int -> (int * int * (int * int) list * int list * int * int, failure) Stdlib.result
+    handle -> int -> (int * int * (int * int) list * int list * int * int, failure) result
     = "stub_xenguest_sim_domain"
 
-  external host_ : handle -> (int * int * string option, failure) Stdlib.result
+  external host_ : handle -> (int * int * string option, failure) result
     = "stub_xenguest_sim_host"
 
   let create_domain t ?(hvm = true) ?(vcpus = 1) ~max_mem_kib () =
@@ -183,13 +196,13 @@ module Sim = struct
   let check_accounting t =
     match ok (host_ t) with _, _, None -> Ok () | _, _, Some why -> Error why
 
-  external inject_fault_ : handle -> string -> int -> int -> int -> (unit, failure) Stdlib.result
+  external inject_fault_ : handle -> string -> int -> int -> int -> (unit, failure) result
     = "stub_xenguest_sim_inject_fault"
 
-  external fail_next_store_ : handle -> string -> int -> (unit, failure) Stdlib.result
+  external fail_next_store_ : handle -> string -> int -> (unit, failure) result
     = "stub_xenguest_sim_fail_next_store"
 
-  external inject_panic_ : handle -> string -> (unit, failure) Stdlib.result
+  external inject_panic_ : handle -> string -> (unit, failure) result
     = "stub_xenguest_sim_inject_panic"
 
   let inject_fault t ~call ?(nth = 1) ?domid ~errno () =
@@ -198,7 +211,7 @@ module Sim = struct
   let fail_next_store t ~op ~errno = ok (fail_next_store_ t op errno)
   let inject_panic t ~op = ok (inject_panic_ t op)
 
-  external set_call_latency_ : handle -> int -> (unit, failure) Stdlib.result
+  external set_call_latency_ : handle -> int -> (unit, failure) result
     = "stub_xenguest_sim_set_call_latency"
 
   let set_call_latency t ~us = ok (set_call_latency_ t us)

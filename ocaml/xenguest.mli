@@ -50,9 +50,21 @@ val cancel : cancel -> unit
 
 val is_cancelled : cancel -> bool
 
+(** A log line's level: the builder's [error], [warn] and [info] records (C xenguest's
+    [xg_err] and [xg_info]); debug lines are not collected. *)
+type level = [ `Error | `Warning | `Info ]
+
+(** Where a build's log lines go: the lines the binary sends to syslog, e.g.
+    ["domid = 7; Determined the following parameters from xenstore (HVM):"]. They are
+    collected per build (builds on other threads keep theirs) and passed to it in order
+    when the build returns, before its result or exception; at most 10 000, then one
+    [`Warning] line counting the rest. An exception raised by it propagates (the build's
+    own outcome is then lost), so it should not raise. Without one the lines are dropped. *)
+type log = level -> string -> unit
+
 (** What a build returns: the xenstore and console rings (guest frame numbers for HVM and
     PVH, machine frames for PV) and, for PV, the guest ABI. *)
-type result = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
+type built = { store_mfn : nativeint; console_mfn : nativeint; protocol : string option }
 
 (** What a build did. *)
 type report = {
@@ -92,16 +104,16 @@ val args :
 (** [build_args] with xenopsd's values for everything else (store and console domid 0,
     no cmdline, modules, ramdisk, vGPU, passthrough or node; not forced). *)
 
-val hvm_build : ?cancel:cancel -> handle -> build_args -> result * report
+val hvm_build : ?cancel:cancel -> ?log:log -> handle -> build_args -> built * report
 (** [-mode hvm_build]: hvmloader as [image]. *)
 
-val pvh_build : ?cancel:cancel -> handle -> build_args -> result * report
+val pvh_build : ?cancel:cancel -> ?log:log -> handle -> build_args -> built * report
 (** [-mode pvh_build]: a PVH kernel or the xen-shim as [image]. *)
 
-val pv_build : ?cancel:cancel -> handle -> build_args -> result * report
+val pv_build : ?cancel:cancel -> ?log:log -> handle -> build_args -> built * report
 (** [-mode linux_build]: a PV kernel as [image]. *)
 
-val build_of_argv : ?cancel:cancel -> handle -> string list -> result * report
+val build_of_argv : ?cancel:cancel -> ?log:log -> handle -> string list -> built * report
 (** The build xenopsd's argv for the binary asks for (without the program name), e.g.
     [["-controloutfd"; "5"; "-mode"; "hvm_build"; "-image"; hvmloader; "-domid"; "7"; ...]],
     parsed by the binary's own parser: the same options, prefixes and [-opt=value] forms,
@@ -155,7 +167,7 @@ module Sim : sig
 
   val outstanding_claims : t -> int
 
-  val check_accounting : t -> (unit, string) Stdlib.result
+  val check_accounting : t -> (unit, string) result
   (** Every page is free or owned by exactly one domain, and the counters agree. *)
 
   (** {2 Fault injection}

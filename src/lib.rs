@@ -15,6 +15,7 @@ pub mod error;
 pub mod hypervisor;
 pub mod image;
 pub mod layout;
+pub mod log_capture;
 pub mod memory;
 pub mod migrate;
 pub mod placement;

@@ -53,7 +53,7 @@ let args domid =
   Xenguest.args ~domid ~mem_max_mib:mem_mib ~mem_start_mib:mem_mib ~image:!image ~store_port:1
     ~console_port:2
 
-let check (r : Xenguest.result) =
+let check (r : Xenguest.built) =
   if r.store_mfn <> 1044476n || r.console_mfn <> 1044479n then
     failwith (Printf.sprintf "unexpected result %nd %nd" r.store_mfn r.console_mfn)
 

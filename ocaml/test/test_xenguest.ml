@@ -327,6 +327,50 @@ let test_cancel_before_start _ =
       (hvm_args (new_domain sim ~mem_mib:(4 * mib))) in
   assert_equal ~printer:Nativeint.to_string 1044476n r.store_mfn
 
+(* Each build's log lines reach its own ?log, builds on other threads apart; a failed build's
+   lines arrive before its exception. *)
+let test_log_lines _ =
+  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=40960" in
+  let h = Xenguest.Sim.handle sim in
+  let args domid = { (hvm_args domid) with mem_max_mib = 2 * mib; mem_start_mib = 2 * mib } in
+  let domids = List.init 8 (fun _ -> new_domain sim ~mem_mib:(2 * mib)) in
+  let logs = Array.make 8 [] in
+  let threads =
+    List.mapi
+      (fun i domid ->
+        let a = args domid in
+        let log level text = logs.(i) <- (level, text) :: logs.(i) in
+        Thread.create (fun () -> ignore (Xenguest.hvm_build ~log h a)) ())
+      domids
+  in
+  List.iter Thread.join threads;
+  List.iteri
+    (fun i domid ->
+      let lines = List.rev logs.(i) in
+      let own = Printf.sprintf "domid = %d; Determined the following parameters from xenstore (HVM):" domid in
+      assert_bool ("own get_flags line, domid " ^ string_of_int domid) (List.mem (`Info, own) lines);
+      List.iter
+        (fun (_, text) ->
+          if contains ~sub:"domid = " text then
+            assert_bool ("another build's line: " ^ text) (contains ~sub:(Printf.sprintf "domid = %d;" domid) text))
+        lines;
+      assert_bool "the hole line" (List.mem (`Info, "Final lower MMIO hole size is 0x10000000") lines))
+    domids;
+  let domid = new_domain sim ~mem_mib:(2 * mib) in
+  let seen = ref [] in
+  let log _ text = seen := text :: !seen in
+  (match Xenguest.hvm_build ~log h { (args domid) with image = "/nonexistent/hvmloader" } with
+  | _ -> assert_failure "expected Xenguest.Error"
+  | exception Xenguest.Error _ ->
+      assert_bool "lines before the exception"
+        (List.exists (contains ~sub:(Printf.sprintf "domid = %d; hvm_build: mem_max_mib" domid)) !seen));
+  (* Without ?log nothing is delivered, and nothing is kept for a later build. *)
+  ignore (Xenguest.hvm_build h (args (new_domain sim ~mem_mib:(2 * mib))));
+  let later = ref 0 in
+  let domid = new_domain sim ~mem_mib:(2 * mib) in
+  ignore (Xenguest.hvm_build ~log:(fun _ t -> if contains ~sub:"domid = " t && not (contains ~sub:(Printf.sprintf "domid = %d;" domid) t) then incr later) h (args domid));
+  assert_equal ~printer:string_of_int 0 !later
+
 let temp_file_with contents =
   let path = Filename.temp_file "xenguest-test" ".bin" in
   let oc = open_out_bin path in
@@ -412,4 +456,5 @@ let () =
            "pv build (pvgrub)" >:: test_pv_build;
            "a build cancelled from another thread" >:: test_cancel_from_another_thread;
            "a build with a cancelled token" >:: test_cancel_before_start;
+           "log lines per build" >:: test_log_lines;
          ])

@@ -220,6 +220,19 @@ let cancelled () =
   | exception e -> fail "cancelled: raised %s" (Printexc.to_string e));
   if Xenguest.Sim.outstanding_claims sim <> 0 then fail "cancelled: a claim left behind"
 
+(* The in-process path's own log lines reach ?log, as the exec path's info: lines do. *)
+let logged () =
+  let sim = Xenguest.Sim.create ~spec in
+  let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
+  List.iter
+    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
+    [ ("vcpu/number", "1"); ("vcpu/current", "1") ];
+  let lines = ref [] in
+  ignore (X.build ~log:(fun l -> lines := l :: !lines) (Xenguest.Sim.handle sim) (hvm ()));
+  let want = Printf.sprintf "domid = %d; Determined the following parameters from xenstore (HVM):" domid in
+  if List.mem want !lines then Printf.printf "ok: in-process log: %d lines\n%!" (List.length !lines)
+  else fail "in-process log: no %S in %d lines" want (List.length !lines)
+
 (* The exec path's control-fd protocol, against scripted helpers. *)
 let script name body = file ~perm:0o700 name ("#!/bin/bash\n" ^ body ^ "\n")
 
@@ -288,6 +301,7 @@ let () =
   (try
      builds ();
      cancelled ();
+     logged ();
      protocol ()
    with e -> fail "uncaught %s" (Printexc.to_string e));
   ignore (Sys.command (Printf.sprintf "rm -rf %s" (Filename.quote dir)));

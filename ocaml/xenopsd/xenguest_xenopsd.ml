@@ -23,8 +23,8 @@ let raise_of_error text =
       | _ -> failwith ("Error from xenguesthelper: " ^ text))
   | _ -> failwith ("Error from xenguesthelper: " ^ text)
 
-let build_in_process ?cancel handle argv =
-  match Xenguest.build_of_argv ?cancel handle argv with
+let build_in_process ?(log = ignore) ?cancel handle argv =
+  match Xenguest.build_of_argv ?cancel ~log:(fun _ text -> log text) handle argv with
   | r, _ -> (r.Xenguest.store_mfn, r.Xenguest.console_mfn)
   | exception Xenguest.Error { message; _ } -> raise_of_error message
 
@@ -101,5 +101,5 @@ let exec ?(log = ignore) path argv =
 
 let build ?xenguest ?log ?cancel handle argv =
   match xenguest with
-  | None -> build_in_process ?cancel handle argv
+  | None -> build_in_process ?log ?cancel handle argv
   | Some path -> exec ?log path argv

@@ -18,8 +18,11 @@
     c) (fun () -> build ~cancel:c ...)]); the build then raises {!Xenguest.Cancelled} and
     xenopsd's [Xenops_task.check_cancelling task] turns that into its [Cancelled] error.
 
-    What is not here: the memory statistics xenopsd logs when a build fails, and xenopsd's
-    own debug logging: the one hook is [?log]. *)
+    Logging: [?log] gets the lines xenopsd logs with [debug] from the helper, on both paths:
+    the exec path's [stdout:], [stderr:] and [info:] lines, and the in-process build's own
+    log lines (what the binary sends to syslog), each build's only, when it returns.
+
+    What is not here: the memory statistics xenopsd logs when a build fails. *)
 
 (** {2 xenopsd's exceptions}
 
@@ -74,13 +77,16 @@ val build :
     [Xc_resources.alternatives/xenguest], see [choose_alternative] in
     [ocaml/xenopsd/xc/xenops_server_xen.ml] lines 64-92), {!exec} of that binary; [handle]
     is not used. [log] (default: ignore) gets the text of the [stdout:], [stderr:] and
-    [info:] lines of the exec path. [cancel] stops the in-process path (see above); the exec
-    path ignores it, as xenopsd stops the binary by killing it.
+    [info:] lines of the exec path, or the in-process build's log lines. [cancel] stops
+    the in-process path (see above); the exec path ignores it, as xenopsd stops the binary
+    by killing it.
 
     @raise Failure ["Error from xenguesthelper: " ^ text] for a failed build.
     @raise Xenguest.Cancelled when [cancel] was set during an in-process build. *)
 
-val build_in_process : ?cancel:Xenguest.cancel -> Xenguest.handle -> string list -> nativeint * nativeint
+val build_in_process :
+  ?log:(string -> unit) -> ?cancel:Xenguest.cancel -> Xenguest.handle -> string list ->
+  nativeint * nativeint
 (** The in-process path of {!build}. *)
 
 val exec : ?log:(string -> unit) -> string -> string list -> nativeint * nativeint

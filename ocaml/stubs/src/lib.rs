@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use xenguest::builder::{self, BuildEnv, BuildMode, HostPaths};
 use xenguest::cancel::Cancel;
 use xenguest::hypervisor::sim::{DomainConfig, Fault, SimHost, CALL_KINDS};
+use xenguest::log_capture;
 use xenguest::report::BuildReport;
 use xenguest::request::{self, BuildRequest, Module, RequestError};
 use xenguest::store::{domain_path, MemoryStore, Store, StoreResult};
@@ -340,17 +341,34 @@ fn report_tuple(r: &BuildReport) -> ReportTuple {
     )
 }
 
-fn run_build(
-    backend: &Backend,
-    mode: BuildMode,
-    args: &BuildArgs,
-    cancel: &Cancel,
-) -> Result<Outcome, Failure> {
-    guarded(|| build_request(backend, mode, &args.request(mode)?, cancel))
+/// A build's outcome and its log lines (`(level, text)`, level 0 error, 1 warning, 2 info).
+type Logged = (Result<Outcome, Failure>, Vec<(i64, String)>);
+
+/// Run a build, its panics caught and its log lines collected (`log_capture`).
+fn logged(f: impl FnOnce() -> Result<Outcome, Failure>) -> Logged {
+    log_capture::install();
+    let (outcome, lines) = log_capture::capture(|| guarded(f));
+    let lines = lines
+        .into_lines()
+        .into_iter()
+        .map(|(level, text)| {
+            let level = match level {
+                log::Level::Error => 0,
+                log::Level::Warn => 1,
+                _ => 2,
+            };
+            (level, text)
+        })
+        .collect();
+    (outcome, lines)
 }
 
-fn run_argv(backend: &Backend, args: &[String], cancel: &Cancel) -> Result<Outcome, Failure> {
-    guarded(|| {
+fn run_build(backend: &Backend, mode: BuildMode, args: &BuildArgs, cancel: &Cancel) -> Logged {
+    logged(|| build_request(backend, mode, &args.request(mode)?, cancel))
+}
+
+fn run_argv(backend: &Backend, args: &[String], cancel: &Cancel) -> Logged {
+    logged(|| {
         let command = command_of_argv(args)?;
         build_request(backend, command.mode, &command.request, cancel)
     })
@@ -391,6 +409,9 @@ fn build_request(
     }
 }
 
+/// The OCaml type of a build's outcome and log lines.
+type OcamlLogged = (OcamlOutcome, OCamlList<(OCamlInt, String)>);
+
 /// The OCaml type of a build's outcome.
 type OcamlOutcome = Result<
     (
@@ -428,7 +449,7 @@ macro_rules! build_stub {
                 mem_pnode: OCamlRef<OCamlInt>,
                 force: OCamlRef<bool>,
                 cancel: OCamlRef<DynBox<Cancel>>,
-            ) -> OCaml<OcamlOutcome> {
+            ) -> OCaml<OcamlLogged> {
                 let backend = {
                     let h = cr.get(handle);
                     let h: &Handle = h.borrow();
@@ -453,7 +474,7 @@ macro_rules! build_stub {
                 };
                 let outcome = match backend {
                     Ok(b) => cr.releasing_runtime(|| run_build(&b, $mode, &args, &cancel)),
-                    Err(f) => Err(f),
+                    Err(f) => (Err(f), Vec::new()),
                 };
                 outcome.to_ocaml(cr)
             }
@@ -534,7 +555,7 @@ mod handle_stubs {
             handle: OCamlRef<DynBox<Handle>>,
             args: OCamlRef<OCamlList<String>>,
             cancel: OCamlRef<DynBox<Cancel>>,
-        ) -> OCaml<OcamlOutcome> {
+        ) -> OCaml<OcamlLogged> {
             let backend = {
                 let h = cr.get(handle);
                 let h: &Handle = h.borrow();
@@ -544,7 +565,7 @@ mod handle_stubs {
             let cancel = cancel_of(cr, cancel);
             let outcome = match backend {
                 Ok(b) => cr.releasing_runtime(|| run_argv(&b, &args, &cancel)),
-                Err(f) => Err(f),
+                Err(f) => (Err(f), Vec::new()),
             };
             outcome.to_ocaml(cr)
         }
