@@ -277,4 +277,25 @@ EOF
 done
 mark bench-end
 fi
+
+if want storm; then
+# ------------------------------------------------------------------ 6. in-process against fork/exec
+# The same builds by fork/exec of the binary (xenopsd today) and by one long-lived OCaml process
+# building in-process (xenguest-ocaml -serve, as xenopsd would): one at a time, interleaved, then
+# 8 and 16 at once (threads in one process against processes), the host's free pages checked
+# after each burst; and Debian's kernel as PVH, where the in-process repeats reuse the
+# decompressed kernel. `@@STORM` lines for `xg-e2e storm-report`.
+mark storm-begin
+storm() {
+    out=$(timeout 900 xg-e2e storm "$@" --xenguest /usr/bin/xenguest --server /usr/bin/xenguest-ocaml 2>&1)
+    rc=$?
+    echo "$out" | grep '^STORM ' | sed 's/^/@@/'
+    if [ $rc != 0 ]; then fail "storm $*"; echo "$out" | grep -v '^STORM\|^E2E exec\|^SETTLE\|^xenguest-ocaml\[' | tail -8; fi
+}
+storm hvm --name hvm --mem-mib 128 --image /usr/lib/xen-4.17/boot/hvmloader \
+    --firmware /guest/marker.fd --ipxe /guest/ipxe.rom --seq 8 --burst 8,16
+storm pvh --name linux-pvh --mem-mib 256 --image /guest/vmlinuz --module /guest/initrd.cpio \
+    --cmdline "console=hvc0" --seq 3
+mark storm-end
+fi
 finish

@@ -96,7 +96,11 @@ case $qrc in
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
 BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive"
-case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench) BOOTS= MIGRATIONS= ;; esac
+case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench|storm) BOOTS= MIGRATIONS= ;; esac
+case ${E2E_ONLY:-all} in all|storm)
+    if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"
+    else echo "e2e: the in-process storm did NOT run"; verdict=1; fi ;;
+esac
 for m in $MIGRATIONS; do
     if grep -aq "@@MIGRATE $m PASS" "$LOG"; then
         echo "e2e: the $m migration kept the guest's memory:"; grep -a -m1 "@@MIGRATE $m PASS" "$LOG"
@@ -121,6 +125,10 @@ if [ "${E2E_NO_BENCHMARKS:-0}" != 1 ] && grep -aq '@@MIGRATE ' "$LOG"; then
     "$TGT/xg-e2e" migration-report "$LOG" "$QEMU_S" |
         scripts/bench-section real-xen-migration BENCHMARKS.md \
         && echo "e2e: BENCHMARKS.md (section real-xen-migration) updated"
+fi
+if [ "${E2E_NO_BENCHMARKS:-0}" != 1 ] && grep -aq '@@STORM burst' "$LOG"; then
+    "$TGT/xg-e2e" storm-report "$LOG" "$QEMU_S" | scripts/bench-section real-xen-inprocess BENCHMARKS.md \
+        && echo "e2e: BENCHMARKS.md (section real-xen-inprocess) updated"
 fi
 echo "e2e: done in $((SECONDS - T0))s (QEMU part ${QEMU_S}s): $([ $verdict = 0 ] && echo PASS || echo FAIL)"
 exit $verdict

@@ -1,82 +1,74 @@
-(* xenguest-ocaml: the build modes of the xenguest command line, done in-process by the OCaml
-   module on the real host (Xenguest.interface_open), as xenopsd will call it. For the e2e
-   test toolstack, which runs it with the same argv as the binary: the result line goes to
-   -controloutfd, errors to stderr with exit status 1. Only the options a build takes. *)
+(* xenguest-ocaml: builds done in-process by the OCaml module on the real host
+   (Xenguest.interface_open), as xenopsd will call it, for the e2e test toolstack.
 
-let usage () =
-  prerr_endline
-    "usage: xenguest-ocaml -mode hvm_build|pvh_build|linux_build -domid D -image I \
-     -mem_max_mib M -mem_start_mib S -store_port P -console_port P [-store_domid D] \
-     [-console_domid D] [-cmdline C] [-ramdisk R] [-module M [-cmdline C]]... [-features F] \
-     [-flags N] [-controloutfd FD] [-controlinfd FD]";
-  exit 1
+   xenguest-ocaml ARGV...: one build from the binary's own argv, through
+   Xenguest.build_of_argv (the binary's parser): the result line goes to -controloutfd, the
+   build's log lines and any error to stderr, exit status 1 on an error.
 
-let () =
-  let opts = Hashtbl.create 16 in
-  let cmdlines = ref [] and modules = ref [] in
-  let rec parse = function
-    | [] -> ()
-    | "-cmdline" :: v :: rest -> cmdlines := v :: !cmdlines; parse rest
-    | "-module" :: v :: rest -> modules := v :: !modules; parse rest
-    | key :: v :: rest when String.length key > 1 && key.[0] = '-' ->
-        Hashtbl.replace opts (String.sub key 1 (String.length key - 1)) v;
-        parse rest
-    | _ -> usage ()
-  in
-  parse (List.tl (Array.to_list Sys.argv));
-  let str k = try Hashtbl.find opts k with Not_found -> Printf.eprintf "missing -%s\n" k; usage () in
-  let int k = try int_of_string (str k) with Failure _ -> Printf.eprintf "bad -%s\n" k; usage () in
-  let int_or k d = if Hashtbl.mem opts k then int k else d in
-  (* The C pairing: the first -cmdline is the kernel's, the n-th further one the n-th module's. *)
-  let kernel_cmdline, module_cmdlines =
-    match List.rev !cmdlines with [] -> ("", []) | c :: rest -> (c, rest)
-  in
-  let modules =
-    List.mapi
-      (fun i m -> (m, Option.value (List.nth_opt module_cmdlines i) ~default:""))
-      (List.rev !modules)
-  in
-  let args =
-    {
-      (Xenguest.args ~domid:(int "domid") ~mem_max_mib:(int "mem_max_mib")
-         ~mem_start_mib:(int "mem_start_mib") ~image:(str "image") ~store_port:(int "store_port")
-         ~console_port:(int "console_port"))
-      with
-      Xenguest.cmdline = kernel_cmdline;
-      ramdisk = (match Hashtbl.find_opt opts "ramdisk" with Some "" | None -> None | r -> r);
-      modules;
-      features = Option.value (Hashtbl.find_opt opts "features") ~default:"";
-      flags = int_or "flags" 0;
-      store_domid = int_or "store_domid" 0;
-      console_domid = int_or "console_domid" 0;
-    }
-  in
-  let build =
-    match str "mode" with
-    | "hvm_build" -> Xenguest.hvm_build
-    | "pvh_build" -> Xenguest.pvh_build
-    | "linux_build" | "pv_build" -> Xenguest.pv_build
-    | m -> Printf.eprintf "unknown mode %s\n" m; usage ()
-  in
+   xenguest-ocaml -serve: a long-lived process, as xenopsd is. Each stdin line is
+   "ID<TAB>word<TAB>word..." (one argv); each is built on its own thread, on one shared handle,
+   and answered on stdout with "ID<TAB>result:<frames><TAB><core us>" or
+   "ID<TAB>error:<text>", in the order the builds finish. EOF: wait for every build, exit. *)
+
+let log_to_stderr domid _level text = Printf.eprintf "xenguest-ocaml[%s]: %s\n%!" domid text
+
+let domid_of argv =
+  let rec go = function "-domid" :: d :: _ -> d | _ :: rest -> go rest | [] -> "?" in
+  go argv
+
+let build h argv = Xenguest.build_of_argv ~log:(log_to_stderr (domid_of argv)) h argv
+
+let frames (r : Xenguest.built) =
+  Printf.sprintf "%nd %nd%s" r.store_mfn r.console_mfn
+    (match r.protocol with Some p -> " " ^ p | None -> "")
+
+let one argv =
   match
     let h = Xenguest.interface_open () in
-    Fun.protect ~finally:(fun () -> Xenguest.close h) (fun () -> build h args)
+    Fun.protect ~finally:(fun () -> Xenguest.close h) (fun () -> build h argv)
   with
   | r, report ->
-      let line =
-        Printf.sprintf "result:%nd %nd%s\n" r.Xenguest.store_mfn r.console_mfn
-          (match r.protocol with Some p -> " " ^ p | None -> "")
-      in
-      Printf.eprintf "xenguest-ocaml: built domain %d in %d us, %d populate calls\n%!"
-        args.domid report.Xenguest.elapsed_us report.populate_calls;
-      (match Hashtbl.find_opt opts "controloutfd" with
-       | Some fd ->
-           (* The inherited pipe, opened again through procfs (OCaml has no fdopen). *)
-           let oc = open_out ("/proc/self/fd/" ^ fd) in
-           output_string oc line;
-           close_out oc
-       | None -> print_string line)
+      Printf.eprintf "xenguest-ocaml: built domain %s in %d us, %d populate calls\n%!"
+        (domid_of argv) report.Xenguest.elapsed_us report.populate_calls;
+      let line = "result:" ^ frames r ^ "\n" in
+      let rec fd = function "-controloutfd" :: fd :: _ -> Some fd | _ :: rest -> fd rest | [] -> None in
+      (match fd argv with
+      | Some fd ->
+          (* The inherited pipe, opened again through procfs (OCaml has no fdopen). *)
+          let oc = open_out ("/proc/self/fd/" ^ fd) in
+          output_string oc line;
+          close_out oc
+      | None -> print_string line)
   | exception Xenguest.Error { message; _ } ->
-      (* The binary's error line. *)
       prerr_endline ("error:" ^ message);
       exit 1
+
+let serve () =
+  let h = Xenguest.interface_open () in
+  let out = Mutex.create () in
+  let answer id text =
+    Mutex.lock out;
+    Printf.printf "%s\t%s\n%!" id text;
+    Mutex.unlock out
+  in
+  let run line =
+    match String.split_on_char '\t' line with
+    | id :: argv -> (
+        match build h argv with
+        | r, report -> answer id (Printf.sprintf "result:%s\t%d" (frames r) report.Xenguest.elapsed_us)
+        | exception Xenguest.Error { message; _ } -> answer id ("error:" ^ message)
+        | exception e -> answer id ("error:" ^ Printexc.to_string e))
+    | [] -> ()
+  in
+  let rec loop threads =
+    match input_line stdin with
+    | line -> loop (Thread.create run line :: threads)
+    | exception End_of_file -> List.iter Thread.join threads
+  in
+  loop [];
+  Xenguest.close h
+
+let () =
+  match List.tl (Array.to_list Sys.argv) with
+  | [ "-serve" ] -> serve ()
+  | argv -> one argv

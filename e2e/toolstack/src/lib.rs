@@ -385,6 +385,100 @@ one).\n\n\
     s + "\n"
 }
 
+/// Median, minimum and maximum of `v`, as `m (lo–hi)`.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    match median(v.to_vec()) {
+        Some(m) => format!("{m:.0} ({lo:.0}–{hi:.0}) ms"),
+        None => "?".into(),
+    }
+}
+
+/// The `real-xen-inprocess` section of BENCHMARKS.md: the `@@STORM` lines of `xg-e2e storm`.
+pub fn storm_report(log: &str, qemu_s: u64) -> String {
+    let seq: Vec<BTreeMap<String, String>> = log
+        .lines()
+        .filter_map(|l| l.split("@@STORM seq ").nth(1))
+        .map(fields)
+        .collect();
+    let get = |f: &BTreeMap<String, String>, k: &str| f.get(k).cloned().unwrap_or("?".into());
+    let num = |f: &BTreeMap<String, String>, k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+    let mut s = format!(
+        "## Real Xen 4.17 under QEMU: in-process builds against fork/exec (`make e2e`)\n\n\
+The same builds with xenopsd's argv, by fork/exec of our binary (as xenopsd runs xenguest \
+today) and by one long-lived OCaml process building in-process through the OCaml module \
+(`xenguest-ocaml -serve`, `Xenguest.build_of_argv` on one handle, a thread per build, as \
+xenopsd would), on the same host in one run (`xg-e2e storm`). *exec*: fork to exit of the \
+binary; *in-process*: from the argv sent to the answer read; *core*: the build's own \
+`elapsed_us`. QEMU TCG, {qemu_s} s for the run: compare the columns with each other.\n\n\
+One build at a time, exec and in-process interleaved:\n\n\
+| guest | builds | exec | in-process | in-process core | in-process / exec |\n|---|---|---|---|---|---|\n"
+    );
+    let mut guests: Vec<String> = Vec::new();
+    for f in &seq {
+        let g = format!("{} {} MiB", get(f, "guest"), get(f, "size"));
+        if !guests.contains(&g) {
+            guests.push(g);
+        }
+    }
+    for g in &guests {
+        let rows: Vec<&BTreeMap<String, String>> = seq
+            .iter()
+            .filter(|f| &format!("{} {} MiB", get(f, "guest"), get(f, "size")) == g)
+            .collect();
+        let col = |k: &str, skip: usize| -> Vec<f64> {
+            rows.iter().skip(skip).filter_map(|f| num(f, k)).collect()
+        };
+        let core: Vec<f64> = col("inproc_core_us", 0).iter().map(|us| us / 1e3).collect();
+        let ratio = match (median(col("inproc_ms", 0)), median(col("exec_ms", 0))) {
+            (Some(i), Some(e)) if e > 0.0 => format!("{:.2}", i / e),
+            _ => "?".into(),
+        };
+        s += &format!(
+            "| {g} | {} | {} | {} | {} | {ratio} |\n",
+            rows.len(),
+            spread(&col("exec_ms", 0)),
+            spread(&col("inproc_ms", 0)),
+            spread(&core)
+        );
+        // A kernel: the first in-process build decompresses it, the repeats use the cache.
+        if g.starts_with("linux") && rows.len() > 1 {
+            s += &format!(
+                "| {g}, in-process first build / repeats | | | {} / {} | | |\n",
+                spread(&col("inproc_ms", 0)[..1]),
+                spread(&col("inproc_ms", 1))
+            );
+        }
+    }
+    s += "\nBursts: N builds at once, every domain created first; exec: N threads each forking the \
+binary; in-process: N argv lines to the one process. *balanced*: the host's free pages after \
+every domain was destroyed and scrubbed equal those before.\n\n\
+| guest | N | arm | whole burst | per build | slowest | balanced |\n|---|---|---|---|---|---|---|\n";
+    for f in log
+        .lines()
+        .filter_map(|l| l.split("@@STORM burst ").nth(1))
+        .map(fields)
+    {
+        s += &format!(
+            "| {} {} MiB | {} | {} | {} ms | {} ms | {} ms | {} |\n",
+            get(&f, "guest"),
+            get(&f, "size"),
+            get(&f, "n"),
+            if get(&f, "arm") == "exec" {
+                "exec"
+            } else {
+                "in-process"
+            },
+            get(&f, "wall_ms"),
+            get(&f, "median_ms"),
+            get(&f, "max_ms"),
+            get(&f, "balanced"),
+        );
+    }
+    s + "\n"
+}
+
 /// A row of the benchmark tables: the guest (`hvm`, `linux-pv`, ...) and its RAM in MiB.
 type Row = (String, u64);
 
@@ -611,5 +705,34 @@ mod report_tests {
             r.contains("| linux-pv | FAIL | 7000.0 ms | 100 ms | crash | `` |"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn storm_report_tables() {
+        let log = "\
+[ 1.0] @@STORM seq guest=hvm size=128 rep=0 exec_ms=500.0 inproc_ms=200.0 inproc_core_us=150000
+[ 2.0] @@STORM seq guest=hvm size=128 rep=1 exec_ms=700.0 inproc_ms=300.0 inproc_core_us=250000
+[ 3.0] @@STORM seq guest=hvm size=128 rep=2 exec_ms=600.0 inproc_ms=250.0 inproc_core_us=200000
+[ 4.0] @@STORM burst guest=hvm size=128 n=8 arm=exec wall_ms=4000.0 median_ms=3000.0 max_ms=3900.0 free_before=9 free_after=9 balanced=yes
+[ 5.0] @@STORM burst guest=hvm size=128 n=8 arm=inproc wall_ms=2000.0 median_ms=1500.0 max_ms=1990.0 free_before=9 free_after=9 balanced=yes
+[ 6.0] @@STORM seq guest=linux-pvh size=256 rep=0 exec_ms=9000.0 inproc_ms=8000.0 inproc_core_us=7900000
+[ 7.0] @@STORM seq guest=linux-pvh size=256 rep=1 exec_ms=9100.0 inproc_ms=400.0 inproc_core_us=300000
+";
+        let r = storm_report(log, 100);
+        assert!(
+            r.contains("| hvm 128 MiB | 3 | 600 (500–700) ms | 250 (200–300) ms | 200 (150–250) ms | 0.42 |"),
+            "{r}"
+        );
+        assert!(
+            r.contains("| linux-pvh 256 MiB, in-process first build / repeats | | | 8000 (8000–8000) ms / 400 (400–400) ms | | |"),
+            "{r}"
+        );
+        assert!(
+            r.contains(
+                "| hvm 128 MiB | 8 | in-process | 2000.0 ms | 1500.0 ms | 1990.0 ms | yes |"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("| hvm 128 MiB | 8 | exec | 4000.0 ms |"), "{r}");
     }
 }

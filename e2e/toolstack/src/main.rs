@@ -11,6 +11,9 @@
 //!                                     (a PVH or PV guest; the console ring is printed)
 //! xg-e2e migrate --xenguest PATH --image KERNEL [--live] [--run-s S]
 //!                                     (a PVH guest moved to a new domain through listen mode)
+//! xg-e2e storm hvm|pvh GUEST-OPTS --server PATH [--seq N] [--burst 8,16]
+//!                                     builds by fork/exec of --xenguest against one in-process
+//!                                     server (xenguest-ocaml -serve), one by one and in bursts
 //! xg-e2e firmware OUT                 write the marker firmware
 //! xg-e2e settle                       wait until Xen has scrubbed the pages of dead domains
 //! xg-e2e count LOG DOMID              populate calls per process from the popcount shim's log
@@ -18,6 +21,7 @@
 //! xg-e2e timed LOG -- CMD ARGS...     run CMD, its output stamped with ms since start into LOG
 //! xg-e2e report SERIAL_LOG QEMU_S     the BENCHMARKS.md section from an e2e serial log
 //! xg-e2e migration-report SERIAL_LOG QEMU_S   its migration section
+//! xg-e2e storm-report SERIAL_LOG QEMU_S       its in-process section
 //! ```
 #![allow(
     clippy::cast_possible_truncation,
@@ -27,6 +31,7 @@
 )]
 
 mod emu;
+mod storm;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Some("pvh") => guest(Mode::Pvh, &args[1..]),
         Some("pv") => guest(Mode::Pv, &args[1..]),
         Some("migrate") => emu::migrate(&args[1..]),
+        Some("storm") if args.len() > 1 => storm::storm(&args[1..]),
         Some("firmware") if args.len() == 2 => std::fs::write(
             &args[1],
             xg_e2e::marker_firmware("guest firmware reached; domain built by the Rust xenguest"),
@@ -61,6 +67,17 @@ fn main() -> ExitCode {
                 print!(
                     "{}",
                     xg_e2e::bench_report(
+                        &String::from_utf8_lossy(&b),
+                        args[2].parse().unwrap_or(0)
+                    )
+                )
+            })
+            .map_err(|e| format!("{}: {e}", args[1])),
+        Some("storm-report") if args.len() == 3 => std::fs::read(&args[1])
+            .map(|b| {
+                print!(
+                    "{}",
+                    xg_e2e::storm_report(
                         &String::from_utf8_lossy(&b),
                         args[2].parse().unwrap_or(0)
                     )
@@ -97,6 +114,11 @@ fn main() -> ExitCode {
 /// other's guest.
 fn settle() -> Res<()> {
     let xc = XenCtrl::open().map_err(xc_err)?;
+    wait_scrubbed(&xc).map(|_| ())
+}
+
+/// [`settle`] on an open handle: the free pages once scrubbing is done, and how long it took.
+fn wait_scrubbed(xc: &XenCtrl) -> Res<(u64, Duration)> {
     let start = Instant::now();
     loop {
         let mut info = sys::xc_physinfo_t::default();
@@ -112,7 +134,7 @@ fn settle() -> Res<()> {
                 info.scrub_pages,
                 info.free_pages
             );
-            return Ok(());
+            return Ok((info.free_pages, start.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -535,19 +557,8 @@ fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
     Ok(base)
 }
 
-/// Run xenguest as xenopsd does (control pipes prepended, stdio to /dev/null but stderr),
-/// returning the control line and the wall time of the process.
-fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(String, Duration)> {
-    let (out_r, out_w) = pipe()?;
-    let (in_r, in_w) = pipe()?;
-    // The child's ends are inherited across exec, as forkexecd hands them to xenguest.
-    for f in [&out_w, &in_r] {
-        // SAFETY: F_SETFD on a descriptor we own; clearing FD_CLOEXEC only.
-        if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_SETFD, 0) } != 0 {
-            return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
-        }
-    }
-    let fd = |f: &std::fs::File| std::os::fd::AsRawFd::as_raw_fd(f).to_string();
+/// xenopsd's argv for this guest's build, without the control fds.
+fn xenopsd_argv(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Vec<String> {
     let mem = o.mem_mib.to_string();
     // xenopsd's per-mode arguments: PV gets `-ramdisk` ('' for none), PV and PVH the command
     // line, PVH its modules.
@@ -568,16 +579,7 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
     if let (Mode::Pvh, Some(m)) = (o.mode, &o.module) {
         kernel_args.extend(["-module", m.as_str()]);
     }
-    let head = [
-        "-controloutfd",
-        &fd(&out_w),
-        "-controlinfd",
-        &fd(&in_r),
-        "-mode",
-        o.mode.xenguest_mode(),
-        "-image",
-        &o.image,
-    ];
+    let head = ["-mode", o.mode.xenguest_mode(), "-image", &o.image];
     let tail = [
         "-domid",
         &domid.to_string(),
@@ -594,11 +596,35 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
         "-mem_start_mib",
         &mem,
     ];
-    let argv: Vec<String> = head
-        .iter()
+    head.iter()
         .chain(&kernel_args)
         .chain(&tail)
         .map(|s| s.to_string())
+        .collect()
+}
+
+/// Run xenguest as xenopsd does (control pipes prepended, stdio to /dev/null but stderr),
+/// returning the control line and the wall time of the process.
+fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(String, Duration)> {
+    // Held from making the inheritable ends until the parent has closed its copies, so that a
+    // build started on another thread (xg-e2e storm) forks without them: a sibling holding
+    // our pipe's write end would keep us waiting for its EOF until it exits.
+    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let (out_r, out_w) = pipe()?;
+    let (in_r, in_w) = pipe()?;
+    // The child's ends are inherited across exec, as forkexecd hands them to xenguest.
+    for f in [&out_w, &in_r] {
+        // SAFETY: F_SETFD on a descriptor we own; clearing FD_CLOEXEC only.
+        if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_SETFD, 0) } != 0 {
+            return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let fd = |f: &std::fs::File| std::os::fd::AsRawFd::as_raw_fd(f).to_string();
+    let argv: Vec<String> = ["-controloutfd", &fd(&out_w), "-controlinfd", &fd(&in_r)]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(xenopsd_argv(o, domid, store, console))
         .collect();
     let mut cmd = Command::new(&o.xenguest);
     cmd.args(&argv)
@@ -619,6 +645,7 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
     let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", o.xenguest))?;
     drop(out_w);
     drop(in_r);
+    drop(spawning);
     let mut line = String::new();
     let mut out_r = out_r;
     out_r
