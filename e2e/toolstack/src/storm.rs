@@ -6,7 +6,8 @@
 //! cost per build, and for a kernel the first in-process build (cold kernel cache) against the
 //! repeats. `--burst 8,16`: that many builds at once, all domains created first, then threads
 //! each forking a binary, against one server building them on its threads; the host's free
-//! pages before and after (every domain destroyed, scrubbing finished) must be equal.
+//! pages after (every domain destroyed, scrubbing finished) must be those before, within
+//! [`SLACK_PAGES`].
 //!
 //! Output: `STORM seq ...` and `STORM burst ...` lines of `key=value` fields.
 
@@ -171,6 +172,10 @@ fn seq(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) -> R
     Ok(())
 }
 
+/// How many fewer free pages after a burst still count as balanced: dom0's own allocations
+/// move the count by a page or two between the readings, a 128 MiB guest left behind is 32768.
+const SLACK_PAGES: u64 = 64;
+
 /// `--burst`: `n` builds at once by each arm; the host's free pages must come back.
 fn burst(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) -> Res<()> {
     for arm in ["exec", "inproc"] {
@@ -205,6 +210,8 @@ fn burst(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) ->
         teardown(xc, xs, &doms);
         let builds = builds?;
         let (free_after, _) = wait_scrubbed(xc)?;
+        // dom0 allocates and frees a page now and then; a lost guest would be thousands.
+        let balanced = free_after + SLACK_PAGES >= free_before;
         let max = builds.iter().copied().fold(0.0, f64::max);
         println!(
             "STORM burst guest={} size={} n={n} arm={arm} wall_ms={:.1} median_ms={:.1} max_ms={max:.1} \
@@ -213,9 +220,9 @@ fn burst(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) ->
             o.mem_mib,
             ms(wall),
             median(builds),
-            if free_before == free_after { "yes" } else { "no" }
+            if balanced { "yes" } else { "no" }
         );
-        if free_before != free_after {
+        if !balanced {
             return Err(format!(
                 "{arm} burst of {n}: {free_before} free pages before, {free_after} after"
             ));
