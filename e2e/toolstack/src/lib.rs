@@ -453,8 +453,9 @@ One build at a time, exec and in-process interleaved:\n\n\
     }
     s += "\nBursts: N builds at once, every domain created first; exec: N threads each forking the \
 binary; in-process: N argv lines to the one process. *balanced*: the host's free pages after \
-every domain was destroyed and scrubbed are those before (within 64 pages: dom0's own \
-allocations; one 128 MiB guest left behind would be 32768).\n\n\
+every domain was destroyed and scrubbed are those before, within 16 pages a domain \
+(dom0's own allocations grow by a few pages per domain it has seen; one 128 MiB guest left \
+behind would be 32768).\n\n\
 | guest | N | arm | whole burst | per build | slowest | balanced |\n|---|---|---|---|---|---|---|\n";
     for f in log
         .lines()
