@@ -19,6 +19,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 use xenguest::hypervisor::xenctrl::XenCtrl;
+use xenguest::hypervisor::Hypervisor;
+use xenguest::types::DomId;
 
 /// A domain made ready for its build, as xenopsd leaves it before calling xenguest.
 struct Prepared {
@@ -56,10 +58,20 @@ fn prepare(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, n: usize) -> Res<Vec<Prepared>>
     Ok(doms)
 }
 
+/// Destroy the domains and wait (at most 30 s) until Xen no longer lists them: a destroyed
+/// domain's last pages are freed when its final reference goes, after the destroy returns.
 fn teardown(xc: &XenCtrl, xs: &Xs, doms: &[Prepared]) {
     for p in doms {
         xs.rm(&format!("/local/domain/{}", p.domid));
         destroy(xc, p.domid);
+    }
+    let start = Instant::now();
+    while doms
+        .iter()
+        .any(|p| xc.domain_getinfo(DomId(p.domid)).is_ok())
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
