@@ -453,17 +453,18 @@ One build at a time, exec and in-process interleaved:\n\n\
     }
     s += "\nBursts: N builds at once, every domain created first; exec: N threads each forking the \
 binary; in-process: N argv lines to the one process. *balanced*: the host's free pages after \
-every domain was destroyed and scrubbed are those before, within 16 pages a domain \
-(dom0's own allocations grow by a few pages per domain it has seen; one 128 MiB guest left \
+every domain was destroyed and scrubbed are those before, short by less than half a \
+guest; *pages short*: by how many (Xen keeps a few dozen pages a domain for dom0's event \
+channels and maptrack, which grow with the domains dom0 serves; one 128 MiB guest left \
 behind would be 32768).\n\n\
-| guest | N | arm | whole burst | per build | slowest | balanced |\n|---|---|---|---|---|---|---|\n";
+| guest | N | arm | whole burst | per build | slowest | pages short | balanced |\n|---|---|---|---|---|---|---|---|\n";
     for f in log
         .lines()
         .filter_map(|l| l.split("@@STORM burst ").nth(1))
         .map(fields)
     {
         s += &format!(
-            "| {} {} MiB | {} | {} | {} ms | {} ms | {} ms | {} |\n",
+            "| {} {} MiB | {} | {} | {} ms | {} ms | {} ms | {} | {} |\n",
             get(&f, "guest"),
             get(&f, "size"),
             get(&f, "n"),
@@ -475,6 +476,7 @@ behind would be 32768).\n\n\
             get(&f, "wall_ms"),
             get(&f, "median_ms"),
             get(&f, "max_ms"),
+            get(&f, "short"),
             get(&f, "balanced"),
         );
     }
@@ -716,7 +718,7 @@ mod report_tests {
 [ 2.0] @@STORM seq guest=hvm size=128 rep=1 exec_ms=700.0 inproc_ms=300.0 inproc_core_us=250000
 [ 3.0] @@STORM seq guest=hvm size=128 rep=2 exec_ms=600.0 inproc_ms=250.0 inproc_core_us=200000
 [ 4.0] @@STORM burst guest=hvm size=128 n=8 arm=exec wall_ms=4000.0 median_ms=3000.0 max_ms=3900.0 free_before=9 free_after=9 balanced=yes
-[ 5.0] @@STORM burst guest=hvm size=128 n=8 arm=inproc wall_ms=2000.0 median_ms=1500.0 max_ms=1990.0 free_before=9 free_after=9 balanced=yes
+[ 5.0] @@STORM burst guest=hvm size=128 n=8 arm=inproc wall_ms=2000.0 median_ms=1500.0 max_ms=1990.0 free_before=9 free_after=9 short=0 balanced=yes
 [ 6.0] @@STORM seq guest=linux-pvh size=256 rep=0 exec_ms=9000.0 inproc_ms=8000.0 inproc_core_us=7900000
 [ 7.0] @@STORM seq guest=linux-pvh size=256 rep=1 exec_ms=9100.0 inproc_ms=400.0 inproc_core_us=300000
 ";
@@ -731,7 +733,7 @@ mod report_tests {
         );
         assert!(
             r.contains(
-                "| hvm 128 MiB | 8 | in-process | 2000.0 ms | 1500.0 ms | 1990.0 ms | yes |"
+                "| hvm 128 MiB | 8 | in-process | 2000.0 ms | 1500.0 ms | 1990.0 ms | 0 | yes |"
             ),
             "{r}"
         );
