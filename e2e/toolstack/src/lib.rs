@@ -454,9 +454,9 @@ One build at a time, exec and in-process interleaved:\n\n\
     s += "\nBursts: N builds at once, every domain created first; exec: N threads each forking the \
 binary; in-process: N argv lines to the one process. *balanced*: the host's free pages after \
 every domain was destroyed and scrubbed are those before, short by less than half a \
-guest; *pages short*: by how many (Xen keeps a few dozen pages a domain for dom0's event \
-channels and maptrack, which grow with the domains dom0 serves; one 128 MiB guest left \
-behind would be 32768).\n\n\
+guest; *pages short*: by how many (the host's own allocations move the count: 291 pages short \
+after the first burst of one run came back by the next; one 128 MiB guest left behind would \
+be 32768).\n\n\
 | guest | N | arm | whole burst | per build | slowest | pages short | balanced |\n|---|---|---|---|---|---|---|---|\n";
     for f in log
         .lines()

@@ -7,8 +7,8 @@
 //! repeats. `--burst 8,16`: that many builds at once, all domains created first, then threads
 //! each forking a binary, against one server building them on its threads; the host's free
 //! pages after (every domain destroyed, scrubbing finished) must be those before, short by
-//! less than half a guest (Xen keeps a few dozen pages a domain for dom0's event channels
-//! and maptrack); the shortfall is reported.
+//! less than half a guest (the host's own allocations move the count by a few hundred
+//! pages); the shortfall is reported.
 //!
 //! Output: `STORM seq ...` and `STORM burst ...` lines of `key=value` fields.
 
@@ -219,9 +219,8 @@ fn burst(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) ->
         teardown(xc, xs, &doms);
         let builds = builds?;
         let (free_after, _) = wait_scrubbed(xc)?;
-        // Xen keeps some pages for dom0 after a burst (its event channel buckets and maptrack
-        // grow with the domains it serves and are not given back): a few dozen a domain. A
-        // guest left behind would be all its pages, so half of one is the line.
+        // The host's own allocations move the count (291 pages short after one first burst,
+        // back by the next). A guest left behind would be all its pages: half of one is the line.
         let balanced = free_after + (o.mem_mib << 8) / 2 >= free_before;
         let max = builds.iter().copied().fold(0.0, f64::max);
         println!(
