@@ -203,14 +203,19 @@ let builds () =
       if not (no_children ()) then fail "%s: a child left unreaped" name)
     cases
 
-(* A cancelled token stops the in-process path with Xenguest.Cancelled, which xenopsd's
-   Xenops_task.check_cancelling turns into its Cancelled error; nothing stays claimed. *)
-let cancelled () =
+(* A simulated host with one 512 MiB, 1-vCPU HVM domain, as xenopsd leaves it before a build. *)
+let one_vcpu_domain () =
   let sim = Xenguest.Sim.create ~spec in
   let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
   List.iter
     (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
     [ ("vcpu/number", "1"); ("vcpu/current", "1") ];
+  (sim, domid)
+
+(* A cancelled token stops the in-process path with Xenguest.Cancelled, which xenopsd's
+   Xenops_task.check_cancelling turns into its Cancelled error; nothing stays claimed. *)
+let cancelled () =
+  let sim, _ = one_vcpu_domain () in
   let c = Xenguest.cancel_token () in
   Xenguest.cancel c;
   (match X.build ~cancel:c (Xenguest.Sim.handle sim) (hvm ()) with
@@ -222,11 +227,7 @@ let cancelled () =
 
 (* The in-process path's own log lines reach ?log, as the exec path's info: lines do. *)
 let logged () =
-  let sim = Xenguest.Sim.create ~spec in
-  let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
-  List.iter
-    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
-    [ ("vcpu/number", "1"); ("vcpu/current", "1") ];
+  let sim, domid = one_vcpu_domain () in
   let lines = ref [] in
   ignore (X.build ~log:(fun l -> lines := l :: !lines) (Xenguest.Sim.handle sim) (hvm ()));
   let want = Printf.sprintf "domid = %d; Determined the following parameters from xenstore (HVM):" domid in
