@@ -62,39 +62,13 @@ fn main() -> ExitCode {
         Some("settle") => settle(),
         Some("xl-phase") if args.len() == 2 => xl_phase(&args[1]),
         Some("timed") if args.len() > 3 && args[2] == "--" => timed(&args[1], &args[3..]),
-        Some("report") if args.len() == 3 => std::fs::read(&args[1])
-            .map(|b| {
-                print!(
-                    "{}",
-                    xg_e2e::bench_report(
-                        &String::from_utf8_lossy(&b),
-                        args[2].parse().unwrap_or(0)
-                    )
-                )
-            })
-            .map_err(|e| format!("{}: {e}", args[1])),
-        Some("storm-report") if args.len() == 3 => std::fs::read(&args[1])
-            .map(|b| {
-                print!(
-                    "{}",
-                    xg_e2e::storm_report(
-                        &String::from_utf8_lossy(&b),
-                        args[2].parse().unwrap_or(0)
-                    )
-                )
-            })
-            .map_err(|e| format!("{}: {e}", args[1])),
-        Some("migration-report") if args.len() == 3 => std::fs::read(&args[1])
-            .map(|b| {
-                print!(
-                    "{}",
-                    xg_e2e::migration_report(
-                        &String::from_utf8_lossy(&b),
-                        args[2].parse().unwrap_or(0)
-                    )
-                )
-            })
-            .map_err(|e| format!("{}: {e}", args[1])),
+        Some("report") if args.len() == 3 => print_report(&args[1], &args[2], xg_e2e::bench_report),
+        Some("storm-report") if args.len() == 3 => {
+            print_report(&args[1], &args[2], xg_e2e::storm_report)
+        }
+        Some("migration-report") if args.len() == 3 => {
+            print_report(&args[1], &args[2], xg_e2e::migration_report)
+        }
         _ => Err(
             "usage: xg-e2e hvm|pvh|pv|firmware|count|xl-phase|timed ... (see the source)".into(),
         ),
@@ -106,6 +80,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Print a BENCHMARKS.md section made by `section` from the serial log at `log` and the QEMU
+/// run's length in seconds.
+fn print_report(log: &str, qemu_s: &str, section: fn(&str, u64) -> String) -> Res<()> {
+    let text = std::fs::read(log).map_err(|e| format!("{log}: {e}"))?;
+    print!(
+        "{}",
+        section(&String::from_utf8_lossy(&text), qemu_s.parse().unwrap_or(0))
+    );
+    Ok(())
 }
 
 /// Wait (at most 120 s) until Xen has no free pages left to scrub, so that every timed build
