@@ -38,9 +38,9 @@ let stats times =
 (* What xenopsd does before a build: create the domain (max_pages = max + 1 MiB, as the
    binary's -sim does) and write the platform keys the binary's -sim writes by default. *)
 let new_domain sim =
-  let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((mem_mib * 1024) + 1024) () in
+  let domid = Xenguest_sim.create_domain sim ~vcpus:1 ~max_mem_kib:((mem_mib * 1024) + 1024) () in
   List.iter
-    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/%s" domid k) v)
+    (fun (k, v) -> Xenguest_sim.write sim (Printf.sprintf "/local/domain/%d/%s" domid k) v)
     [
       ("platform/vcpu/number", "1");
       ("platform/vcpu/current", "1");
@@ -64,7 +64,7 @@ let in_process_once sim h =
   let t1 = now () in
   let r, _ = Xenguest.hvm_build h (args domid) in
   let t2 = now () in
-  Xenguest.Sim.destroy_domain sim domid;
+  Xenguest_sim.destroy_domain sim domid;
   let t3 = now () in
   check r;
   (t2 -. t1, t3 -. t0)
@@ -72,8 +72,8 @@ let in_process_once sim h =
 (* What `xenguest -sim` does in its own process: a fresh simulated host per build. *)
 let fresh_host_once () =
   let t0 = now () in
-  let sim = Xenguest.Sim.create ~spec in
-  let h = Xenguest.Sim.handle sim in
+  let sim = Xenguest_sim.create ~spec in
+  let h = Xenguest_sim.handle sim in
   let domid = new_domain sim in
   let r, _ = Xenguest.hvm_build h (args domid) in
   let t1 = now () in
@@ -160,9 +160,9 @@ let loadavg () =
 
 let () =
   let load = loadavg () in
-  let sim = Xenguest.Sim.create ~spec:"nodes=2,node_mib=262144" in
-  let h = Xenguest.Sim.handle sim in
-  let free0 = Xenguest.Sim.free_pages sim in
+  let sim = Xenguest_sim.create ~spec:"nodes=2,node_mib=262144" in
+  let h = Xenguest_sim.handle sim in
+  let free0 = Xenguest_sim.free_pages sim in
   (* Warm up: page cache for hvmloader, allocator, the binary. *)
   ignore (repeat 20 (fun () -> in_process_once sim h));
   let binary = Sys.file_exists !xenguest in
@@ -220,7 +220,7 @@ let () =
       in
       Array.iter Thread.join ts;
       total := !total +. (now () -. t0);
-      Array.iter (List.iter (Xenguest.Sim.destroy_domain sim)) domids
+      Array.iter (List.iter (Xenguest_sim.destroy_domain sim)) domids
     done;
     !total
   in
@@ -228,8 +228,8 @@ let () =
   let own_hosts_s ~threads =
     let hosts =
       Array.init threads (fun _ ->
-          let s = Xenguest.Sim.create ~spec:"nodes=2,node_mib=262144" in
-          (s, Xenguest.Sim.handle s))
+          let s = Xenguest_sim.create ~spec:"nodes=2,node_mib=262144" in
+          (s, Xenguest_sim.handle s))
     in
     let total = ref 0. in
     for _ = 1 to k do
@@ -244,7 +244,7 @@ let () =
       in
       Array.iter Thread.join ts;
       total := !total +. (now () -. t0);
-      Array.iteri (fun i ds -> List.iter (Xenguest.Sim.destroy_domain (fst hosts.(i))) ds) domids
+      Array.iteri (fun i ds -> List.iter (Xenguest_sim.destroy_domain (fst hosts.(i))) ds) domids
     done;
     !total
   in
@@ -254,8 +254,8 @@ let () =
   let two_s = timed_builds ~threads:2 in
   let seq_s = timed_builds ~threads:1 in
   let accounting =
-    match Xenguest.Sim.check_accounting sim with
-    | Ok () when Xenguest.Sim.free_pages sim = free0 -> "exact (free pages back to the start)"
+    match Xenguest_sim.check_accounting sim with
+    | Ok () when Xenguest_sim.free_pages sim = free0 -> "exact (free pages back to the start)"
     | Ok () -> "consistent, but free pages differ from the start"
     | Error e -> "BROKEN: " ^ e
   in

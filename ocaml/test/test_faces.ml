@@ -75,12 +75,12 @@ let spawn args keys =
 
 (* The in-process face, on a host prepared as the binary's -sim prepares it. *)
 let in_process ~pv args keys =
-  let sim = Xenguest.Sim.create ~spec in
-  let domid = Xenguest.Sim.create_domain sim ~hvm:(not pv) ~vcpus:1 ~max_mem_kib:((mem_mib * 1024) + 1024) () in
+  let sim = Xenguest_sim.create ~spec in
+  let domid = Xenguest_sim.create_domain sim ~hvm:(not pv) ~vcpus:1 ~max_mem_kib:((mem_mib * 1024) + 1024) () in
   assert (domid = 1);
-  List.iter (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/%s" domid k) v) platform;
-  List.iter (fun (k, v) -> Xenguest.Sim.write sim k v) keys;
-  match Xenguest.build_of_argv (Xenguest.Sim.handle sim) args with
+  List.iter (fun (k, v) -> Xenguest_sim.write sim (Printf.sprintf "/local/domain/%d/%s" domid k) v) platform;
+  List.iter (fun (k, v) -> Xenguest_sim.write sim k v) keys;
+  match Xenguest.build_of_argv (Xenguest_sim.handle sim) args with
   | r, _ ->
       Printf.sprintf "result:%nd %nd%s\n" r.store_mfn r.console_mfn
         (match r.protocol with Some p -> " " ^ p | None -> "")

@@ -95,17 +95,17 @@ type check = Key of string * string  (* a xenstore write the build made *) | Nod
 let show_check = function Key (k, v) -> Printf.sprintf "%s=%s" k v | Node0 -> "RAM on node 0"
 
 let in_process ~pv ~mib ~checks argv =
-  let sim = Xenguest.Sim.create ~spec in
-  let domid = Xenguest.Sim.create_domain sim ~hvm:(not pv) ~vcpus:1 ~max_mem_kib:((mib * 1024) + 1024) () in
+  let sim = Xenguest_sim.create ~spec in
+  let domid = Xenguest_sim.create_domain sim ~hvm:(not pv) ~vcpus:1 ~max_mem_kib:((mib * 1024) + 1024) () in
   assert (domid = 1);
   List.iter
-    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
+    (fun (k, v) -> Xenguest_sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
     [ ("vcpu/number", "1"); ("vcpu/current", "1"); ("acpi_s3", "0"); ("acpi_s4", "0") ];
-  let r = outcome (fun () -> X.build (Xenguest.Sim.handle sim) argv) in
-  (match Xenguest.Sim.check_accounting sim with Ok () -> () | Error e -> failwith ("accounting: " ^ e));
+  let r = outcome (fun () -> X.build (Xenguest_sim.handle sim) argv) in
+  (match Xenguest_sim.check_accounting sim with Ok () -> () | Error e -> failwith ("accounting: " ^ e));
   let holds = function
-    | Key (k, v) -> Xenguest.Sim.read sim k = Some v
-    | Node0 -> ( match (Xenguest.Sim.domain sim domid).pages_by_node with [ _; n1 ] -> n1 < 64 | _ -> false)
+    | Key (k, v) -> Xenguest_sim.read sim k = Some v
+    | Node0 -> ( match (Xenguest_sim.domain sim domid).pages_by_node with [ _; n1 ] -> n1 < 64 | _ -> false)
   in
   (r, List.filter (fun c -> not (holds c)) checks)
 
@@ -115,7 +115,7 @@ let fork_exec ~checks argv =
   if Sys.file_exists report then Sys.remove report;
   let r =
     outcome (fun () ->
-        X.build ~xenguest:binary (Xenguest.Sim.handle (Xenguest.Sim.create ~spec)) (argv @ [ "-sim"; spec; "-report"; report ]))
+        X.build ~xenguest:binary (Xenguest_sim.handle (Xenguest_sim.create ~spec)) (argv @ [ "-sim"; spec; "-report"; report ]))
   in
   let json =
     if not (Sys.file_exists report) then ""
@@ -205,10 +205,10 @@ let builds () =
 
 (* A simulated host with one 512 MiB, 1-vCPU HVM domain, as xenopsd leaves it before a build. *)
 let one_vcpu_domain () =
-  let sim = Xenguest.Sim.create ~spec in
-  let domid = Xenguest.Sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
+  let sim = Xenguest_sim.create ~spec in
+  let domid = Xenguest_sim.create_domain sim ~vcpus:1 ~max_mem_kib:((512 * 1024) + 1024) () in
   List.iter
-    (fun (k, v) -> Xenguest.Sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
+    (fun (k, v) -> Xenguest_sim.write sim (Printf.sprintf "/local/domain/%d/platform/%s" domid k) v)
     [ ("vcpu/number", "1"); ("vcpu/current", "1") ];
   (sim, domid)
 
@@ -218,18 +218,18 @@ let cancelled () =
   let sim, _ = one_vcpu_domain () in
   let c = Xenguest.cancel_token () in
   Xenguest.cancel c;
-  (match X.build ~cancel:c (Xenguest.Sim.handle sim) (hvm ()) with
+  (match X.build ~cancel:c (Xenguest_sim.handle sim) (hvm ()) with
   | _ -> fail "cancelled: the build finished"
   | exception Xenguest.Cancelled { message; _ } ->
       Printf.printf "ok: cancelled: %s\n%!" message
   | exception e -> fail "cancelled: raised %s" (Printexc.to_string e));
-  if Xenguest.Sim.outstanding_claims sim <> 0 then fail "cancelled: a claim left behind"
+  if Xenguest_sim.outstanding_claims sim <> 0 then fail "cancelled: a claim left behind"
 
 (* The in-process path's own log lines reach ?log, as the exec path's info: lines do. *)
 let logged () =
   let sim, domid = one_vcpu_domain () in
   let lines = ref [] in
-  ignore (X.build ~log:(fun l -> lines := l :: !lines) (Xenguest.Sim.handle sim) (hvm ()));
+  ignore (X.build ~log:(fun l -> lines := l :: !lines) (Xenguest_sim.handle sim) (hvm ()));
   let want = Printf.sprintf "domid = %d; Determined the following parameters from xenstore (HVM):" domid in
   if List.mem want !lines then Printf.printf "ok: in-process log: %d lines\n%!" (List.length !lines)
   else fail "in-process log: no %S in %d lines" want (List.length !lines)

@@ -15,7 +15,7 @@ pub mod validate;
 
 pub use argv::{Action, ArgvError, Mode, Options};
 pub use limits::{ImageLimits, LimitsError, KERNEL_MAX_SIZE_KEY, RAMDISK_MAX_SIZE_KEY};
-pub use pci::{parse_pci_passthrough, PciError};
+pub use pci::{parse_pci_address, parse_pci_passthrough, PciError};
 pub use validate::{validate, ValidationError};
 
 use crate::builder::BuildMode;

@@ -29,8 +29,14 @@ impl From<PciError> for crate::Error {
 pub fn parse_pci_passthrough(list: &str) -> Result<Vec<PciSbdf>, PciError> {
     list.split(',')
         .filter(|t| !t.is_empty())
-        .map(|token| parse_sbdf(token).ok_or_else(|| PciError::BadToken(token.to_string())))
+        .map(parse_pci_address)
         .collect()
+}
+
+/// One PCI address, `SSSS:BB:DD.F` or `BB:DD.F`: an element of the OCaml module's
+/// `pci_passthrough` list, where a list cannot hide an empty or comma-joined entry.
+pub fn parse_pci_address(token: &str) -> Result<PciSbdf, PciError> {
+    parse_sbdf(token).ok_or_else(|| PciError::BadToken(token.to_string()))
 }
 
 /// One `[SSSS:]BB:DD.F`: hex digits only (no sign, whitespace or `0x`), nothing after.
@@ -85,6 +91,17 @@ mod tests {
             parse_pci_passthrough("0000:0A:1F.7"),
             Ok(vec![sbdf(0, 10, 0x1f, 7)])
         );
+    }
+
+    #[test]
+    fn one_address_is_exactly_one() {
+        assert_eq!(parse_pci_address("0000:03:00.0"), Ok(sbdf(0, 3, 0, 0)));
+        for bad in ["", "0000:03:00.0,04:1f.7", "03:00.0,"] {
+            assert_eq!(
+                parse_pci_address(bad),
+                Err(PciError::BadToken(bad.to_string()))
+            );
+        }
     }
 
     #[test]
