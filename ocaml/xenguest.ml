@@ -52,6 +52,10 @@ type report = {
   populate_calls : int;
   xenstore_writes : (string * string) list;
   elapsed_us : int;
+  hypervisor_us : int;
+  xenstore_us : int;
+  images_us : int;
+  own_us : int;
 }
 
 type build_args = {

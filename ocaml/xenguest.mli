@@ -73,7 +73,11 @@ type report = {
   hypercalls : (string * int) list;  (** calls made, per kind *)
   populate_calls : int;  (** [populate_physmap] calls among them *)
   xenstore_writes : (string * string) list;  (** in order *)
-  elapsed_us : int;  (** wall time of the build *)
+  elapsed_us : int;  (** wall time of the build, split into the four below *)
+  hypervisor_us : int;  (** inside hypervisor calls *)
+  xenstore_us : int;  (** inside xenstore operations *)
+  images_us : int;  (** reading, unpacking and parsing images (kernel, firmware, modules) *)
+  own_us : int;  (** the rest: the builder's own work *)
 }
 
 (** The arguments xenopsd passes to the binary. [modules] pairs each PVH module with its

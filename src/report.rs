@@ -12,7 +12,9 @@ use crate::store::{Store, StoreError, StoreResult};
 use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The numbers a build hands back (`result:` line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,8 +67,56 @@ pub struct BuildReport {
     pub xenstore_writes: Vec<(String, String)>,
     /// The result.
     pub result: Option<BuildResult>,
-    /// Wall-clock time of the build, microseconds.
+    /// Where the build's wall time went.
+    pub time: TimeSplit,
+}
+
+/// Where a build's wall time went, microseconds. The seams' share is measured around each
+/// call by [`Counting`] and [`Recording`]; `own_us` is the rest: the builder's own work
+/// (argument and key parsing, planning, page tables, ACPI tables, logging).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TimeSplit {
+    /// Wall-clock time of the build.
     pub elapsed_us: u64,
+    /// Inside hypervisor calls (the libxenctrl call, or the simulator's model of it).
+    pub hypervisor_us: u64,
+    /// Inside xenstore operations.
+    pub xenstore_us: u64,
+    /// Reading, unpacking and parsing images (kernel, firmware, modules), outside the seams;
+    /// a kernel found in the cache costs its file check only.
+    pub images_us: u64,
+    /// Everything else.
+    pub own_us: u64,
+}
+
+impl TimeSplit {
+    /// The split of `elapsed`; the parts measured are disjoint, so `own_us` is what remains.
+    pub fn of(
+        elapsed: Duration,
+        hypervisor: Duration,
+        xenstore: Duration,
+        images: Duration,
+    ) -> Self {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let own = elapsed.saturating_sub(hypervisor + xenstore + images);
+        TimeSplit {
+            elapsed_us: us(elapsed),
+            hypervisor_us: us(hypervisor),
+            xenstore_us: us(xenstore),
+            images_us: us(images),
+            own_us: us(own),
+        }
+    }
+}
+
+impl std::fmt::Display for TimeSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "hypervisor {} us, xenstore {} us, images {} us, own {} us",
+            self.hypervisor_us, self.xenstore_us, self.images_us, self.own_us
+        )
+    }
 }
 
 impl BuildReport {
@@ -141,8 +191,9 @@ impl BuildReport {
         let _ = writeln!(s, "  xenstore       {}", writes.join(" "));
         let _ = writeln!(
             s,
-            "  elapsed        {:.3} ms",
-            self.elapsed_us as f64 / 1000.0
+            "  elapsed        {:.3} ms: {}",
+            self.time.elapsed_us as f64 / 1000.0,
+            self.time
         );
         s
     }
@@ -161,6 +212,17 @@ fn order_name(order: u32) -> String {
 pub struct Counting<'a> {
     inner: &'a dyn Hypervisor,
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Nanoseconds spent inside the calls.
+    busy_ns: AtomicU64,
+}
+
+/// Run `f`, adding the time it took to `busy_ns`.
+fn timed<T>(busy_ns: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let value = f();
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    busy_ns.fetch_add(ns, Ordering::Relaxed);
+    value
 }
 
 impl<'a> Counting<'a> {
@@ -169,6 +231,7 @@ impl<'a> Counting<'a> {
         Counting {
             inner,
             counts: Mutex::new(BTreeMap::new()),
+            busy_ns: AtomicU64::new(0),
         }
     }
 
@@ -180,10 +243,19 @@ impl<'a> Counting<'a> {
             .clone()
     }
 
-    /// Count a call of `kind` and hand back the hypervisor to make it on, or refuse it with
+    /// Time spent inside the calls so far.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+
+    /// Make a call of `kind` on the inner hypervisor, counted and timed, or refuse it with
     /// ECANCELED once the build has been cancelled: every hypervisor call is a check point
     /// (see [`crate::cancel`]).
-    fn tick(&self, kind: &'static str) -> XcResult<&'a dyn Hypervisor> {
+    fn call<T>(
+        &self,
+        kind: &'static str,
+        f: impl FnOnce(&dyn Hypervisor) -> XcResult<T>,
+    ) -> XcResult<T> {
         if crate::cancel::requested() {
             return Err(XcError::errno_with(
                 kind,
@@ -197,40 +269,46 @@ impl<'a> Counting<'a> {
             .unwrap_or_else(|e| e.into_inner())
             .entry(kind)
             .or_insert(0) += 1;
-        Ok(self.inner)
+        timed(&self.busy_ns, || f(self.inner))
     }
 }
 
 impl Hypervisor for Counting<'_> {
     fn domain_getinfo(&self, domid: DomId) -> XcResult<DomainInfo> {
-        self.tick("domain_getinfo")?.domain_getinfo(domid)
+        self.call("domain_getinfo", |h| h.domain_getinfo(domid))
     }
     fn physinfo(&self) -> XcResult<PhysInfo> {
-        self.tick("physinfo")?.physinfo()
+        self.call("physinfo", |h| h.physinfo())
     }
     fn vcpu_setaffinity_hard(&self, domid: DomId, vcpu: u32, hard: &[bool]) -> XcResult<()> {
-        self.tick("vcpu_setaffinity_hard")?
-            .vcpu_setaffinity_hard(domid, vcpu, hard)
+        self.call("vcpu_setaffinity_hard", |h| {
+            h.vcpu_setaffinity_hard(domid, vcpu, hard)
+        })
     }
     fn sched_credit_domain_get(&self, domid: DomId) -> XcResult<SchedCredit> {
-        self.tick("sched_credit_domain_get")?
-            .sched_credit_domain_get(domid)
+        self.call("sched_credit_domain_get", |h| {
+            h.sched_credit_domain_get(domid)
+        })
     }
     fn sched_credit_domain_set(&self, domid: DomId, params: SchedCredit) -> XcResult<()> {
-        self.tick("sched_credit_domain_set")?
-            .sched_credit_domain_set(domid, params)
+        self.call("sched_credit_domain_set", |h| {
+            h.sched_credit_domain_set(domid, params)
+        })
     }
     fn domain_set_tsc_info(&self, domid: DomId, tsc_mode: u32) -> XcResult<()> {
-        self.tick("domain_set_tsc_info")?
-            .domain_set_tsc_info(domid, tsc_mode)
+        self.call("domain_set_tsc_info", |h| {
+            h.domain_set_tsc_info(domid, tsc_mode)
+        })
     }
     fn domain_claim_pages(&self, domid: DomId, nr_pages: u64) -> XcResult<()> {
-        self.tick("domain_claim_pages")?
-            .domain_claim_pages(domid, nr_pages)
+        self.call("domain_claim_pages", |h| {
+            h.domain_claim_pages(domid, nr_pages)
+        })
     }
     fn domain_set_pod_target(&self, domid: DomId, target_pages: u64) -> XcResult<PodInfo> {
-        self.tick("domain_set_pod_target")?
-            .domain_set_pod_target(domid, target_pages)
+        self.call("domain_set_pod_target", |h| {
+            h.domain_set_pod_target(domid, target_pages)
+        })
     }
     fn domain_populate_physmap(
         &self,
@@ -239,40 +317,44 @@ impl Hypervisor for Counting<'_> {
         flags: MemFlags,
         extents: &mut [u64],
     ) -> XcResult<usize> {
-        self.tick("domain_populate_physmap")?
-            .domain_populate_physmap(domid, order, flags, extents)
+        self.call("domain_populate_physmap", |h| {
+            h.domain_populate_physmap(domid, order, flags, extents)
+        })
     }
     fn clear_domain_pages(&self, domid: DomId, first: MapFrame, nr_pages: u64) -> XcResult<()> {
-        self.tick("clear_domain_pages")?
-            .clear_domain_pages(domid, first, nr_pages)
+        self.call("clear_domain_pages", |h| {
+            h.clear_domain_pages(domid, first, nr_pages)
+        })
     }
     fn write_guest(&self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
-        self.tick("write_guest")?.write_guest(domid, at, data)
+        self.call("write_guest", |h| h.write_guest(domid, at, data))
     }
     fn read_guest(&self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
-        self.tick("read_guest")?.read_guest(domid, at, buf)
+        self.call("read_guest", |h| h.read_guest(domid, at, buf))
     }
     fn hvm_param_set(&self, domid: DomId, param: u32, value: u64) -> XcResult<()> {
-        self.tick("hvm_param_set")?
-            .hvm_param_set(domid, param, value)
+        self.call("hvm_param_set", |h| h.hvm_param_set(domid, param, value))
     }
     fn hvm_param_get(&self, domid: DomId, param: u32) -> XcResult<u64> {
-        self.tick("hvm_param_get")?.hvm_param_get(domid, param)
+        self.call("hvm_param_get", |h| h.hvm_param_get(domid, param))
     }
     fn domain_set_memory_map(&self, domid: DomId, e820: &[E820Entry]) -> XcResult<()> {
-        self.tick("domain_set_memory_map")?
-            .domain_set_memory_map(domid, e820)
+        self.call("domain_set_memory_map", |h| {
+            h.domain_set_memory_map(domid, e820)
+        })
     }
     fn domain_set_time_offset(&self, domid: DomId, offset_s: i32) -> XcResult<()> {
-        self.tick("domain_set_time_offset")?
-            .domain_set_time_offset(domid, offset_s)
+        self.call("domain_set_time_offset", |h| {
+            h.domain_set_time_offset(domid, offset_s)
+        })
     }
     fn get_cpu_featureset(&self, kind: FeaturesetKind) -> XcResult<Vec<u32>> {
-        self.tick("get_cpu_featureset")?.get_cpu_featureset(kind)
+        self.call("get_cpu_featureset", |h| h.get_cpu_featureset(kind))
     }
     fn cpuid_apply_policy(&self, domid: DomId, policy: &CpuidPolicy) -> XcResult<()> {
-        self.tick("cpuid_apply_policy")?
-            .cpuid_apply_policy(domid, policy)
+        self.call("cpuid_apply_policy", |h| {
+            h.cpuid_apply_policy(domid, policy)
+        })
     }
     fn gnttab_seed(
         &self,
@@ -282,44 +364,45 @@ impl Hypervisor for Counting<'_> {
         console_domid: DomId,
         xenstore_domid: DomId,
     ) -> XcResult<()> {
-        self.tick("gnttab_seed")?.gnttab_seed(
-            domid,
-            console,
-            xenstore,
-            console_domid,
-            xenstore_domid,
-        )
+        self.call("gnttab_seed", |h| {
+            h.gnttab_seed(domid, console, xenstore, console_domid, xenstore_domid)
+        })
     }
     fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()> {
-        self.tick("domain_hvm_set_boot_vcpu")?
-            .domain_hvm_set_boot_vcpu(domid, vcpu)
+        self.call("domain_hvm_set_boot_vcpu", |h| {
+            h.domain_hvm_set_boot_vcpu(domid, vcpu)
+        })
     }
     fn reserved_device_memory_map(&self, sbdf: PciSbdf) -> XcResult<Vec<ReservedRange>> {
-        self.tick("reserved_device_memory_map")?
-            .reserved_device_memory_map(sbdf)
+        self.call("reserved_device_memory_map", |h| {
+            h.reserved_device_memory_map(sbdf)
+        })
     }
     fn domain_set_address_size(&self, domid: DomId, bits: u32) -> XcResult<()> {
-        self.tick("domain_set_address_size")?
-            .domain_set_address_size(domid, bits)
+        self.call("domain_set_address_size", |h| {
+            h.domain_set_address_size(domid, bits)
+        })
     }
     fn get_native_protocol(&self, domid: DomId) -> XcResult<String> {
-        self.tick("get_native_protocol")?.get_native_protocol(domid)
+        self.call("get_native_protocol", |h| h.get_native_protocol(domid))
     }
     fn domain_shared_info_frame(&self, domid: DomId) -> XcResult<Mfn> {
-        self.tick("domain_shared_info_frame")?
-            .domain_shared_info_frame(domid)
+        self.call("domain_shared_info_frame", |h| {
+            h.domain_shared_info_frame(domid)
+        })
     }
     fn mmuext_pin_l4_table(&self, domid: DomId, l4: Mfn) -> XcResult<()> {
-        self.tick("mmuext_pin_l4_table")?
-            .mmuext_pin_l4_table(domid, l4)
+        self.call("mmuext_pin_l4_table", |h| h.mmuext_pin_l4_table(domid, l4))
     }
     fn hypercall_page_init(&self, domid: DomId, page: Mfn) -> XcResult<()> {
-        self.tick("hypercall_page_init")?
-            .hypercall_page_init(domid, page)
+        self.call("hypercall_page_init", |h| {
+            h.hypercall_page_init(domid, page)
+        })
     }
     fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
-        self.tick("vcpu_setcontext_pv")?
-            .vcpu_setcontext_pv(domid, vcpu, ctx)
+        self.call("vcpu_setcontext_pv", |h| {
+            h.vcpu_setcontext_pv(domid, vcpu, ctx)
+        })
     }
     fn domain_pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {
         // A query for the report, not part of the build: not counted.
@@ -331,6 +414,8 @@ impl Hypervisor for Counting<'_> {
 pub struct Recording<'a> {
     inner: &'a dyn Store,
     writes: Mutex<Vec<(String, String)>>,
+    /// Nanoseconds spent inside the operations.
+    busy_ns: AtomicU64,
 }
 
 impl<'a> Recording<'a> {
@@ -339,7 +424,13 @@ impl<'a> Recording<'a> {
         Recording {
             inner,
             writes: Mutex::new(Vec::new()),
+            busy_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Time spent inside the operations so far.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
     }
 
     /// Writes so far, in order.
@@ -368,11 +459,11 @@ fn store_checkpoint(op: &'static str, path: &str) -> StoreResult<()> {
 impl Store for Recording<'_> {
     fn read(&self, path: &str) -> StoreResult<Option<String>> {
         store_checkpoint("read", path)?;
-        self.inner.read(path)
+        timed(&self.busy_ns, || self.inner.read(path))
     }
     fn write(&self, path: &str, value: &str) -> StoreResult<()> {
         store_checkpoint("write", path)?;
-        self.inner.write(path, value)?;
+        timed(&self.busy_ns, || self.inner.write(path, value))?;
         self.writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -381,10 +472,44 @@ impl Store for Recording<'_> {
     }
     fn directory(&self, path: &str) -> StoreResult<Vec<String>> {
         store_checkpoint("directory", path)?;
-        self.inner.directory(path)
+        timed(&self.busy_ns, || self.inner.directory(path))
     }
     fn rm(&self, path: &str) -> StoreResult<()> {
         store_checkpoint("rm", path)?;
-        self.inner.rm(path)
+        timed(&self.busy_ns, || self.inner.rm(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_split_own_is_the_rest() {
+        let us = Duration::from_micros;
+        let t = TimeSplit::of(us(1000), us(600), us(50), us(100));
+        assert_eq!(
+            (
+                t.elapsed_us,
+                t.hypervisor_us,
+                t.xenstore_us,
+                t.images_us,
+                t.own_us
+            ),
+            (1000, 600, 50, 100, 250)
+        );
+        // Clocks read at different moments can overlap by a hair: never a negative rest.
+        assert_eq!(TimeSplit::of(us(10), us(8), us(1), us(2)).own_us, 0);
+    }
+
+    #[test]
+    fn counting_times_each_call() {
+        let sim = crate::hypervisor::sim::SimHost::from_spec("nodes=1,node_mib=64").unwrap();
+        sim.set_call_latency(Duration::from_millis(2));
+        let hv = Counting::new(&sim);
+        hv.physinfo().unwrap();
+        hv.physinfo().unwrap();
+        assert!(hv.busy() >= Duration::from_millis(4), "{:?}", hv.busy());
+        assert_eq!(hv.counts().get("physinfo"), Some(&2));
     }
 }

@@ -135,7 +135,17 @@ fn report_json_has_the_layout_orders_and_call_counts() {
     assert!(writes
         .iter()
         .any(|w| w[0] == "/local/domain/3/vm-data/mmio-hole-size" && w[1] == "268435456"));
-    assert!(r["elapsed_us"].as_u64().unwrap() > 0);
+    let time = |part: &str| r["time"][part].as_u64().unwrap();
+    assert!(time("elapsed_us") > 0);
+    assert!(
+        time("hypervisor_us") > 0 && time("images_us") > 0,
+        "{}",
+        r["time"]
+    );
+    // The four parts are disjoint and cover the build: they add up to it, but for the
+    // rounding of each to whole microseconds.
+    let parts = time("hypervisor_us") + time("xenstore_us") + time("images_us") + time("own_us");
+    assert!(parts.abs_diff(time("elapsed_us")) <= 4, "{}", r["time"]);
 }
 
 #[test]

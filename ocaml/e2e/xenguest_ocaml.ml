@@ -55,7 +55,12 @@ let serve () =
     match String.split_on_char '\t' line with
     | id :: argv -> (
         match build h argv with
-        | r, report -> answer id (Printf.sprintf "result:%s\t%d" (frames r) report.Xenguest.elapsed_us)
+        | r, (report : Xenguest.report) ->
+            answer id
+              (Printf.sprintf
+                 "result:%s\tcore_us=%d\thypervisor_us=%d\txenstore_us=%d\timages_us=%d\town_us=%d"
+                 (frames r) report.elapsed_us report.hypervisor_us report.xenstore_us
+                 report.images_us report.own_us)
         | exception Xenguest.Error { message; _ } -> answer id ("error:" ^ message)
         | exception e -> answer id ("error:" ^ Printexc.to_string e))
     | [] -> ()

@@ -32,6 +32,10 @@ let test_hvm_build _ =
   assert_equal ~printer:string_of_int 2 (List.assoc 18 report.pages_by_order lsr 18);
   assert_bool "far fewer populate calls than libxenguest's 259" (report.populate_calls <= 6);
   assert_bool "elapsed measured" (report.elapsed_us > 0);
+  (* The parts are disjoint and cover the build, but for rounding each to whole us. *)
+  let parts = report.hypervisor_us + report.xenstore_us + report.images_us + report.own_us in
+  assert_bool "the time split adds up" (abs (parts - report.elapsed_us) <= 4);
+  assert_bool "hvmloader read" (report.images_us > 0);
   let hole = Printf.sprintf "/local/domain/%d/vm-data/mmio-hole-size" domid in
   assert_equal (Some "268435456") (Xenguest_sim.read sim hole);
   assert_bool "write reported" (List.mem (hole, "268435456") report.xenstore_writes);

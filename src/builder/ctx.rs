@@ -9,7 +9,8 @@ use crate::platform::{self, PlatformFlags};
 use crate::report::{Counting, Recording};
 use crate::types::{pages_of_mib, DomId};
 use crate::vcpu;
-use std::time::Instant;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// One build in progress: the seams (wrapped to count calls and record writes), the request
 /// and what the opening steps learnt.
@@ -30,6 +31,31 @@ pub(crate) struct BuildCtx<'a> {
     pub started: Instant,
     /// The platform keys, parsed.
     pub flags: PlatformFlags,
+    /// Time spent loading images, outside the seams (see [`BuildCtx::loading`]).
+    images: Cell<Duration>,
+}
+
+impl BuildCtx<'_> {
+    /// Run `f`, which reads, unpacks or parses images (kernel, firmware, modules), counting
+    /// its time, less any spent in the seams meanwhile, as image time for the report.
+    pub(crate) fn loading<T>(&self, f: impl FnOnce() -> T) -> T {
+        let (started, hv, store) = (Instant::now(), self.hv.busy(), self.store.busy());
+        let value = f();
+        let seams = (self.hv.busy() - hv) + (self.store.busy() - store);
+        self.images
+            .set(self.images.get() + started.elapsed().saturating_sub(seams));
+        value
+    }
+
+    /// Where the build's time went so far.
+    pub(crate) fn time_split(&self) -> crate::report::TimeSplit {
+        crate::report::TimeSplit::of(
+            self.started.elapsed(),
+            self.hv.busy(),
+            self.store.busy(),
+            self.images.get(),
+        )
+    }
 }
 
 /// Pages of guest RAM a request allocates at build time: the PoD target when an HVM or PVH
@@ -154,6 +180,7 @@ pub(crate) fn prepare<'a>(
         mode,
         started,
         flags,
+        images: Cell::new(Duration::ZERO),
     })
 }
 

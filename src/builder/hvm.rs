@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// Build an HVM guest, after the opening steps.
 pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
-    let firmware = load_firmware(&ctx.store, ctx.env.paths, ctx.req)?;
+    let firmware = ctx.loading(|| load_firmware(&ctx.store, ctx.env.paths, ctx.req))?;
     let layout = plan_layout(&ctx)?;
     let ram = container::setup_ram(&ctx, &layout, true, Step::HvmSetupMem)?;
     write_layout(&ctx, &layout)?;

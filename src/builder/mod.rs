@@ -154,7 +154,7 @@ pub(crate) fn finish(ctx: &ctx::BuildCtx<'_>, built: Built) -> BuildOutput {
         hypercalls: ctx.hv.counts(),
         xenstore_writes: ctx.store.writes(),
         result: Some(built.result.clone()),
-        elapsed_us: u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        time: ctx.time_split(),
     };
     let pages = |order: u32| {
         report
@@ -166,7 +166,7 @@ pub(crate) fn finish(ctx: &ctx::BuildCtx<'_>, built: Built) -> BuildOutput {
             .unwrap_or(0)
     };
     log::info!(
-        "domid = {}; {} done: 1G {} 2M {} 4K {} pages in {} populate calls, {} hypercalls, {} us",
+        "domid = {}; {} done: 1G {} 2M {} 4K {} pages in {} populate calls, {} hypercalls, {} us ({})",
         req.domid,
         mode.name(),
         pages(18),
@@ -174,7 +174,8 @@ pub(crate) fn finish(ctx: &ctx::BuildCtx<'_>, built: Built) -> BuildOutput {
         pages(0),
         report.memory.ram.calls(),
         report.total_hypercalls(),
-        report.elapsed_us
+        report.time.elapsed_us,
+        report.time
     );
     BuildOutput {
         result: built.result,

@@ -48,8 +48,8 @@ const XEN_AREA: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8800_0000_0000);
 pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
     let (req, domid) = (ctx.req, ctx.domid);
     let limits = ImageLimits::read(&ctx.store)?;
-    let kernel = load_kernel(req, &limits)?;
-    let ramdisk = load_ramdisk(req, &limits)?;
+    let kernel = ctx.loading(|| load_kernel(req, &limits))?;
+    let ramdisk = ctx.loading(|| load_ramdisk(req, &limits))?;
     let total_pages = pages_of_mib(req.mem_start_mib); // xc_dom_mem_init
     let (p2m, ram) = meminit_pv(&ctx.hv, domid, total_pages, req.mem_pnode)?;
     let mem = GuestMemory::pv(&ctx.hv, domid, p2m);

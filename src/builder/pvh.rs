@@ -31,8 +31,8 @@ use std::path::Path;
 pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
     check_request(ctx.req)?;
     let limits = ImageLimits::read(&ctx.store)?;
-    let kernel = load_kernel(&ctx.req.image, limits.kernel_bytes)?;
-    let modules = load_modules(ctx.req, limits.ramdisk_bytes)?;
+    let kernel = ctx.loading(|| load_kernel(&ctx.req.image, limits.kernel_bytes))?;
+    let modules = ctx.loading(|| load_modules(ctx.req, limits.ramdisk_bytes))?;
 
     let mut plan = setup_layout(ctx.req)?;
     let ram = container::setup_ram(&ctx, &plan, false, Step::BootMemInit)?;

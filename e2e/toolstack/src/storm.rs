@@ -123,24 +123,33 @@ impl Server {
             .map_err(|e| format!("server: {e}"))
     }
 
-    /// The next answer: the domid and the build's core time in µs, or its error.
-    fn recv(&mut self) -> Res<(u32, u64)> {
+    /// The next answer: the domid and where the build's time went (`core_us`, the build's
+    /// whole time, then its parts: `hypervisor_us`, `xenstore_us`, `images_us`, `own_us`),
+    /// or its error.
+    fn recv(&mut self) -> Res<(u32, Vec<(String, u64)>)> {
         let mut line = String::new();
         match self.answers.read_line(&mut line) {
             Ok(0) => return Err("server: exited".into()),
             Ok(_) => {}
             Err(e) => return Err(format!("server: {e}")),
         }
+        let bad = || format!("server: {}", line.trim_end());
         let mut words = line.trim_end().split('\t');
-        let domid = words.next().and_then(|d| d.parse().ok());
+        let domid = words.next().and_then(|d| d.parse().ok()).ok_or_else(bad)?;
         let answer = words.next().unwrap_or("");
-        let core_us = words.next().and_then(|u| u.parse().ok());
-        match (domid, answer.starts_with("result:"), core_us) {
-            (Some(d), true, Some(us)) => {
-                result_frames(answer)?;
-                Ok((d, us))
-            }
-            _ => Err(format!("server: {}", line.trim_end())),
+        if !answer.starts_with("result:") {
+            return Err(bad());
+        }
+        result_frames(answer)?;
+        let times: Option<Vec<(String, u64)>> = words
+            .map(|w| {
+                let (k, v) = w.split_once('=')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect();
+        match times {
+            Some(t) if t.iter().any(|(k, _)| k == "core_us") => Ok((domid, t)),
+            _ => Err(bad()),
         }
     }
 
@@ -173,13 +182,18 @@ fn seq(xc: &XenCtrl, xs: &Xs, o: &GuestOpts, server: &mut Server, n: usize) -> R
         let inproc = server.send(o, &doms[0]).and_then(|()| server.recv());
         let took = t0.elapsed();
         teardown(xc, xs, &doms);
-        let (_, core_us) = inproc?;
+        let (_, times) = inproc?;
+        let times: Vec<String> = times
+            .iter()
+            .map(|(k, v)| format!("inproc_{k}={v}"))
+            .collect();
         println!(
-            "STORM seq guest={} size={} rep={rep} exec_ms={:.1} inproc_ms={:.1} inproc_core_us={core_us}",
+            "STORM seq guest={} size={} rep={rep} exec_ms={:.1} inproc_ms={:.1} {}",
             o.name,
             o.mem_mib,
             ms(exec),
-            ms(took)
+            ms(took),
+            times.join(" ")
         );
     }
     Ok(())

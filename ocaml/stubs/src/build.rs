@@ -136,6 +136,10 @@ struct Report {
     populate_calls: i64,
     xenstore_writes: Vec<(String, String)>,
     elapsed_us: i64,
+    hypervisor_us: i64,
+    xenstore_us: i64,
+    images_us: i64,
+    own_us: i64,
 }
 
 enum OReport {}
@@ -148,6 +152,10 @@ impl_to_ocaml_record! {
         populate_calls: OCamlInt,
         xenstore_writes: OCamlList<(String, String)>,
         elapsed_us: OCamlInt,
+        hypervisor_us: OCamlInt,
+        xenstore_us: OCamlInt,
+        images_us: OCamlInt,
+        own_us: OCamlInt,
     }
 }
 
@@ -174,7 +182,11 @@ impl Report {
                 .collect(),
             populate_calls: r.hypercalls.get("domain_populate_physmap").map_or(0, count),
             xenstore_writes: r.xenstore_writes.clone(),
-            elapsed_us: ocaml_int(r.elapsed_us),
+            elapsed_us: ocaml_int(r.time.elapsed_us),
+            hypervisor_us: ocaml_int(r.time.hypervisor_us),
+            xenstore_us: ocaml_int(r.time.xenstore_us),
+            images_us: ocaml_int(r.time.images_us),
+            own_us: ocaml_int(r.time.own_us),
         }
     }
 }
