@@ -26,6 +26,7 @@ pub mod restore;
 pub mod server;
 pub mod session;
 pub mod socket;
+pub mod stream;
 
 #[cfg(test)]
 mod fake;
