@@ -3,8 +3,9 @@
 //! wrappers sit on the seams, so the report is the same for the real and simulated host.
 
 use crate::hypervisor::{
-    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
+    CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags,
+    MsrEntry, PciSbdf, PhysInfo, PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo,
+    XcError, XcResult,
 };
 use crate::layout::HvmLayout;
 use crate::memory::PopulateStats;
@@ -402,6 +403,37 @@ impl Hypervisor for Counting<'_> {
     fn vcpu_setcontext_pv(&self, domid: DomId, vcpu: u32, ctx: &PvVcpuContext) -> XcResult<()> {
         self.call("vcpu_setcontext_pv", |h| {
             h.vcpu_setcontext_pv(domid, vcpu, ctx)
+        })
+    }
+    fn domain_decrease_reservation(&self, domid: DomId, gfns: &[u64]) -> XcResult<usize> {
+        self.call("domain_decrease_reservation", |h| {
+            h.domain_decrease_reservation(domid, gfns)
+        })
+    }
+    fn domain_get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
+        self.call("domain_get_tsc_info", |h| h.domain_get_tsc_info(domid))
+    }
+    fn domain_restore_tsc_info(&self, domid: DomId, info: &TscInfo) -> XcResult<()> {
+        self.call("domain_restore_tsc_info", |h| {
+            h.domain_restore_tsc_info(domid, info)
+        })
+    }
+    fn domain_hvm_getcontext(&self, domid: DomId) -> XcResult<Vec<u8>> {
+        self.call("domain_hvm_getcontext", |h| h.domain_hvm_getcontext(domid))
+    }
+    fn domain_hvm_setcontext(&self, domid: DomId, context: &[u8]) -> XcResult<()> {
+        self.call("domain_hvm_setcontext", |h| {
+            h.domain_hvm_setcontext(domid, context)
+        })
+    }
+    fn domain_set_cpu_policy(
+        &self,
+        domid: DomId,
+        leaves: &[CpuidLeaf],
+        msrs: &[MsrEntry],
+    ) -> XcResult<()> {
+        self.call("domain_set_cpu_policy", |h| {
+            h.domain_set_cpu_policy(domid, leaves, msrs)
         })
     }
     fn domain_pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {

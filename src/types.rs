@@ -31,6 +31,8 @@ pub const ORDER_2M: u32 = 9;
 pub const ORDER_1G: u32 = 18;
 /// Largest order the buddy allocator knows (`MAX_ORDER` on x86).
 pub const MAX_ORDER: u32 = 18;
+/// Guest frames a 4-level p2m (EPT or p2m-pt) can map: 48-bit guest-physical addresses.
+pub const P2M_GFN_LIMIT: u64 = 1 << 36;
 
 /// 4 KiB pages in `mib` MiB.
 pub const fn pages_of_mib(mib: u64) -> u64 {

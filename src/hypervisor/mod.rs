@@ -166,6 +166,42 @@ pub struct CpuidPolicy {
     pub cores_per_socket: u32,
 }
 
+/// A domain's TSC state, as `xc_domain_get_tsc_info` gives it and `xc_domain_set_tsc_info`
+/// takes it (the migration stream's X86_TSC_INFO record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TscInfo {
+    /// `tsc_mode` (0 default, 1 always emulate, 2 never emulate).
+    pub mode: u32,
+    /// `gtsc_khz`: the guest's TSC frequency.
+    pub khz: u32,
+    /// `elapsed_nsec`: the guest's elapsed time.
+    pub nsec: u64,
+    /// `incarnation`: how many times the domain was migrated or restored.
+    pub incarnation: u32,
+}
+
+/// One CPUID leaf of a domain's policy (`xen_cpuid_leaf_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CpuidLeaf {
+    /// Leaf.
+    pub leaf: u32,
+    /// Subleaf (`XEN_CPUID_NO_SUBLEAF`, all ones, when none).
+    pub subleaf: u32,
+    /// EAX, EBX, ECX, EDX.
+    pub regs: [u32; 4],
+}
+
+/// One MSR of a domain's policy (`xen_msr_entry_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MsrEntry {
+    /// The MSR's index.
+    pub index: u32,
+    /// `flags` (reserved, 0).
+    pub flags: u32,
+    /// Its value.
+    pub value: u64,
+}
+
 /// The boot vCPU state `vcpu_hvm` gives an HVM container: flat 32-bit protected mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct HvmBootVcpu {
@@ -364,6 +400,39 @@ pub trait Hypervisor: Send + Sync {
     /// `xc_vcpu_setcontext` with a 64-bit PV context (`vcpu_x86_64`).
     fn vcpu_setcontext_pv(&self, _domid: DomId, _vcpu: u32, _ctx: &PvVcpuContext) -> XcResult<()> {
         Err(not_in_backend("xc_vcpu_setcontext"))
+    }
+    /// `xc_domain_decrease_reservation` of order-0 extents: give back the page at each gfn
+    /// (translated domains). Returns how many were done before the first failure, as Xen
+    /// stops there.
+    fn domain_decrease_reservation(&self, _domid: DomId, _gfns: &[u64]) -> XcResult<usize> {
+        Err(not_in_backend("xc_domain_decrease_reservation"))
+    }
+    /// `xc_domain_get_tsc_info`.
+    fn domain_get_tsc_info(&self, _domid: DomId) -> XcResult<TscInfo> {
+        Err(not_in_backend("xc_domain_get_tsc_info"))
+    }
+    /// `xc_domain_set_tsc_info` with every field (a restore's X86_TSC_INFO record; builds
+    /// set the mode alone, [`Hypervisor::domain_set_tsc_info`]).
+    fn domain_restore_tsc_info(&self, _domid: DomId, _info: &TscInfo) -> XcResult<()> {
+        Err(not_in_backend("xc_domain_set_tsc_info"))
+    }
+    /// `xc_domain_hvm_getcontext`: the whole HVM context, Xen's save records back to back.
+    fn domain_hvm_getcontext(&self, _domid: DomId) -> XcResult<Vec<u8>> {
+        Err(not_in_backend("xc_domain_hvm_getcontext"))
+    }
+    /// `xc_domain_hvm_setcontext`: load a whole HVM context (a restore's HVM_CONTEXT).
+    fn domain_hvm_setcontext(&self, _domid: DomId, _context: &[u8]) -> XcResult<()> {
+        Err(not_in_backend("xc_domain_hvm_setcontext"))
+    }
+    /// `xc_set_domain_cpu_policy` (libxenguest): a restore's X86_CPUID_POLICY and
+    /// X86_MSR_POLICY records.
+    fn domain_set_cpu_policy(
+        &self,
+        _domid: DomId,
+        _leaves: &[CpuidLeaf],
+        _msrs: &[MsrEntry],
+    ) -> XcResult<()> {
+        Err(not_in_backend("xc_set_domain_cpu_policy"))
     }
     /// Pages the domain owns on each NUMA node. Xen 4.17 has no such query (XenServer's
     /// `XEN_DOMCTL_NUMA_OP_GET_NODE_PAGES` patch adds one), so the default says ENOSYS.

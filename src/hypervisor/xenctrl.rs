@@ -14,7 +14,7 @@
 
 use super::{
     CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
+    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo, XcError, XcResult,
 };
 use crate::types::{usize_of, DomId, E820Entry, MapAddr, MapFrame, Mfn, PAGE_BYTES, PAGE_USIZE};
 use std::ffi::CStr;
@@ -793,6 +793,70 @@ impl Hypervisor for XenCtrl {
             }
         })
         .map(drop)
+    }
+
+    fn domain_decrease_reservation(&self, domid: DomId, gfns: &[u64]) -> XcResult<usize> {
+        if gfns.is_empty() {
+            return Ok(0);
+        }
+        let mut extents = gfns.to_vec();
+        let done = self.call("xc_domain_decrease_reservation", |xch| {
+            // SAFETY: `extents` is an array of `len` xen_pfn_t (u64) gfns, read by Xen.
+            unsafe {
+                sys::xc_domain_decrease_reservation(
+                    xch,
+                    domid.0,
+                    extents.len() as c_ulong,
+                    0,
+                    extents.as_mut_ptr(),
+                )
+            }
+        })?;
+        Ok(count(done))
+    }
+
+    fn domain_get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
+        let mut t = TscInfo::default();
+        self.call("xc_domain_get_tsc_info", |xch| {
+            // SAFETY: the four out-pointers are writable fields of `t`.
+            unsafe {
+                sys::xc_domain_get_tsc_info(
+                    xch,
+                    domid.0,
+                    &mut t.mode,
+                    &mut t.nsec,
+                    &mut t.khz,
+                    &mut t.incarnation,
+                )
+            }
+        })?;
+        Ok(t)
+    }
+
+    fn domain_restore_tsc_info(&self, domid: DomId, info: &TscInfo) -> XcResult<()> {
+        self.call("xc_domain_set_tsc_info", |xch| {
+            // SAFETY: scalar arguments only.
+            unsafe {
+                sys::xc_domain_set_tsc_info(
+                    xch,
+                    domid.0,
+                    info.mode,
+                    info.nsec,
+                    info.khz,
+                    info.incarnation,
+                )
+            }
+        })
+        .map(drop)
+    }
+
+    fn domain_hvm_getcontext(&self, domid: DomId) -> XcResult<Vec<u8>> {
+        self.hvm_getcontext(domid)
+    }
+
+    fn domain_hvm_setcontext(&self, domid: DomId, context: &[u8]) -> XcResult<()> {
+        // libxenctrl takes a mutable pointer it only reads from.
+        self.hvm_setcontext(domid, &mut context.to_vec())
     }
 
     fn domain_hvm_set_boot_vcpu(&self, domid: DomId, vcpu: &HvmBootVcpu) -> XcResult<()> {

@@ -1,7 +1,9 @@
 //! Per-domain state of the simulated host: page accounting, the p2m, the PoD cache and
 //! everything the builder sets through the trait.
 
-use crate::hypervisor::{CpuidPolicy, HvmBootVcpu, PvVcpuContext, SchedCredit};
+use crate::hypervisor::{
+    CpuidLeaf, CpuidPolicy, HvmBootVcpu, MsrEntry, PvVcpuContext, SchedCredit, TscInfo,
+};
 use crate::types::{DomId, E820Entry, MapFrame, PAGE_USIZE};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -153,6 +155,12 @@ pub struct DomainSnapshot {
     pub sched: SchedCredit,
     /// TSC mode, if set.
     pub tsc_mode: Option<u32>,
+    /// The whole TSC state a restore set, if any.
+    pub tsc_info: Option<TscInfo>,
+    /// The HVM context loaded, if any.
+    pub hvm_context: Option<Vec<u8>>,
+    /// The CPU policy a restore set (leaves, MSRs), if any.
+    pub cpu_policy: Option<(Vec<CpuidLeaf>, Vec<MsrEntry>)>,
     /// Time offset, seconds, if set.
     pub time_offset_s: Option<i32>,
     /// The CPUID policy applied, as the toolstack passed it, if any.
@@ -216,7 +224,13 @@ pub(super) struct Domain {
     pub vcpu_hard: Vec<Option<Vec<bool>>>,
     pub sched: SchedCredit,
     pub tsc_mode: Option<u32>,
+    /// Everything `xc_domain_set_tsc_info` set by a restore.
+    pub tsc: Option<TscInfo>,
     pub time_offset: Option<i32>,
+    /// The HVM context loaded by `xc_domain_hvm_setcontext`.
+    pub hvm_context: Option<Vec<u8>>,
+    /// The CPUID leaves and MSRs `xc_set_domain_cpu_policy` set.
+    pub cpu_policy: Option<(Vec<CpuidLeaf>, Vec<MsrEntry>)>,
     pub cpuid: Option<CpuidPolicy>,
     pub cpuid_effective: Option<Vec<u32>>,
     pub grants: Option<GrantSeed>,
@@ -260,6 +274,9 @@ impl Domain {
                 cap: 0,
             },
             tsc_mode: None,
+            tsc: None,
+            hvm_context: None,
+            cpu_policy: None,
             time_offset: None,
             cpuid: None,
             cpuid_effective: None,
@@ -348,6 +365,23 @@ impl Domain {
             replaced += n;
         }
         replaced
+    }
+
+    /// Take `gfn` out of the p2m (`guest_remove_page()`): `Some(Some(mfn))` for RAM, whose
+    /// frame is no longer the domain's, `Some(None)` for a dropped PoD entry, `None` when
+    /// `gfn` is neither.
+    pub fn remove_page(&mut self, gfn: u64) -> Option<Option<u64>> {
+        let state = self.state_of(gfn)?;
+        self.carve(gfn, gfn + 1);
+        match state {
+            GfnState::Ram { mfn } => {
+                // carve() keeps the frame owned, unmapped: it is given back instead.
+                self.unmapped.retain(|&block| block != (mfn, 1));
+                self.memory.remove(&mfn);
+                Some(Some(mfn))
+            }
+            GfnState::Pod => Some(None),
+        }
     }
 
     /// Map `2^order` frames of RAM from `mfn` at `gfn` (`guest_physmap_add_page()`).

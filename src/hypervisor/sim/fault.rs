@@ -39,6 +39,15 @@ pub const KINDS: &[(&str, &str)] = &[
     ("mmuext_pin_l4_table", "xc_mmuext_op"),
     ("hypercall_page_init", "XEN_DOMCTL_hypercall_init"),
     ("vcpu_setcontext_pv", "xc_vcpu_setcontext"),
+    (
+        "domain_decrease_reservation",
+        "xc_domain_decrease_reservation",
+    ),
+    ("domain_get_tsc_info", "xc_domain_get_tsc_info"),
+    ("domain_restore_tsc_info", "xc_domain_set_tsc_info"),
+    ("domain_hvm_getcontext", "xc_domain_hvm_getcontext"),
+    ("domain_hvm_setcontext", "xc_domain_hvm_setcontext"),
+    ("domain_set_cpu_policy", "xc_set_domain_cpu_policy"),
 ];
 
 /// The libxenctrl function behind a call kind.

@@ -18,9 +18,12 @@
 //! be inspected ([`SimHost::domain_snapshot`], [`SimHost::p2m_extents`], the free-list
 //! counters) and checked ([`SimHost::check_accounting`]).
 //!
+//! For a restore it keeps what a saved domain carries: the HVM context (checked as
+//! `hvm_load()` checks it, see `hvm_context`), the whole TSC state, the CPUID and MSR policy
+//! as given; and `decrease_reservation` gives a page back (translated domains only).
+//!
 //! Left out: zones and the DMA-zone reservation, dirty pages and scrubbing, hypercall
-//! preemption and continuations, `decrease_reservation`, PoD zero-page reclaim and the
-//! sweep, 2 MiB demand population (a touched PoD frame is backed 4 KiB at a time), XSM,
+//! preemption and continuations, PoD zero-page reclaim and the sweep, 2 MiB demand population (a touched PoD frame is backed 4 KiB at a time), XSM,
 //! per-domain ITSC handling in the CPUID clamp, and device passthrough (so
 //! `set_pod_target` never says ENOTEMPTY). One mutex guards the whole host: calls are
 //! atomic with respect to each other, as if Xen's heap lock covered every hypercall.
@@ -42,6 +45,7 @@ mod domain;
 mod fault;
 mod features;
 mod heap;
+mod hvm_context;
 mod ops;
 mod spec;
 #[cfg(test)]
@@ -56,8 +60,9 @@ pub use spec::{Caller, HostSpec, Scheduler, SpecError};
 pub use trace::TraceEntry;
 
 use super::{
-    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, XcError, XcResult,
+    CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags,
+    MsrEntry, PciSbdf, PhysInfo, PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo,
+    XcError, XcResult,
 };
 use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
 use domain::Domain;
@@ -404,6 +409,9 @@ impl HostState {
                 .collect(),
             sched: d.sched,
             tsc_mode: d.tsc_mode,
+            tsc_info: d.tsc,
+            hvm_context: d.hvm_context.clone(),
+            cpu_policy: d.cpu_policy.clone(),
             time_offset_s: d.time_offset,
             cpuid_policy: d.cpuid.clone(),
             cpuid_effective: d.cpuid_effective.clone(),
@@ -766,6 +774,75 @@ impl Hypervisor for SimHost {
             Some(domid),
             args,
             |st, _| st.gnttab_seed(domid, seed),
+            show_unit,
+        )
+    }
+
+    fn domain_decrease_reservation(&self, domid: DomId, gfns: &[u64]) -> XcResult<usize> {
+        let args = format!("extents={}", gfns.len());
+        self.call(
+            "domain_decrease_reservation",
+            Some(domid),
+            args,
+            |st, _| st.decrease_reservation(domid, gfns),
+            |done| format!("{done}"),
+        )
+    }
+
+    fn domain_get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
+        self.call(
+            "domain_get_tsc_info",
+            Some(domid),
+            String::new(),
+            |st, _| st.get_tsc_info(domid),
+            |t| format!("{t:?}"),
+        )
+    }
+
+    fn domain_restore_tsc_info(&self, domid: DomId, info: &TscInfo) -> XcResult<()> {
+        let args = format!("{info:?}");
+        self.call(
+            "domain_restore_tsc_info",
+            Some(domid),
+            args,
+            |st, _| st.restore_tsc_info(domid, *info),
+            show_unit,
+        )
+    }
+
+    fn domain_hvm_getcontext(&self, domid: DomId) -> XcResult<Vec<u8>> {
+        self.call(
+            "domain_hvm_getcontext",
+            Some(domid),
+            String::new(),
+            |st, _| st.hvm_getcontext(domid),
+            |c| format!("{} bytes", c.len()),
+        )
+    }
+
+    fn domain_hvm_setcontext(&self, domid: DomId, context: &[u8]) -> XcResult<()> {
+        let args = format!("{} bytes", context.len());
+        self.call(
+            "domain_hvm_setcontext",
+            Some(domid),
+            args,
+            |st, _| st.hvm_setcontext(domid, context),
+            show_unit,
+        )
+    }
+
+    fn domain_set_cpu_policy(
+        &self,
+        domid: DomId,
+        leaves: &[CpuidLeaf],
+        msrs: &[MsrEntry],
+    ) -> XcResult<()> {
+        let args = format!("leaves={} msrs={}", leaves.len(), msrs.len());
+        self.call(
+            "domain_set_cpu_policy",
+            Some(domid),
+            args,
+            |st, _| st.set_cpu_policy(domid, leaves, msrs),
             show_unit,
         )
     }

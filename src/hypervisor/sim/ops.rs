@@ -5,19 +5,24 @@
 use super::domain::{Domain, DomainConfig, GrantSeed, SUPERPAGE_PAGES};
 use super::features::{featureset, FEATURESET_WORDS};
 use super::heap::Heap;
+use super::hvm_context;
 use super::spec::{Scheduler, MAX_NODES};
 use super::HostState;
 use crate::hypervisor::{
-    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, PhysInfo, PodInfo,
-    PvVcpuContext, SchedCredit, XcError, XcResult,
+    CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, MsrEntry, PhysInfo,
+    PodInfo, PvVcpuContext, SchedCredit, TscInfo, XcError, XcResult,
 };
 use crate::types::{
-    DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, PAGE_BYTES, PAGE_SHIFT, PAGE_USIZE,
+    DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, P2M_GFN_LIMIT, PAGE_BYTES, PAGE_SHIFT,
+    PAGE_USIZE,
 };
 use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
 
-/// Guest frames a 4-level p2m (EPT or p2m-pt) can map: 48-bit guest-physical addresses.
-const P2M_GFN_LIMIT: u64 = 1 << 36;
+/// Most CPUID leaves and MSRs a serialised policy holds, at least as many as Xen 4.17's
+/// `CPUID_MAX_SERIALISED_LEAVES` and `MSR_MAX_SERIALISED_ENTRIES` (a round bound: the
+/// simulator checks the order of magnitude, not the exact count).
+const MAX_POLICY_LEAVES: usize = 256;
+const MAX_POLICY_MSRS: usize = 256;
 /// `E820MAX`: entries `XENMEM_set_memory_map` accepts.
 const E820MAX: usize = 128;
 /// `HVM_NR_PARAMS` in Xen 4.17.
@@ -758,6 +763,91 @@ impl HostState {
     pub(super) fn set_boot_vcpu(&mut self, domid: DomId, vcpu: HvmBootVcpu) -> XcResult<()> {
         self.hvm_dom_mut(domid, "xc_domain_hvm_setcontext")?
             .boot_vcpu = Some(vcpu);
+        Ok(())
+    }
+
+    pub(super) fn decrease_reservation(&mut self, domid: DomId, gfns: &[u64]) -> XcResult<usize> {
+        const F: &str = "xc_domain_decrease_reservation";
+        let HostState {
+            heap,
+            domains,
+            outstanding_claims,
+            ..
+        } = self;
+        let dom = domains.get_mut(&domid).ok_or_else(|| no_domain(F, domid))?;
+        if !dom.hvm {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                "the simulated host models this for translated (HVM/PVH) domains only",
+            ));
+        }
+        let mut done = 0;
+        for &gfn in gfns {
+            // guest_remove_page(): RAM goes back to the heap, a PoD entry is dropped; a gfn
+            // with neither stops the call.
+            match dom.remove_page(gfn) {
+                Some(Some(mfn)) => {
+                    heap.free(mfn, 0);
+                    refund_tot_pages(dom, outstanding_claims, 1);
+                }
+                Some(None) => {}
+                None => break,
+            }
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    pub(super) fn get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
+        let dom = self.dom(domid, "xc_domain_get_tsc_info")?;
+        Ok(dom.tsc.unwrap_or(TscInfo {
+            mode: dom.tsc_mode.unwrap_or(0),
+            ..TscInfo::default()
+        }))
+    }
+
+    pub(super) fn restore_tsc_info(&mut self, domid: DomId, info: TscInfo) -> XcResult<()> {
+        self.set_tsc_info(domid, info.mode)?;
+        self.dom_mut(domid, "xc_domain_set_tsc_info")?.tsc = Some(info);
+        Ok(())
+    }
+
+    pub(super) fn hvm_getcontext(&self, domid: DomId) -> XcResult<Vec<u8>> {
+        const F: &str = "xc_domain_hvm_getcontext";
+        let dom = self.dom(domid, F)?;
+        if !dom.hvm {
+            return Err(XcError::errno_with(F, EINVAL, "not an HVM container"));
+        }
+        Ok(dom.hvm_context.clone().unwrap_or_else(hvm_context::minimal))
+    }
+
+    pub(super) fn hvm_setcontext(&mut self, domid: DomId, context: &[u8]) -> XcResult<()> {
+        const F: &str = "xc_domain_hvm_setcontext";
+        let dom = self.hvm_dom_mut(domid, F)?;
+        hvm_context::check(context).map_err(|why| XcError::errno_with(F, EINVAL, why))?;
+        dom.hvm_context = Some(context.to_vec());
+        Ok(())
+    }
+
+    pub(super) fn set_cpu_policy(
+        &mut self,
+        domid: DomId,
+        leaves: &[CpuidLeaf],
+        msrs: &[MsrEntry],
+    ) -> XcResult<()> {
+        const F: &str = "xc_set_domain_cpu_policy";
+        let dom = self.dom_mut(domid, F)?;
+        // Xen takes at most CPUID_MAX_SERIALISED_LEAVES and MSR_MAX_SERIALISED_ENTRIES and
+        // says E2BIG past them (xen/include/xen/lib/x86/cpu-policy.h).
+        if leaves.len() > MAX_POLICY_LEAVES || msrs.len() > MAX_POLICY_MSRS {
+            return Err(XcError::errno_with(
+                F,
+                libc::E2BIG,
+                format!("{} leaves and {} MSRs", leaves.len(), msrs.len()),
+            ));
+        }
+        dom.cpu_policy = Some((leaves.to_vec(), msrs.to_vec()));
         Ok(())
     }
 

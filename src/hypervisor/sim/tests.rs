@@ -986,3 +986,74 @@ mod props {
         }
     }
 }
+
+#[test]
+fn decrease_reservation_gives_pages_back_from_inside_a_superpage() {
+    let h = host("nodes=1,node_mib=4096");
+    let free0 = h.free_pages();
+    let d = hvm(&h, 2048);
+    assert_eq!(populate(&h, d, 18, MemFlags::default(), &[0]), 1);
+    h.write_guest(d, at(0xb0 << 12), &[7; 4096]).unwrap();
+    // Two holes punched in the 1 GiB page (the VGA hole's first frames), then a miss stops.
+    assert_eq!(
+        h.domain_decrease_reservation(d, &[0xb0, 0xb1, 0xb1, 0xb2])
+            .unwrap(),
+        2
+    );
+    let snap = h.domain_snapshot(d).unwrap();
+    assert_eq!(snap.tot_pages, GIB - 2);
+    assert_eq!(h.lookup_gfn(d, 0xb0), None);
+    assert!(matches!(h.lookup_gfn(d, 0xb2), Some(GfnState::Ram { .. })));
+    assert_eq!(h.free_pages(), free0 - GIB + 2);
+    h.check_accounting().unwrap();
+    h.destroy_domain(d).unwrap();
+    assert_eq!(h.free_pages(), free0);
+    h.check_accounting().unwrap();
+    let pv = h.create_domain(&DomainConfig::pv(1 << 20, 1)).unwrap();
+    assert_eq!(
+        code(h.domain_decrease_reservation(pv, &[0])),
+        ("xc_domain_decrease_reservation", libc::EINVAL)
+    );
+}
+
+#[test]
+fn a_restored_domain_keeps_its_context_tsc_and_policy() {
+    let h = host("nodes=1,node_mib=1024");
+    let d = hvm(&h, 64);
+    let minimal = h.domain_hvm_getcontext(d).unwrap();
+    let mut ctx = minimal[..32].to_vec();
+    ctx.extend_from_slice(&[2, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+    ctx.extend_from_slice(&minimal[32..]);
+    h.domain_hvm_setcontext(d, &ctx).unwrap();
+    assert_eq!(h.domain_hvm_getcontext(d).unwrap(), ctx);
+    assert_eq!(
+        code(h.domain_hvm_setcontext(d, &ctx[1..])),
+        ("xc_domain_hvm_setcontext", libc::EINVAL)
+    );
+    let tsc = TscInfo {
+        mode: 2,
+        khz: 2_000_000,
+        nsec: 123,
+        incarnation: 4,
+    };
+    h.domain_restore_tsc_info(d, &tsc).unwrap();
+    assert_eq!(h.domain_get_tsc_info(d).unwrap(), tsc);
+    assert_eq!(
+        code(h.domain_restore_tsc_info(d, &TscInfo { mode: 3, ..tsc })),
+        ("xc_domain_set_tsc_info", libc::EINVAL)
+    );
+    let leaf = CpuidLeaf {
+        leaf: 1,
+        subleaf: u32::MAX,
+        regs: [1, 2, 3, 4],
+    };
+    h.domain_set_cpu_policy(d, &[leaf], &[]).unwrap();
+    assert_eq!(
+        h.domain_snapshot(d).unwrap().cpu_policy,
+        Some((vec![leaf], vec![]))
+    );
+    assert_eq!(
+        code(h.domain_set_cpu_policy(d, &vec![leaf; 257], &[])),
+        ("xc_set_domain_cpu_policy", libc::E2BIG)
+    );
+}

@@ -254,46 +254,16 @@ impl<'a> PageData<'a> {
     }
 }
 
-/// X86_TSC_INFO (`struct xc_sr_rec_x86_tsc_info`), as `xc_domain_get_tsc_info` gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TscInfo {
-    /// `tsc_mode`.
-    pub mode: u32,
-    /// `gtsc_khz`.
-    pub khz: u32,
-    /// `elapsed_nsec`.
-    pub nsec: u64,
-    /// `incarnation`.
-    pub incarnation: u32,
-}
+/// X86_TSC_INFO (`struct xc_sr_rec_x86_tsc_info`): what `xc_domain_get_tsc_info` gives.
+pub use crate::hypervisor::TscInfo;
+/// X86_CPUID_POLICY entries and X86_MSR_POLICY entries, as the hypervisor takes them.
+pub use crate::hypervisor::{CpuidLeaf, MsrEntry};
 
 /// One HVM_PARAMS entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HvmParam {
     /// `HVM_PARAM_*` index.
     pub index: u64,
-    /// Its value.
-    pub value: u64,
-}
-
-/// One X86_CPUID_POLICY entry (`xen_cpuid_leaf_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuidLeaf {
-    /// Leaf.
-    pub leaf: u32,
-    /// Subleaf (`XEN_CPUID_NO_SUBLEAF` when none).
-    pub subleaf: u32,
-    /// EAX, EBX, ECX, EDX.
-    pub regs: [u32; 4],
-}
-
-/// One X86_MSR_POLICY entry (`xen_msr_entry_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MsrEntry {
-    /// The MSR's index.
-    pub index: u32,
-    /// `flags` (reserved, 0).
-    pub flags: u32,
     /// Its value.
     pub value: u64,
 }
