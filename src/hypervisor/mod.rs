@@ -2,6 +2,7 @@
 //! they stand for. The real backend calls libxenctrl; the simulated host models what Xen
 //! does for each call. Builders are written once, against this trait.
 
+pub mod hvm_save;
 pub mod sim;
 #[cfg(feature = "xen")]
 pub mod xenctrl;

@@ -26,18 +26,7 @@ use xen_sys as sys;
 const MAP_CHUNK_PAGES: u64 = 1024;
 
 /// HVM save record type codes (`xen/include/public/arch-x86/hvm/save.h`).
-mod save {
-    /// `HVM_SAVE_CODE(END)`.
-    pub const END: u16 = 0;
-    /// `HVM_SAVE_CODE(HEADER)`.
-    pub const HEADER: u16 = 1;
-    /// `HVM_SAVE_CODE(CPU)`.
-    pub const CPU: u16 = 2;
-    /// `HVM_SAVE_CODE(MTRR)`.
-    pub const MTRR: u16 = 14;
-    /// `struct hvm_save_descriptor`: typecode u16, instance u16, length u32.
-    pub const DESCRIPTOR_BYTES: usize = 8;
-}
+use super::hvm_save::{self as save, descriptor};
 
 /// `X86_CR0_PE | X86_CR0_ET`.
 const CR0_PE_ET: u64 = 0x1 | 0x10;
@@ -410,39 +399,9 @@ fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
         .to_vec()
 }
 
-/// `struct hvm_save_descriptor` bytes.
-fn descriptor(typecode: u16, instance: u16, length: usize) -> [u8; save::DESCRIPTOR_BYTES] {
-    let mut d = [0u8; save::DESCRIPTOR_BYTES];
-    d[0..2].copy_from_slice(&typecode.to_le_bytes());
-    d[2..4].copy_from_slice(&instance.to_le_bytes());
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "record bodies are the size of one HVM save struct, far below 4 GiB"
-    )]
-    d[4..8].copy_from_slice(&(length as u32).to_le_bytes());
-    d
-}
-
-/// The records of an HVM context: (typecode, instance, body).
+/// The records of an HVM context up to END, or up to where it breaks off.
 fn records(ctx: &[u8]) -> Vec<(u16, u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + save::DESCRIPTOR_BYTES <= ctx.len() {
-        let typecode = u16::from_le_bytes([ctx[off], ctx[off + 1]]);
-        let instance = u16::from_le_bytes([ctx[off + 2], ctx[off + 3]]);
-        let len = u32::from_le_bytes([ctx[off + 4], ctx[off + 5], ctx[off + 6], ctx[off + 7]]);
-        let start = off + save::DESCRIPTOR_BYTES;
-        let len = usize_of(u64::from(len));
-        let Some(body) = ctx.get(start..start + len) else {
-            break;
-        };
-        out.push((typecode, instance, body));
-        if typecode == save::END {
-            break;
-        }
-        off = start + len;
-    }
-    out
+    save::records(ctx).map_while(Result::ok).collect()
 }
 
 /// The boot CPU record `vcpu_hvm` writes: flat 32-bit protected mode at `entry`, `rbx` = start
