@@ -436,6 +436,31 @@ impl Hypervisor for Counting<'_> {
             h.domain_set_cpu_policy(domid, leaves, msrs)
         })
     }
+    fn domain_logdirty(&self, domid: DomId, enable: bool) -> XcResult<()> {
+        self.call("domain_logdirty", |h| h.domain_logdirty(domid, enable))
+    }
+    fn domain_logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        nr_pfns: u64,
+    ) -> XcResult<u64> {
+        self.call("domain_logdirty_clean", |h| {
+            h.domain_logdirty_clean(domid, bitmap, nr_pfns)
+        })
+    }
+    fn domain_pfn_types(&self, domid: DomId, pfns: &[u64]) -> XcResult<Vec<u32>> {
+        self.call("domain_pfn_types", |h| h.domain_pfn_types(domid, pfns))
+    }
+    fn xen_version(&self) -> XcResult<(u32, u32)> {
+        self.call("xen_version", |h| h.xen_version())
+    }
+    fn domain_get_cpu_policy(&self, domid: DomId) -> XcResult<(Vec<CpuidLeaf>, Vec<MsrEntry>)> {
+        self.call("domain_get_cpu_policy", |h| h.domain_get_cpu_policy(domid))
+    }
+    fn domain_maximum_gpfn(&self, domid: DomId) -> XcResult<u64> {
+        self.call("domain_maximum_gpfn", |h| h.domain_maximum_gpfn(domid))
+    }
     fn domain_pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {
         // A query for the report, not part of the build: not counted.
         self.inner.domain_pages_by_node(domid)

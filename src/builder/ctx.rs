@@ -197,6 +197,7 @@ mod tests {
             tot_pages: 0,
             max_pages,
             outstanding_pages: 0,
+            shutdown_reason: None,
         }
     }
 

@@ -71,7 +71,14 @@ pub struct DomainInfo {
     pub max_pages: u64,
     /// Outstanding claim, pages.
     pub outstanding_pages: u64,
+    /// `XEN_DOMINF_shutdown` with its reason (`SHUTDOWN_*`, `shutdown_reason`): `None` while
+    /// the domain runs.
+    pub shutdown_reason: Option<u32>,
 }
+
+/// `SHUTDOWN_suspend` (xen-project/xen `xen/include/public/sched.h`): the reason a domain
+/// suspended for a save has.
+pub const SHUTDOWN_SUSPEND: u32 = 2;
 
 /// Host facts from `xc_physinfo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -434,6 +441,43 @@ pub trait Hypervisor: Send + Sync {
         _msrs: &[MsrEntry],
     ) -> XcResult<()> {
         Err(not_in_backend("xc_set_domain_cpu_policy"))
+    }
+    /// `xc_shadow_control(XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY)` (`enable`) or
+    /// `XEN_DOMCTL_SHADOW_OP_OFF`: start or stop tracking the pages the domain writes. Xen
+    /// says EBUSY while another shadow operation runs; XenServer's libxenguest retries.
+    fn domain_logdirty(&self, _domid: DomId, _enable: bool) -> XcResult<()> {
+        Err(not_in_backend("xc_shadow_control"))
+    }
+    /// `xc_shadow_control(XEN_DOMCTL_SHADOW_OP_CLEAN)`: which of the first `nr_pfns` pfns were
+    /// dirtied since log-dirty began or the last clean, as a bitmap (bit `pfn % 64` of word
+    /// `pfn / 64`, `bitmap` at least `nr_pfns` bits), and the tracking restarts. Returns the
+    /// pages found dirty (`stats.dirty_count`).
+    fn domain_logdirty_clean(
+        &self,
+        _domid: DomId,
+        _bitmap: &mut [u64],
+        _nr_pfns: u64,
+    ) -> XcResult<u64> {
+        Err(not_in_backend("xc_shadow_control"))
+    }
+    /// `xc_get_pfn_type_batch` (`XEN_DOMCTL_getpageframeinfo3`): each pfn's
+    /// `XEN_DOMCTL_PFINFO_*` type, at most 1024 pfns per call as libxenguest asks. Xen looks
+    /// each gfn up with `P2M_ALLOC`, so a populate-on-demand entry is backed by the query.
+    fn domain_pfn_types(&self, _domid: DomId, _pfns: &[u64]) -> XcResult<Vec<u32>> {
+        Err(not_in_backend("xc_get_pfn_type_batch"))
+    }
+    /// `xc_version(XENVER_version)`: Xen's major and minor version (a stream's header).
+    fn xen_version(&self) -> XcResult<(u32, u32)> {
+        Err(not_in_backend("xc_version"))
+    }
+    /// `xc_get_domain_cpu_policy` (libxenguest's `xc_cpu_policy_get_domain` and
+    /// `xc_cpu_policy_serialise`): the domain's CPUID leaves and MSRs, as a save sends them.
+    fn domain_get_cpu_policy(&self, _domid: DomId) -> XcResult<(Vec<CpuidLeaf>, Vec<MsrEntry>)> {
+        Err(not_in_backend("xc_get_domain_cpu_policy"))
+    }
+    /// `xc_domain_maximum_gpfn`: the highest gfn the domain's p2m has ever mapped.
+    fn domain_maximum_gpfn(&self, _domid: DomId) -> XcResult<u64> {
+        Err(not_in_backend("xc_domain_maximum_gpfn"))
     }
     /// Pages the domain owns on each NUMA node. Xen 4.17 has no such query (XenServer's
     /// `XEN_DOMCTL_NUMA_OP_GET_NODE_PAGES` patch adds one), so the default says ENOSYS.

@@ -440,6 +440,7 @@ impl Hypervisor for XenCtrl {
             tot_pages: info.nr_pages,
             max_pages: info.max_memkb >> 2,
             outstanding_pages: info.nr_outstanding_pages,
+            shutdown_reason: (info.shutdown() != 0).then_some(info.shutdown_reason),
         })
     }
 

@@ -12,6 +12,7 @@
 //!   back, so the stream engine can be swapped;
 //! * [`session`]: the callbacks' shared state (precopy policy, suspend wait, abort, progress);
 //! * [`libxenguest`]: the engine over libxenguest's own save, restore and resume;
+//! * [`native`]: our own engine for HVM and PVH, over the hypervisor seam;
 //! * [`restore`]: xenguest's steps around a restore that the stream does not carry;
 //! * [`server`]: the listen-mode server (socket, command loop, worker thread, idle timeout).
 //!
@@ -22,6 +23,7 @@ pub mod emp;
 pub mod engine;
 #[cfg(feature = "xen")]
 pub mod libxenguest;
+pub mod native;
 pub mod restore;
 pub mod server;
 pub mod session;

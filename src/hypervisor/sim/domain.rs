@@ -6,7 +6,7 @@ use crate::hypervisor::{
 };
 use crate::types::{DomId, E820Entry, MapFrame, PAGE_USIZE};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Pages in a PoD superpage cache entry (`SUPERPAGE_PAGES`).
 pub const SUPERPAGE_PAGES: u64 = 512;
@@ -245,6 +245,11 @@ pub(super) struct Domain {
     pub pinned_l4: Option<u64>,
     pub pv_vcpu: Option<PvVcpuContext>,
     pub hypercall_page: Option<u64>,
+    /// Log-dirty tracking: the gfns written since it began or since the last clean; `None`
+    /// while it is off. Bounded by the pages the domain has.
+    pub dirty: Option<BTreeSet<u64>>,
+    /// `SHUTDOWN_*` once the toolstack shut the domain down (suspended it, for a save).
+    pub shutdown_reason: Option<u32>,
 }
 
 impl Domain {
@@ -289,6 +294,8 @@ impl Domain {
             pinned_l4: None,
             pv_vcpu: None,
             hypercall_page: None,
+            dirty: None,
+            shutdown_reason: None,
         }
     }
 
@@ -503,6 +510,18 @@ impl Domain {
     /// Contents of a page (zeros if never written).
     pub fn page(&self, mfn: u64) -> Option<&[u8; PAGE_USIZE]> {
         self.memory.get(&mfn).map(|b| &**b)
+    }
+
+    /// Note a write to guest frames `[first, end)` for log-dirty (translated domains).
+    pub fn mark_dirty(&mut self, first: u64, end: u64) {
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.extend(first..end);
+        }
+    }
+
+    /// One past the highest gfn the p2m maps (0 for an empty p2m).
+    pub fn gfn_end(&self) -> u64 {
+        self.p2m.iter().next_back().map_or(0, |(&s, e)| s + e.len)
     }
 
     /// Mutable contents of a page, created zeroed.

@@ -48,6 +48,12 @@ pub const KINDS: &[(&str, &str)] = &[
     ("domain_hvm_getcontext", "xc_domain_hvm_getcontext"),
     ("domain_hvm_setcontext", "xc_domain_hvm_setcontext"),
     ("domain_set_cpu_policy", "xc_set_domain_cpu_policy"),
+    ("domain_logdirty", "xc_shadow_control"),
+    ("domain_logdirty_clean", "xc_shadow_control"),
+    ("domain_pfn_types", "xc_get_pfn_type_batch"),
+    ("domain_maximum_gpfn", "xc_domain_maximum_gpfn"),
+    ("xen_version", "xc_version"),
+    ("domain_get_cpu_policy", "xc_get_domain_cpu_policy"),
 ];
 
 /// The libxenctrl function behind a call kind.

@@ -64,7 +64,7 @@ use super::{
     MsrEntry, PciSbdf, PhysInfo, PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo,
     XcError, XcResult,
 };
-use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
+use crate::types::{DomId, E820Entry, GuestPhys, MapAddr, MapFrame, Mfn};
 use domain::Domain;
 use fault::Faults;
 use heap::Heap;
@@ -232,6 +232,26 @@ impl SimHost {
             |st, _| st.destroy_domain(domid),
             |_| String::new(),
         )
+    }
+
+    /// The toolstack shuts the domain down with `reason` (`SHUTDOWN_suspend` for a save: the
+    /// guest answered the suspend request), or (`None`) resumes it. Not a traced call.
+    pub fn set_shutdown(&self, domid: DomId, reason: Option<u32>) -> XcResult<()> {
+        let mut st = self.lock();
+        let dom = st
+            .domains
+            .get_mut(&domid)
+            .ok_or_else(|| XcError::errno("xc_domain_shutdown", libc::ESRCH))?;
+        dom.shutdown_reason = reason;
+        Ok(())
+    }
+
+    /// The guest itself writes `data` at guest-physical `paddr` (a translated domain): what a
+    /// running guest does between the passes of a live save, so it is marked dirty and not
+    /// traced as a call. Fails as a foreign map would on an unpopulated frame.
+    pub fn guest_write(&self, domid: DomId, paddr: u64, data: &[u8]) -> XcResult<()> {
+        let mut st = self.lock();
+        st.write_guest(domid, MapAddr::phys(GuestPhys(paddr)), data)
     }
 
     /// Whether `domid` exists.
@@ -786,6 +806,71 @@ impl Hypervisor for SimHost {
             args,
             |st, _| st.decrease_reservation(domid, gfns),
             |done| format!("{done}"),
+        )
+    }
+
+    fn domain_logdirty(&self, domid: DomId, enable: bool) -> XcResult<()> {
+        self.call(
+            "domain_logdirty",
+            Some(domid),
+            format!("enable={enable}"),
+            |st, _| st.logdirty(domid, enable),
+            show_unit,
+        )
+    }
+
+    fn domain_logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        nr_pfns: u64,
+    ) -> XcResult<u64> {
+        self.call(
+            "domain_logdirty_clean",
+            Some(domid),
+            format!("nr_pfns={nr_pfns}"),
+            |st, _| st.logdirty_clean(domid, bitmap, nr_pfns),
+            |dirty| format!("dirty={dirty}"),
+        )
+    }
+
+    fn domain_pfn_types(&self, domid: DomId, pfns: &[u64]) -> XcResult<Vec<u32>> {
+        self.call(
+            "domain_pfn_types",
+            Some(domid),
+            format!("pfns={}", pfns.len()),
+            |st, _| st.pfn_types(domid, pfns),
+            |_| String::new(),
+        )
+    }
+
+    fn xen_version(&self) -> XcResult<(u32, u32)> {
+        self.call(
+            "xen_version",
+            None,
+            String::new(),
+            |_, _| Ok((4, 17)),
+            |v| format!("{}.{}", v.0, v.1),
+        )
+    }
+
+    fn domain_get_cpu_policy(&self, domid: DomId) -> XcResult<(Vec<CpuidLeaf>, Vec<MsrEntry>)> {
+        self.call(
+            "domain_get_cpu_policy",
+            Some(domid),
+            String::new(),
+            |st, _| st.get_cpu_policy(domid),
+            |(l, m)| format!("{} leaves, {} MSRs", l.len(), m.len()),
+        )
+    }
+
+    fn domain_maximum_gpfn(&self, domid: DomId) -> XcResult<u64> {
+        self.call(
+            "domain_maximum_gpfn",
+            Some(domid),
+            String::new(),
+            |st, _| st.maximum_gpfn(domid),
+            |g| format!("{g:#x}"),
         )
     }
 

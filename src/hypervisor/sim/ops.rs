@@ -12,16 +12,21 @@ use crate::hypervisor::{
     CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, MsrEntry, PhysInfo,
     PodInfo, PvVcpuContext, SchedCredit, TscInfo, XcError, XcResult,
 };
+use crate::types::usize_of;
 use crate::types::{
     DomId, E820Entry, MapAddr, MapFrame, MAX_ORDER, P2M_GFN_LIMIT, PAGE_BYTES, PAGE_SHIFT,
     PAGE_USIZE,
 };
 use libc::{EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, ESRCH};
+use std::collections::BTreeSet;
 
 /// Most CPUID leaves and MSRs a serialised policy holds, at least as many as Xen 4.17's
 /// `CPUID_MAX_SERIALISED_LEAVES` and `MSR_MAX_SERIALISED_ENTRIES` (a round bound: the
 /// simulator checks the order of magnitude, not the exact count).
 const MAX_POLICY_LEAVES: usize = 256;
+/// `XEN_DOMCTL_PFINFO_NOTAB` and `XEN_DOMCTL_PFINFO_XTAB` (xen/include/public/domctl.h).
+const PFINFO_NOTAB: u32 = 0;
+const PFINFO_XTAB: u32 = 0xf << 28;
 const MAX_POLICY_MSRS: usize = 256;
 /// `E820MAX`: entries `XENMEM_set_memory_map` accepts.
 const E820MAX: usize = 128;
@@ -309,6 +314,7 @@ impl HostState {
             tot_pages: d.tot_pages,
             max_pages: d.max_pages,
             outstanding_pages: d.outstanding,
+            shutdown_reason: d.shutdown_reason,
         })
     }
 
@@ -644,8 +650,21 @@ impl HostState {
     pub(super) fn write_guest(&mut self, domid: DomId, at: MapAddr, data: &[u8]) -> XcResult<()> {
         let dom = self.dom_mut(domid, MAP_FUNCTION)?;
         map_pages(dom, at, data.len(), |dom, mfn, off, range| {
-            dom.page_mut(mfn)[off..off + range.len()].copy_from_slice(&data[range]);
-        })
+            let bytes = &data[range];
+            // A page never written reads as zeros: writing zeros there stores nothing, so a
+            // restored guest costs the simulator only the pages that hold data.
+            if dom.page(mfn).is_none() && bytes.iter().all(|&b| b == 0) {
+                return;
+            }
+            dom.page_mut(mfn)[off..off + bytes.len()].copy_from_slice(bytes);
+        })?;
+        // A writable foreign mapping marks what it maps dirty, as the guest's own writes do.
+        if dom.hvm && !data.is_empty() {
+            let first = at.byte() >> PAGE_SHIFT;
+            let end = (at.byte() + data.len() as u64).div_ceil(PAGE_BYTES);
+            dom.mark_dirty(first, end);
+        }
+        Ok(())
     }
 
     pub(super) fn read_guest(&mut self, domid: DomId, at: MapAddr, buf: &mut [u8]) -> XcResult<()> {
@@ -799,6 +818,95 @@ impl HostState {
         Ok(done)
     }
 
+    pub(super) fn logdirty(&mut self, domid: DomId, enable: bool) -> XcResult<()> {
+        const F: &str = "xc_shadow_control";
+        let dom = self.translated_dom_mut(domid, F)?;
+        match (enable, dom.dirty.is_some()) {
+            // paging_log_dirty_enable(): EINVAL when it is already on.
+            (true, true) => Err(XcError::errno_with(F, EINVAL, "log-dirty is already on")),
+            (true, false) => {
+                dom.dirty = Some(BTreeSet::new());
+                Ok(())
+            }
+            (false, _) => {
+                dom.dirty = None;
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn logdirty_clean(
+        &mut self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        nr_pfns: u64,
+    ) -> XcResult<u64> {
+        const F: &str = "xc_shadow_control";
+        let dom = self.translated_dom_mut(domid, F)?;
+        if (bitmap.len() as u64).saturating_mul(64) < nr_pfns {
+            return Err(XcError::errno_with(
+                F,
+                EINVAL,
+                format!("a bitmap of {} words for {nr_pfns} pfns", bitmap.len()),
+            ));
+        }
+        let Some(dirty) = dom.dirty.as_mut() else {
+            return Err(XcError::errno_with(F, EINVAL, "log-dirty is off"));
+        };
+        bitmap.fill(0);
+        let later = dirty.split_off(&nr_pfns);
+        let count = dirty.len() as u64;
+        for &gfn in dirty.iter() {
+            bitmap[usize_of(gfn / 64)] |= 1 << (gfn % 64);
+        }
+        *dirty = later;
+        Ok(count)
+    }
+
+    pub(super) fn pfn_types(&mut self, domid: DomId, pfns: &[u64]) -> XcResult<Vec<u32>> {
+        const F: &str = "xc_get_pfn_type_batch";
+        // getpageframeinfo3: at most 1024 per call.
+        if pfns.len() > 1024 {
+            return Err(XcError::errno_with(
+                F,
+                libc::E2BIG,
+                format!("{} pfns", pfns.len()),
+            ));
+        }
+        let dom = self.translated_dom_mut(domid, F)?;
+        Ok(pfns
+            .iter()
+            .map(|&gfn| match dom.resolve(gfn) {
+                Ok(_) => PFINFO_NOTAB,
+                // Not mapped, or a PoD entry the cache could not back.
+                Err(_) => PFINFO_XTAB,
+            })
+            .collect())
+    }
+
+    pub(super) fn maximum_gpfn(&self, domid: DomId) -> XcResult<u64> {
+        Ok(self
+            .dom(domid, "xc_domain_maximum_gpfn")?
+            .gfn_end()
+            .saturating_sub(1))
+    }
+
+    fn translated_dom_mut(
+        &mut self,
+        domid: DomId,
+        function: &'static str,
+    ) -> XcResult<&mut Domain> {
+        let dom = self.dom_mut(domid, function)?;
+        if !dom.hvm {
+            return Err(XcError::errno_with(
+                function,
+                EINVAL,
+                "the simulated host models this for translated (HVM/PVH) domains only",
+            ));
+        }
+        Ok(dom)
+    }
+
     pub(super) fn get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
         let dom = self.dom(domid, "xc_domain_get_tsc_info")?;
         Ok(dom.tsc.unwrap_or(TscInfo {
@@ -849,6 +957,43 @@ impl HostState {
         }
         dom.cpu_policy = Some((leaves.to_vec(), msrs.to_vec()));
         Ok(())
+    }
+
+    /// The policy a restore set, else the featureset the domain got, as the leaves its words
+    /// come from (xen-project/xen `xen/include/public/arch-x86/cpufeatureset.h`: words 0 to 9
+    /// are 1.edx, 1.ecx, e1.edx, e1.ecx, Da1.eax, 7[0].ebx, 7[0].ecx, e7.edx, e8.ebx,
+    /// 7[0].edx) and no MSRs beyond `MSR_INTEL_PLATFORM_INFO`. A domain with neither has
+    /// no policy yet: EINVAL, where Xen would give the default one.
+    pub(super) fn get_cpu_policy(&self, domid: DomId) -> XcResult<(Vec<CpuidLeaf>, Vec<MsrEntry>)> {
+        const F: &str = "xc_get_domain_cpu_policy";
+        const NO_SUBLEAF: u32 = u32::MAX;
+        let dom = self.dom(domid, F)?;
+        if let Some(policy) = &dom.cpu_policy {
+            return Ok(policy.clone());
+        }
+        let Some(fs) = &dom.cpuid_effective else {
+            return Err(XcError::errno_with(F, EINVAL, "no CPUID policy applied"));
+        };
+        let w = |i: usize| fs.get(i).copied().unwrap_or(0);
+        let leaf = |leaf, subleaf, a, b, c, d| CpuidLeaf {
+            leaf,
+            subleaf,
+            regs: [a, b, c, d],
+        };
+        let leaves = vec![
+            leaf(1, NO_SUBLEAF, 0, 0, w(1), w(0)),
+            leaf(7, 0, 0, w(5), w(6), w(9)),
+            leaf(0xd, 1, w(4), 0, 0, 0),
+            leaf(0x8000_0001, NO_SUBLEAF, 0, 0, w(3), w(2)),
+            leaf(0x8000_0007, NO_SUBLEAF, 0, 0, 0, w(7)),
+            leaf(0x8000_0008, NO_SUBLEAF, 0, w(8), 0, 0),
+        ];
+        let msrs = vec![MsrEntry {
+            index: 0xce,
+            flags: 0,
+            value: 0,
+        }];
+        Ok((leaves, msrs))
     }
 
     pub(super) fn pages_by_node(&self, domid: DomId) -> XcResult<Vec<u64>> {

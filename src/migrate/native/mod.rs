@@ -1,0 +1,109 @@
+//! The native stream engine: save and restore of HVM and PVH domains written in Rust over the
+//! [`Hypervisor`] and [`Store`] seams, so that it runs on the simulated host as on Xen.
+//!
+//! * [`save`]: the log-dirty loop and the records, as libxenguest's `xc_domain_save`;
+//! * [`restore`]: the records into a domain, guest RAM in superpages, for untrusted input;
+//! * [`pfns`]: the pure part of the restore: what is populated, where a superpage goes.
+//!
+//! PV domains are not handled here (their stream carries page tables to rewrite); the engine
+//! refuses them with a clear error and libxenguest's engine saves and restores them.
+
+pub mod pfns;
+pub mod restore;
+pub mod save;
+
+use super::engine::{
+    Engine, Operation, RestoreHooks, RestoreRequest, RestoreResult, SaveHooks, SaveRequest,
+};
+use crate::hypervisor::{Hypervisor, XcError};
+use crate::store::Store;
+use crate::types::DomId;
+use crate::{Error, ErrorKind, Step};
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::Arc;
+
+/// The native engine over one host.
+pub struct Native {
+    hv: Arc<dyn Hypervisor>,
+    store: Arc<dyn Store>,
+}
+
+impl Native {
+    /// The engine over `hv` and `store`.
+    pub fn new(hv: Arc<dyn Hypervisor>, store: Arc<dyn Store>) -> Self {
+        Native { hv, store }
+    }
+}
+
+fn fd_error(op: Operation, e: &std::io::Error) -> Error {
+    super::io_error(op.step(), e, "duplicating the stream fd")
+}
+
+impl Engine for Native {
+    fn check(&self, _op: Operation) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn save(&self, req: &SaveRequest<'_>, hooks: &dyn SaveHooks) -> Result<(), Error> {
+        let fd = req
+            .stream
+            .try_clone_to_owned()
+            .map_err(|e| fd_error(Operation::Save, &e))?;
+        let out = BufWriter::with_capacity(1 << 20, File::from(fd));
+        let stats = save::save(&*self.hv, req.domid, out, req.flags, hooks)?;
+        log::info!(
+            "Saved d{}: {} bytes, pages per pass {:?}",
+            req.domid,
+            stats.bytes,
+            stats.pages_per_pass
+        );
+        Ok(())
+    }
+
+    fn restore(
+        &self,
+        req: &RestoreRequest<'_>,
+        hooks: &dyn RestoreHooks,
+    ) -> Result<RestoreResult, Error> {
+        let prepared = super::restore::before_stream(&*self.hv, &*self.store, req.domid, req.vgpu)?;
+        // Unbuffered: the stream is read exactly up to its END record, as libxenguest reads it,
+        // so whatever follows on the fd is left for its next reader.
+        let fd = req
+            .stream
+            .try_clone_to_owned()
+            .map_err(|e| fd_error(Operation::Restore, &e))?;
+        let hv = &*self.hv;
+        let fallback = || super::restore::cpuid_fallback(hv, req.domid, &prepared);
+        let params = restore::Params {
+            domid: req.domid,
+            store: (req.store_port, req.store_domid),
+            console: (req.console_port, req.console_domid),
+            cpuid_fallback: &fallback,
+        };
+        let (result, _stats) = restore::restore(hv, File::from(fd), &params, hooks)?;
+        super::restore::after_stream(hv, &*self.store, req.domid, &prepared)?;
+        Ok(result)
+    }
+
+    /// `xc_domain_resume(fast=0)`: libxenguest's slow resume refuses HVM guests
+    /// (`xc_domain_resume_any`), and PV is not this engine's.
+    fn resume(&self, domid: DomId) -> Result<(), Error> {
+        let step = Step::Mode(Operation::Resume.step());
+        let info = self.hv.domain_getinfo(domid).map_err(step.xc())?;
+        if info.hvm {
+            return Err(step.xc()(XcError::errno_with(
+                Operation::Resume.step(),
+                libc::EINVAL,
+                "Cannot resume uncooperative HVM guests",
+            )));
+        }
+        Err(Error::new(
+            step,
+            ErrorKind::NotImplemented(
+                "the native stream engine does not resume PV domains; libxenguest's engine does"
+                    .into(),
+            ),
+        ))
+    }
+}
