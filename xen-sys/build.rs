@@ -13,6 +13,13 @@ const FUNCTIONS: &[&str] = &[
     "xc_get_cpu_featureset",
     "xc_get_cpu_featureset_size",
     "xc_dom_gnttab_seed",
+    // xenguest.h: a domain's CPU policy, read for a save and set by a restore.
+    "xc_cpu_policy_init",
+    "xc_cpu_policy_destroy",
+    "xc_cpu_policy_get_domain",
+    "xc_cpu_policy_serialise",
+    "xc_cpu_policy_get_size",
+    "xc_set_domain_cpu_policy",
     // xenguest.h: the migration stream engine (save, restore, slow resume).
     "xc_domain_save",
     "xc_domain_restore",
@@ -39,6 +46,8 @@ const FUNCTIONS: &[&str] = &[
 
 /// Types used only by those functions (everything else comes from `xenctrl-sys`).
 const TYPES: &[&str] = &[
+    "xc_cpu_policy",
+    "xc_cpu_policy_t",
     "xs_handle",
     "xs_transaction_t",
     "xs_permissions",

@@ -13,8 +13,9 @@
 //! reported one for this call, else errno and its text, always with the failing function's name.
 
 use super::{
-    CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags, PciSbdf, PhysInfo,
-    PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo, XcError, XcResult,
+    CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, Hypervisor, MemFlags,
+    MsrEntry, PciSbdf, PhysInfo, PodInfo, PvVcpuContext, ReservedRange, SchedCredit, TscInfo,
+    XcError, XcResult,
 };
 use crate::types::{usize_of, DomId, E820Entry, MapAddr, MapFrame, Mfn, PAGE_BYTES, PAGE_USIZE};
 use std::ffi::CStr;
@@ -282,6 +283,19 @@ fn raw_domctl(
     cmd: u32,
     fill: impl FnOnce(&mut sys::xen_domctl__bindgen_ty_1),
 ) -> XcResult<()> {
+    raw_domctl_with(function, domid, cmd, &mut [], |u, _| fill(u)).map(drop)
+}
+
+/// [`raw_domctl`] with a side array the domctl points at (`getpageframeinfo3`'s pfns, a
+/// shadow op's dirty bitmap): copied into hypercall-safe memory, its address handed to
+/// `fill`, and copied back after the call. Returns the domctl as Xen left it.
+fn raw_domctl_with(
+    function: &'static str,
+    domid: DomId,
+    cmd: u32,
+    side: &mut [u8],
+    fill: impl FnOnce(&mut sys::xen_domctl__bindgen_ty_1, *mut c_void),
+) -> XcResult<sys::xen_domctl> {
     let domain = sys::domid_t::try_from(domid.0)
         .map_err(|_| XcError::errno_with(function, libc::EINVAL, format!("domid {domid}")))?;
     let mut logger = new_logger();
@@ -292,14 +306,25 @@ fn raw_domctl(
         return Err(XcError::errno_with(function, errno(), "xencall_open"));
     }
     let size = std::mem::size_of::<sys::xen_domctl>();
-    // SAFETY: `xcall` is open; the buffer is released before the handle is closed.
+    // SAFETY: `xcall` is open; the buffers are released before the handle is closed.
     let buf = unsafe { sys::xencall_alloc_buffer(xcall, size) }.cast::<sys::xen_domctl>();
-    let result = if buf.is_null() {
-        Err(XcError::errno_with(
-            function,
-            errno(),
-            "xencall_alloc_buffer",
-        ))
+    let side_buf = if side.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        // SAFETY: as above; a zero-length side array needs no buffer.
+        unsafe { sys::xencall_alloc_buffer(xcall, side.len()) }.cast::<u8>()
+    };
+    let result = if buf.is_null() || (!side.is_empty() && side_buf.is_null()) {
+        let e = XcError::errno_with(function, errno(), "xencall_alloc_buffer");
+        // SAFETY: whichever of the two was allocated is freed once, on its handle.
+        unsafe {
+            for b in [buf.cast::<c_void>(), side_buf.cast()] {
+                if !b.is_null() {
+                    sys::xencall_free_buffer(xcall, b);
+                }
+            }
+        }
+        Err(e)
     } else {
         let mut domctl = sys::xen_domctl {
             cmd,
@@ -307,20 +332,36 @@ fn raw_domctl(
             domain,
             ..Default::default()
         };
-        fill(&mut domctl.u);
+        fill(&mut domctl.u, side_buf.cast());
         // SAFETY: `buf` is a fresh, writable, suitably aligned allocation of size_of::<xen_domctl>
-        // bytes; the hypercall reads (and may write back) exactly that struct.
+        // bytes and `side_buf` one of `side.len()` bytes; the hypercall reads and writes back
+        // exactly those, and both are read back before they are freed.
         let rc = unsafe {
+            if !side.is_empty() {
+                std::ptr::copy_nonoverlapping(side.as_ptr(), side_buf, side.len());
+            }
             buf.write(domctl);
             sys::xencall1(xcall, sys::__HYPERVISOR_domctl, buf as u64)
         };
         let e = errno();
-        // SAFETY: `buf` came from xencall_alloc_buffer on this handle and is freed once.
-        unsafe { sys::xencall_free_buffer(xcall, buf.cast()) };
+        // SAFETY: as above: both buffers are live and of these sizes.
+        let after = unsafe {
+            if !side.is_empty() {
+                std::ptr::copy_nonoverlapping(side_buf, side.as_mut_ptr(), side.len());
+            }
+            buf.read()
+        };
+        // SAFETY: both came from xencall_alloc_buffer on this handle and are freed once.
+        unsafe {
+            sys::xencall_free_buffer(xcall, buf.cast());
+            if !side_buf.is_null() {
+                sys::xencall_free_buffer(xcall, side_buf.cast());
+            }
+        }
         if rc < 0 {
             Err(XcError::errno(function, e))
         } else {
-            Ok(())
+            Ok(after)
         }
     };
     // SAFETY: `xcall` is open and closed exactly once; nothing allocated on it is still live.
@@ -773,6 +814,216 @@ impl Hypervisor for XenCtrl {
             }
         })?;
         Ok(count(done))
+    }
+
+    fn domain_logdirty(&self, domid: DomId, enable: bool) -> XcResult<()> {
+        let op = if enable {
+            sys::XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY
+        } else {
+            sys::XEN_DOMCTL_SHADOW_OP_OFF
+        };
+        self.call("xc_shadow_control", |xch| {
+            // SAFETY: scalar arguments; `mb` may be NULL for these ops.
+            unsafe { sys::xc_shadow_control(xch, domid.0, op, std::ptr::null_mut(), 0) }
+        })
+        .map(drop)
+    }
+
+    fn domain_logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        nr_pfns: u64,
+    ) -> XcResult<u64> {
+        if (bitmap.len() as u64).saturating_mul(64) < nr_pfns {
+            return Err(XcError::errno_with(
+                "xc_shadow_control",
+                libc::EINVAL,
+                format!("a bitmap of {} words for {nr_pfns} pfns", bitmap.len()),
+            ));
+        }
+        let mut bytes: Vec<u8> = bitmap.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let after = raw_domctl_with(
+            "xc_shadow_control",
+            domid,
+            sys::XEN_DOMCTL_shadow_op,
+            &mut bytes,
+            |u, side| {
+                u.shadow_op.op = sys::XEN_DOMCTL_SHADOW_OP_CLEAN;
+                u.shadow_op.dirty_bitmap.p = side.cast();
+                u.shadow_op.pages = nr_pfns;
+            },
+        )?;
+        for (w, chunk) in bitmap.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(word);
+        }
+        // SAFETY: a shadow_op domctl: Xen filled the shadow_op member of the union.
+        let stats = unsafe { after.u.shadow_op.stats };
+        Ok(stats.dirty_count.into())
+    }
+
+    fn domain_pfn_types(&self, domid: DomId, pfns: &[u64]) -> XcResult<Vec<u32>> {
+        const F: &str = "xc_get_pfn_type_batch";
+        if pfns.len() > 1024 {
+            return Err(XcError::errno_with(
+                F,
+                libc::E2BIG,
+                format!("{} pfns", pfns.len()),
+            ));
+        }
+        let mut bytes: Vec<u8> = pfns.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let num = pfns.len() as u64;
+        raw_domctl_with(
+            F,
+            domid,
+            sys::XEN_DOMCTL_getpageframeinfo3,
+            &mut bytes,
+            |u, side| {
+                u.getpageframeinfo3.num = num;
+                u.getpageframeinfo3.array.p = side.cast();
+            },
+        )?;
+        // Xen overwrites each entry with its type alone, XEN_DOMCTL_PFINFO_* in bits 28-31
+        // (xen-project/xen `xen/arch/x86/domctl.c`, XEN_DOMCTL_getpageframeinfo3).
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0xf000_0000)
+            .collect())
+    }
+
+    fn domain_maximum_gpfn(&self, domid: DomId) -> XcResult<u64> {
+        let mut gpfn: sys::xen_pfn_t = 0;
+        self.call("xc_domain_maximum_gpfn", |xch| {
+            // SAFETY: `gpfn` is a writable xen_pfn_t.
+            unsafe { sys::xc_domain_maximum_gpfn(xch, domid.0, &mut gpfn) }
+        })?;
+        Ok(gpfn)
+    }
+
+    fn xen_version(&self) -> XcResult<(u32, u32)> {
+        let v = self.call("xc_version", |xch| {
+            // SAFETY: XENVER_version takes no argument buffer.
+            unsafe { sys::xc_version(xch, sys::XENVER_version.cast_signed(), std::ptr::null_mut()) }
+        })?;
+        let v = u32::try_from(v).unwrap_or(0);
+        Ok((v >> 16, v & 0xffff))
+    }
+
+    fn domain_get_cpu_policy(&self, domid: DomId) -> XcResult<(Vec<CpuidLeaf>, Vec<MsrEntry>)> {
+        let (mut nr_leaves, mut nr_msrs) = (0u32, 0u32);
+        self.call("xc_cpu_policy_get_size", |xch| {
+            // SAFETY: two writable counters.
+            unsafe { sys::xc_cpu_policy_get_size(xch, &mut nr_leaves, &mut nr_msrs) }
+        })?;
+        let mut leaves = vec![sys::xen_cpuid_leaf_t::default(); usize_of(nr_leaves.into())];
+        let mut msrs = vec![sys::xen_msr_entry_t::default(); usize_of(nr_msrs.into())];
+        // SAFETY: allocates an empty policy object (NULL on failure, checked).
+        let policy = unsafe { sys::xc_cpu_policy_init() };
+        if policy.is_null() {
+            return Err(XcError::errno("xc_cpu_policy_init", libc::ENOMEM));
+        }
+        let got = self
+            .call("xc_cpu_policy_get_domain", |xch| {
+                // SAFETY: `policy` is a live policy object.
+                unsafe { sys::xc_cpu_policy_get_domain(xch, domid.0, policy) }
+            })
+            .and_then(|_| {
+                self.call("xc_cpu_policy_serialise", |xch| {
+                    // SAFETY: the arrays hold the counts passed, which libxc lowers to what it
+                    // wrote.
+                    unsafe {
+                        sys::xc_cpu_policy_serialise(
+                            xch,
+                            policy,
+                            leaves.as_mut_ptr(),
+                            &mut nr_leaves,
+                            msrs.as_mut_ptr(),
+                            &mut nr_msrs,
+                        )
+                    }
+                })
+            });
+        // SAFETY: `policy` came from xc_cpu_policy_init and is destroyed once.
+        unsafe { sys::xc_cpu_policy_destroy(policy) };
+        got?;
+        leaves.truncate(usize_of(nr_leaves.into()));
+        msrs.truncate(usize_of(nr_msrs.into()));
+        Ok((
+            leaves
+                .iter()
+                .map(|l| CpuidLeaf {
+                    leaf: l.leaf,
+                    subleaf: l.subleaf,
+                    regs: [l.a, l.b, l.c, l.d],
+                })
+                .collect(),
+            msrs.iter()
+                .map(|m| MsrEntry {
+                    index: m.idx,
+                    flags: m.flags,
+                    value: m.val,
+                })
+                .collect(),
+        ))
+    }
+
+    fn domain_set_cpu_policy(
+        &self,
+        domid: DomId,
+        leaves: &[CpuidLeaf],
+        msrs: &[MsrEntry],
+    ) -> XcResult<()> {
+        let mut c_leaves: Vec<sys::xen_cpuid_leaf_t> = leaves
+            .iter()
+            .map(|l| sys::xen_cpuid_leaf_t {
+                leaf: l.leaf,
+                subleaf: l.subleaf,
+                a: l.regs[0],
+                b: l.regs[1],
+                c: l.regs[2],
+                d: l.regs[3],
+            })
+            .collect();
+        let mut c_msrs: Vec<sys::xen_msr_entry_t> = msrs
+            .iter()
+            .map(|m| sys::xen_msr_entry_t {
+                idx: m.index,
+                flags: m.flags,
+                val: m.value,
+            })
+            .collect();
+        let too_many = |n: usize| {
+            u32::try_from(n).map_err(|_| XcError::errno("xc_set_domain_cpu_policy", libc::E2BIG))
+        };
+        let (nr_leaves, nr_msrs) = (too_many(c_leaves.len())?, too_many(c_msrs.len())?);
+        let (mut err_leaf, mut err_subleaf, mut err_msr) = (u32::MAX, u32::MAX, u32::MAX);
+        self.call("xc_set_domain_cpu_policy", |xch| {
+            // SAFETY: the arrays hold the counts passed and are only read; the three error
+            // outputs are writable.
+            unsafe {
+                sys::xc_set_domain_cpu_policy(
+                    xch,
+                    domid.0,
+                    nr_leaves,
+                    c_leaves.as_mut_ptr(),
+                    nr_msrs,
+                    c_msrs.as_mut_ptr(),
+                    &mut err_leaf,
+                    &mut err_subleaf,
+                    &mut err_msr,
+                )
+            }
+        })
+        .map(drop)
+        .map_err(|e| XcError {
+            message: format!(
+                "{} (leaf {err_leaf:#x}, subleaf {err_subleaf:#x}, msr {err_msr:#x})",
+                e.message
+            ),
+            ..e
+        })
     }
 
     fn domain_get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
