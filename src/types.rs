@@ -1,6 +1,6 @@
 //! Units and small newtypes shared by every step. Page = 4 KiB guest or machine frame.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// log2 of the x86 page size.
@@ -50,7 +50,7 @@ pub const fn pages_of_order(order: u32) -> u64 {
 }
 
 /// A domain id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DomId(pub u32);
 
 impl fmt::Display for DomId {
@@ -60,7 +60,7 @@ impl fmt::Display for DomId {
 }
 
 /// A guest frame number (guest-physical address >> 12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Gfn(pub u64);
 
 impl Gfn {
@@ -78,7 +78,9 @@ impl fmt::Display for Gfn {
 
 /// A machine frame number (host-physical address >> 12). Only a PV domain shows its MFNs to
 /// the toolstack: its p2m maps each [`Pfn`] to one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub struct Mfn(pub u64);
 
 impl Mfn {
@@ -96,7 +98,7 @@ impl fmt::Display for Mfn {
 
 /// A PV domain's pseudo-physical frame number: an index into its p2m (`pfn -> mfn`). In a
 /// translated (HVM/PVH) domain pfn and gfn are the same number, and the code says [`Gfn`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Pfn(pub u64);
 
 impl fmt::Display for Pfn {
@@ -106,7 +108,7 @@ impl fmt::Display for Pfn {
 }
 
 /// A guest-physical byte address in a translated (HVM/PVH) domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GuestPhys(pub u64);
 
 impl GuestPhys {
@@ -120,7 +122,7 @@ impl GuestPhys {
 /// `xc_clear_domain_pages`, `xc_dom_gnttab_seed`'s "gmfn"): by gfn in a translated domain,
 /// by MFN in a PV one. Which one a call gets is the caller's to say, so that a PV MFN cannot
 /// pass for a gfn (the simulated host refuses the wrong kind for the domain).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MapFrame {
     /// A translated domain's frame.
     Gfn(Gfn),
@@ -155,7 +157,7 @@ impl fmt::Display for MapFrame {
 /// access from it runs on through the frames that follow in the same numbering (consecutive
 /// gfns, or consecutive MFNs: the PV builder splits its writes where the p2m is not
 /// machine-contiguous).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MapAddr {
     frame: MapFrame,
     /// Below [`PAGE_BYTES`], as every constructor leaves it.
@@ -205,7 +207,7 @@ impl fmt::Display for MapAddr {
 }
 
 /// E820 entry types used by the builders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum E820Type {
     /// Usable RAM (1).
@@ -231,7 +233,7 @@ impl E820Type {
 }
 
 /// One entry of the memory map handed to `xc_domain_set_memory_map`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct E820Entry {
     /// Start, bytes.
     pub addr: u64,

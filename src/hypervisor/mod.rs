@@ -8,7 +8,7 @@ pub mod sim;
 pub mod xenctrl;
 
 use crate::types::{DomId, E820Entry, MapAddr, MapFrame, Mfn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A failed libxenctrl call: what `failwith_oss_xc` prints, `[<code>] <message>`.
@@ -57,7 +57,7 @@ pub fn strerror(errno: i32) -> String {
 pub type XcResult<T> = Result<T, XcError>;
 
 /// What `xc_domain_getinfo` tells the builder about a domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainInfo {
     /// `XEN_DOMINF_hvm_guest`: HVM or PVH container.
     pub hvm: bool,
@@ -81,7 +81,7 @@ pub struct DomainInfo {
 pub const SHUTDOWN_SUSPEND: u32 = 2;
 
 /// Host facts from `xc_physinfo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhysInfo {
     /// Physical CPUs (bitmap width for affinity).
     pub nr_cpus: u32,
@@ -94,7 +94,7 @@ pub struct PhysInfo {
 }
 
 /// Credit scheduler parameters (`struct xen_domctl_sched_credit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SchedCredit {
     /// Relative weight.
     pub weight: u16,
@@ -103,7 +103,7 @@ pub struct SchedCredit {
 }
 
 /// PoD state returned by `xc_domain_set_pod_target`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PodInfo {
     /// Pages owned by the domain.
     pub tot_pages: u64,
@@ -114,7 +114,7 @@ pub struct PodInfo {
 }
 
 /// `memflags` of a populate call (`XENMEMF_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemFlags {
     /// NUMA node hint (`XENMEMF_node`).
     pub node: Option<u32>,
@@ -151,7 +151,7 @@ impl MemFlags {
 }
 
 /// Which host featureset `xc_get_cpu_featureset` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FeaturesetKind {
     /// `XEN_SYSCTL_cpu_featureset_host`.
     Host,
@@ -162,7 +162,7 @@ pub enum FeaturesetKind {
 }
 
 /// Arguments of `xc_cpuid_apply_policy` as XenServer's xenguest passes them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuidPolicy {
     /// Building a restored domain (Xen <= 4.13 compatible adjustments).
     pub restore: bool,
@@ -176,7 +176,7 @@ pub struct CpuidPolicy {
 
 /// A domain's TSC state, as `xc_domain_get_tsc_info` gives it and `xc_domain_set_tsc_info`
 /// takes it (the migration stream's X86_TSC_INFO record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TscInfo {
     /// `tsc_mode` (0 default, 1 always emulate, 2 never emulate).
     pub mode: u32,
@@ -189,7 +189,7 @@ pub struct TscInfo {
 }
 
 /// One CPUID leaf of a domain's policy (`xen_cpuid_leaf_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuidLeaf {
     /// Leaf.
     pub leaf: u32,
@@ -200,7 +200,7 @@ pub struct CpuidLeaf {
 }
 
 /// One MSR of a domain's policy (`xen_msr_entry_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsrEntry {
     /// The MSR's index.
     pub index: u32,
@@ -211,7 +211,7 @@ pub struct MsrEntry {
 }
 
 /// The boot vCPU state `vcpu_hvm` gives an HVM container: flat 32-bit protected mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HvmBootVcpu {
     /// Physical entry point (`rip`).
     pub entry: u32,
@@ -238,7 +238,7 @@ pub const X86_DR7_DEFAULT: u64 = 0x0000_0400;
 
 /// The boot vCPU of a 64-bit PV guest: the fields of `vcpu_guest_context_x86_64_t` that
 /// libxenguest's `vcpu_x86_64` sets; every other field is zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PvVcpuContext {
     /// `VGCF_*` flags.
     pub flags: u64,
@@ -277,7 +277,7 @@ pub struct PvVcpuContext {
 }
 
 /// A reserved device memory range (RMRR) from `xc_reserved_device_memory_map`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservedRange {
     /// First frame.
     pub start_pfn: u64,
@@ -286,7 +286,7 @@ pub struct ReservedRange {
 }
 
 /// A PCI address `SSSS:BB:DD.F`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PciSbdf {
     /// Segment.
     pub seg: u16,

@@ -13,6 +13,7 @@
 //! * [`session`]: the callbacks' shared state (precopy policy, suspend wait, abort, progress);
 //! * [`libxenguest`]: the engine over libxenguest's own save, restore and resume;
 //! * [`native`]: our own engine for HVM and PVH, over the hypervisor seam;
+//! * [`select`]: which engine runs an operation (by domain kind and `XENGUEST_STREAM_ENGINE`);
 //! * [`restore`]: xenguest's steps around a restore that the stream does not carry;
 //! * [`server`]: the listen-mode server (socket, command loop, worker thread, idle timeout).
 //!
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod libxenguest;
 pub mod native;
 pub mod restore;
+pub mod select;
 pub mod server;
 pub mod session;
 pub mod socket;

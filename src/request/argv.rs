@@ -275,6 +275,9 @@ pub struct Options {
     pub sim: Option<String>,
     /// `-sim-key <path>=<value>` (repeatable): xenstore entries for the simulated host.
     pub sim_keys: Vec<(String, String)>,
+    /// `-sim-host <file>`: the simulated host lives in this file between runs (loaded when it
+    /// exists, else created from `-sim`, written back at exit).
+    pub sim_host: Option<String>,
     /// `-report <path>`: where to write the build report.
     pub report: Option<String>,
     /// `-stderr`: log to stderr instead of syslog.
@@ -311,6 +314,7 @@ impl Default for Options {
             mem_pnode: None,
             sim: None,
             sim_keys: Vec::new(),
+            sim_host: None,
             report: None,
             stderr: false,
             summary: false,
@@ -432,6 +436,7 @@ enum Opt {
     MemPnode,
     Sim,
     SimKey,
+    SimHost,
     Report,
     Stderr,
     Summary,
@@ -480,6 +485,7 @@ const OPTIONS: &[OptSpec] = &[
     spec("mem_pnode", true, Opt::MemPnode),
     spec("sim", true, Opt::Sim),
     spec("sim-key", true, Opt::SimKey),
+    spec("sim-host", true, Opt::SimHost),
     spec("report", true, Opt::Report),
     spec("stderr", false, Opt::Stderr),
     spec("summary", false, Opt::Summary),
@@ -641,6 +647,7 @@ fn apply(o: &mut Options, opt: Opt, arg: &str) -> Result<Option<String>, ArgvErr
             }
             _ => return Err(ArgvError::InvalidSimKey(arg.to_string())),
         },
+        Opt::SimHost => o.sim_host = s(),
         Opt::Report => o.report = s(),
         Opt::Stderr => o.stderr = true,
         Opt::Summary => o.summary = true,

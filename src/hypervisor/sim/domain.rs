@@ -5,7 +5,7 @@ use crate::hypervisor::{
     CpuidLeaf, CpuidPolicy, HvmBootVcpu, MsrEntry, PvVcpuContext, SchedCredit, TscInfo,
 };
 use crate::types::{DomId, E820Entry, MapFrame, PAGE_USIZE};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Pages in a PoD superpage cache entry (`SUPERPAGE_PAGES`).
@@ -96,7 +96,7 @@ pub struct P2mExtent {
 }
 
 /// The grant entries `xc_dom_gnttab_seed` wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantSeed {
     /// Entry 0: the console ring's frame.
     pub console: MapFrame,
@@ -187,7 +187,7 @@ pub struct DomainSnapshot {
 }
 
 /// One p2m entry: `len` frames from its key; RAM from `mfn` or PoD.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(super) struct P2mEntry {
     pub len: u64,
     pub order: u32,
@@ -197,7 +197,7 @@ pub(super) struct P2mEntry {
 type Page = Box<[u8; PAGE_USIZE]>;
 
 /// A domain on the simulated host.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Domain {
     pub id: DomId,
     pub hvm: bool,
@@ -237,6 +237,7 @@ pub(super) struct Domain {
     pub boot_vcpu: Option<HvmBootVcpu>,
     /// Contents of written pages, by machine frame (so a re-pointed gfn reads its new,
     /// zeroed page).
+    #[serde(with = "super::persist::pages")]
     pub memory: HashMap<u64, Page>,
     /// PV: every block of machine frames ever assigned, `mfn -> pages` (for access by MFN).
     pub pv_frames: BTreeMap<u64, u64>,

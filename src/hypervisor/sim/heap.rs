@@ -17,7 +17,7 @@ pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
 const GIB_PAGES: u64 = 1 << 18;
 const MIB2_PAGES: u64 = 1 << 9;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct NodeHeap {
     /// First MFN of the node.
     base: u64,
@@ -36,7 +36,7 @@ impl NodeHeap {
 }
 
 /// The host's free memory: per-node buddy free lists and the global counter.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Heap {
     nodes: Vec<NodeHeap>,
     /// `total_avail_pages`.

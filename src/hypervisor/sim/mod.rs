@@ -47,6 +47,7 @@ mod features;
 mod heap;
 mod hvm_context;
 mod ops;
+mod persist;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -83,7 +84,7 @@ pub struct SimHost {
 }
 
 /// Everything behind the host's one lock.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct HostState {
     spec: HostSpec,
     heap: Heap,
@@ -91,14 +92,19 @@ struct HostState {
     held: Vec<u64>,
     /// `outstanding_claims`.
     outstanding_claims: u64,
+    #[serde(with = "persist::pairs")]
     domains: BTreeMap<DomId, Domain>,
     next_domid: u32,
     /// pCPU → node.
     cpu_node: Vec<u32>,
     /// Nodes that have at least one pCPU.
     cpu_nodes: u64,
+    #[serde(with = "persist::pairs")]
     rmrr: BTreeMap<PciSbdf, Vec<ReservedRange>>,
+    /// The trace and the armed faults belong to one run, not to the host's state.
+    #[serde(skip)]
     trace: Trace,
+    #[serde(skip)]
     faults: Faults,
 }
 

@@ -37,7 +37,7 @@ pub const MAX_HALF_2M_FREE_MIB: u64 = 256 << 10;
 
 /// Who runs the toolstack: decides the largest extent order `populate_physmap` accepts
 /// (`max_order()` of the *calling* domain) and whether node hints are honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Caller {
     /// The control domain (dom0 in XenServer): order 18, node hints honoured.
     #[default]
@@ -73,7 +73,7 @@ impl Caller {
 }
 
 /// The scheduler of the pool the domains live in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Scheduler {
     /// Credit (XenServer's default): `sched_credit_domain_{get,set}` work.
     #[default]
@@ -93,7 +93,7 @@ impl Scheduler {
 
 /// A parsed host spec. `Display` prints every key, and parsing that text gives back an
 /// equal spec.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostSpec {
     /// NUMA nodes.
     pub nodes: u32,

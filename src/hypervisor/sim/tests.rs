@@ -1057,3 +1057,100 @@ fn a_restored_domain_keeps_its_context_tsc_and_policy() {
         ("xc_set_domain_cpu_policy", libc::E2BIG)
     );
 }
+
+#[test]
+fn log_dirty_tracks_writes_and_page_types_say_what_is_ram() {
+    let h = host("nodes=1,node_mib=256");
+    let d = hvm(&h, 64);
+    populate(&h, d, 9, MemFlags::default(), &[0]);
+    let code = |r: XcResult<u64>| r.map_err(|e| (e.function, e.code)).unwrap_err();
+    let mut bitmap = [0u64; 8];
+    assert_eq!(
+        code(h.domain_logdirty_clean(d, &mut bitmap, 512)),
+        ("xc_shadow_control", libc::EINVAL),
+        "log-dirty is off"
+    );
+    h.domain_logdirty(d, true).unwrap();
+    assert_eq!(
+        h.domain_logdirty(d, true).unwrap_err().code,
+        libc::EINVAL,
+        "already on"
+    );
+    h.guest_write(d, 3 * 4096 + 10, b"hello").unwrap();
+    h.write_guest(d, at(200 * 4096), &[1; 8192]).unwrap();
+    assert_eq!(h.domain_logdirty_clean(d, &mut bitmap, 512).unwrap(), 3);
+    assert_eq!(bitmap[0], 1 << 3);
+    assert_eq!(bitmap[3], (1 << (200 - 192)) | (1 << (201 - 192)));
+    assert_eq!(
+        h.domain_logdirty_clean(d, &mut bitmap, 512).unwrap(),
+        0,
+        "cleaned"
+    );
+    assert_eq!(
+        h.domain_logdirty_clean(d, &mut bitmap, 513)
+            .unwrap_err()
+            .code,
+        libc::EINVAL,
+        "bitmap too small"
+    );
+    h.domain_logdirty(d, false).unwrap();
+    assert_eq!(
+        h.domain_pfn_types(d, &[0, 511, 512]).unwrap(),
+        vec![0, 0, 0xf << 28]
+    );
+    assert_eq!(
+        h.domain_pfn_types(d, &[0; 1025]).unwrap_err().code,
+        libc::E2BIG
+    );
+    assert_eq!(h.domain_maximum_gpfn(d).unwrap(), 511);
+    assert_eq!(h.xen_version().unwrap(), (4, 17));
+}
+
+#[test]
+fn a_host_kept_in_a_file_comes_back_whole_and_a_damaged_file_is_refused() {
+    let h = host("nodes=2,node_mib=512,half_2m=1,free_mib=0:300");
+    let d = hvm(&h, 64);
+    populate(&h, d, 9, MemFlags::default(), &[0, 512]);
+    h.write_guest(d, at(5 * 4096), b"kept").unwrap();
+    h.hvm_param_set(d, 1, 0xfeffc).unwrap();
+    h.set_shutdown(d, Some(2)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.json");
+    h.save_to(&path).unwrap();
+
+    let back = SimHost::load_from(&path).unwrap();
+    assert_eq!(back.domain_snapshot(d), h.domain_snapshot(d));
+    assert_eq!(back.p2m_extents(d), h.p2m_extents(d));
+    assert_eq!(back.free_pages(), h.free_pages());
+    assert_eq!(back.spec(), h.spec());
+    let mut buf = [0u8; 4];
+    back.read_guest(d, at(5 * 4096), &mut buf).unwrap();
+    assert_eq!(&buf, b"kept");
+    assert_eq!(back.domain_getinfo(d).unwrap().shutdown_reason, Some(2));
+    // It goes on as the same host: the next domain gets the next domid.
+    assert_eq!(hvm(&back, 64), hvm(&h, 64));
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (bad, why) in [
+        (
+            text.replace("version 1", "version 9"),
+            "not 'xenguest simulated host",
+        ),
+        (
+            text[..text.len() / 2].to_string(),
+            "is not a simulated host",
+        ),
+        (
+            text.replacen("\"free_pages\":", "\"free_pages\":1", 1),
+            "inconsistent host",
+        ),
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        let e = SimHost::load_from(&path).err().unwrap();
+        assert!(e.contains(why), "{e}");
+    }
+    assert!(SimHost::load_from(&dir.path().join("none"))
+        .err()
+        .unwrap()
+        .starts_with("cannot read"));
+}
