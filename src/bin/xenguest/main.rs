@@ -6,14 +6,14 @@ mod cli;
 mod control;
 mod migrate;
 mod shadow_retry;
+mod sim_host;
 mod syslog;
 
 use control::ControlFd;
+use sim_host::SimSession;
 use std::process::ExitCode;
 use xenguest::builder::{self, BuildEnv, BuildMode, BuildOutput, HostPaths};
-use xenguest::hypervisor::sim::{DomainConfig, SimHost};
 use xenguest::request::{self, argv, Action, ArgvError, BuildRequest, Options};
-use xenguest::store::{domain_path, MemoryStore, Store};
 use xenguest::{Error, Step};
 
 fn main() -> ExitCode {
@@ -116,12 +116,19 @@ fn command_line_error(argv0: &str, e: &ArgvError, controloutfd: i32) {
     }
 }
 
-/// Run the mode: build on the simulated host (`-sim`) or on the real one.
+/// Run the mode: build on the simulated host (`-sim`, `-sim-host`) or on the real one.
 fn run(opts: &Options) -> Result<BuildOutput, Error> {
     let request::BuildCommand { mode, request: req } = request::build_command(opts)?;
     let paths = HostPaths::from_env();
-    let output = match &opts.sim {
-        Some(spec) => build_on_sim(spec, opts, mode, &req, &paths)?,
+    let output = match SimSession::open(opts)? {
+        Some(sim) => {
+            let built = build_on_sim(&sim, mode, &req, &paths);
+            // Written back whatever happened: a failed build leaves its domain, as on Xen.
+            let written = sim.finish();
+            let built = built?;
+            written?;
+            built
+        }
         None => build_on_xen(mode, &req, &paths)?,
     };
     if let Some(path) = &opts.report {
@@ -167,66 +174,24 @@ fn build_on_xen(_: BuildMode, _: &BuildRequest, _: &HostPaths) -> Result<BuildOu
     ))
 }
 
-/// Do the toolstack's part on a fresh simulated host (create the domain, write the platform
-/// keys as xenopsd does), then build.
+/// Do the toolstack's part on the simulated host (create the domain; the platform keys are
+/// written already), then build.
 fn build_on_sim(
-    spec: &str,
-    opts: &Options,
+    sim: &SimSession,
     mode: BuildMode,
     req: &BuildRequest,
     paths: &HostPaths,
 ) -> Result<BuildOutput, Error> {
-    let sim_error = |reason: String| Step::Sim.invalid(reason);
-    let host = SimHost::from_spec(spec).map_err(|e| sim_error(e.to_string()))?;
-    let store = MemoryStore::new();
-    let base = domain_path(req.domid);
-    let defaults = SIM_PLATFORM_DEFAULTS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-    for (key, value) in defaults.chain(opts.sim_keys.iter().cloned()) {
-        // A key starting with `/` is absolute (e.g. `/mh/limits/pv-kernel-max_size`).
-        let path = if key.starts_with('/') {
-            key
-        } else {
-            format!("{base}/{key}")
-        };
-        store.write(&path, &value).map_err(Step::Sim.store())?;
-    }
-    let vcpus = store
-        .read(&format!("{base}/platform/vcpu/number"))
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1u32)
-        .max(1);
     // xenopsd's build_pre sets max_pages to the build's maximum plus slack for special pages.
-    let max_mem_kib = (req.mem_max_mib << 10) + SIM_MAXMEM_SLACK_KIB;
-    let config = DomainConfig::of_kind(mode != BuildMode::Pv, req.domid, max_mem_kib, vcpus);
-    host.create_domain(&config).map_err(Step::Sim.xc())?;
-    log::info!(
-        "domid = {}; created on a simulated host ({})",
-        req.domid,
-        host.spec()
-    );
+    let max_mem_kib = (req.mem_max_mib << 10) + sim_host::MAXMEM_SLACK_KIB;
+    sim.create_domain(mode != BuildMode::Pv, req.domid, max_mem_kib)?;
     builder::build(
         BuildEnv {
-            hv: &host,
-            store: &store,
+            hv: &*sim.host,
+            store: &*sim.store,
             paths,
         },
         mode,
         req,
     )
 }
-
-/// Keys xenopsd always writes in the platform map (`generate_create_info`): one vCPU, ACPI
-/// S3/S4 off. `-sim-key` overrides them.
-const SIM_PLATFORM_DEFAULTS: [(&str, &str); 4] = [
-    ("platform/vcpu/number", "1"),
-    ("platform/vcpu/current", "1"),
-    ("platform/acpi_s3", "0"),
-    ("platform/acpi_s4", "0"),
-];
-
-/// Headroom above guest RAM for special, ioreq and ACPI pages (libxl's `LIBXL_MAXMEM_CONSTANT`).
-const SIM_MAXMEM_SLACK_KIB: u64 = 1024;

@@ -4,6 +4,7 @@
 //! control fds and prints the result.
 
 use crate::control::ControlFd;
+use crate::sim_host::SimSession;
 use std::fs::File;
 use std::io::Read;
 use std::mem::ManuallyDrop;
@@ -13,8 +14,9 @@ use xenguest::migrate::direct;
 use xenguest::migrate::engine::{Engine, RestoreRequest, SaveRequest};
 use xenguest::migrate::server::{ListenConfig, Outcome, Server};
 use xenguest::request::{Mode, Options};
+use xenguest::store::Store;
 use xenguest::types::DomId;
-use xenguest::{Error, ErrorKind, Step};
+use xenguest::{Error, Step};
 
 /// What a migration mode reports on success: `result:<a> <b>`, or nothing (listen).
 pub type Frames = Option<(u64, u64)>;
@@ -23,7 +25,6 @@ type Engines = Arc<dyn Engine>;
 
 /// Run a migration mode. `None` when `mode` is not one.
 pub fn run(opts: &Options, mode: Mode, control: &ControlFd) -> Option<Result<Frames, Error>> {
-    let step = Step::Mode(mode.name());
     let run = match mode {
         Mode::Listen => listen,
         Mode::Save | Mode::HvmSave => save,
@@ -31,31 +32,49 @@ pub fn run(opts: &Options, mode: Mode, control: &ControlFd) -> Option<Result<Fra
         Mode::ResumeSlow => resume,
         _ => return None,
     };
-    if opts.sim.is_some() {
-        return Some(Err(Error::new(
-            step,
-            ErrorKind::NotImplemented(
-                "-sim: the simulated host has no migration stream engine yet; migration \
-                 runs on a real Xen host through libxenguest"
-                    .into(),
-            ),
-        )));
-    }
     if let Some(node) = opts.mem_pnode {
         // The toolstack has set the domain's NUMA node affinity, which Xen's allocator follows
         // when the stream populates memory; the option only says where that is.
         log::info!("-mem_pnode {node}: memory follows the domain's node affinity");
     }
-    Some(engine().and_then(|engine| run(opts, &engine, control)))
+    Some(match SimSession::open(opts) {
+        Err(e) => Err(e),
+        Ok(Some(sim)) => {
+            let done = run(opts, &sim.engine(), Some(&*sim.store), control);
+            // Written back whatever happened, as a real host keeps what a failed run left.
+            let written = sim.finish();
+            done.and_then(|frames| written.map(|()| frames))
+        }
+        Ok(None) => engine().and_then(|engine| run(opts, &engine, None, control)),
+    })
 }
 
-/// The stream engine: libxenguest's, when the binary is built with Xen.
+/// The engines on the real host: the native one for HVM and PVH (unless
+/// `XENGUEST_STREAM_ENGINE=libxenguest`), libxenguest's for PV. Without Xen, libxenguest's
+/// alone, whose check then refuses each command with the C text.
 #[cfg(feature = "xen")]
 fn engine() -> Result<Engines, Error> {
-    Ok(Arc::new(xenguest::migrate::libxenguest::Libxenguest))
+    use xenguest::migrate::libxenguest::Libxenguest;
+    use xenguest::migrate::native::Native;
+    use xenguest::migrate::select::{Choice, Chooser};
+    let choice = Choice::from_env()?;
+    let lib: Engines = Arc::new(Libxenguest);
+    match xenguest::builder::open_real_host() {
+        Ok((hv, store)) => {
+            let hv: Arc<dyn xenguest::hypervisor::Hypervisor> = Arc::new(hv);
+            let native = Native::new(hv.clone(), Arc::new(store));
+            log::info!("Stream engine for HVM and PVH: {choice:?}; PV: libxenguest");
+            Ok(Arc::new(Chooser::new(hv, native, Some(lib), choice)))
+        }
+        Err(e) => {
+            log::debug!("no real host for the native engine: {e}");
+            Ok(lib)
+        }
+    }
 }
 
-/// Without the `xen` feature there is no engine; listen still serves and refuses each command.
+/// Without the `xen` feature there is no engine on a real host; listen still serves and
+/// refuses each command.
 #[cfg(not(feature = "xen"))]
 fn engine() -> Result<Engines, Error> {
     Ok(Arc::new(xenguest::migrate::engine::Unavailable))
@@ -71,7 +90,7 @@ fn real_store() -> Result<impl xenguest::store::Store, Error> {
 fn real_store() -> Result<xenguest::store::MemoryStore, Error> {
     Err(Error::new(
         Step::XsOpen,
-        ErrorKind::NotImplemented("built without the `xen` feature".into()),
+        xenguest::ErrorKind::NotImplemented("built without the `xen` feature".into()),
     ))
 }
 
@@ -101,7 +120,12 @@ fn stream_fd(opts: &Options) -> Result<BorrowedFd<'static>, Error> {
 /// `-mode listen`: serve emu-manager on `/run/xen/xenguest-control-<domid>` until `quit` or the
 /// idle timeout (C leaves its loop and exits 0 in both cases). `Ready` goes to stdout once the
 /// socket listens, and nothing else does.
-fn listen(opts: &Options, engine: &Engines, _: &ControlFd) -> Result<Frames, Error> {
+fn listen(
+    opts: &Options,
+    engine: &Engines,
+    _: Option<&dyn Store>,
+    _: &ControlFd,
+) -> Result<Frames, Error> {
     let server = Server::bind(ListenConfig::new(opts.domid), Arc::clone(engine))?;
     log::info!("Listening on {}", server.socket_path().display());
     let outcome = server.serve(&mut std::io::stdout())?;
@@ -117,9 +141,21 @@ fn listen(opts: &Options, engine: &Engines, _: &ControlFd) -> Result<Frames, Err
 
 /// `save`/`hvm_save`: `-live` and `-debug` set the flags, `-force` skips the nomigrate check;
 /// the suspend is asked of the toolstack with `suspend:` and its answer line on `-controlinfd`.
-fn save(opts: &Options, engine: &Engines, control: &ControlFd) -> Result<Frames, Error> {
+fn save(
+    opts: &Options,
+    engine: &Engines,
+    store: Option<&dyn Store>,
+    control: &ControlFd,
+) -> Result<Frames, Error> {
     let domid = domid(opts)?;
-    let store = real_store()?;
+    let real;
+    let store = match store {
+        Some(store) => store,
+        None => {
+            real = real_store()?;
+            &real
+        }
+    };
     let req = SaveRequest {
         domid,
         stream: stream_fd(opts)?,
@@ -127,7 +163,7 @@ fn save(opts: &Options, engine: &Engines, control: &ControlFd) -> Result<Frames,
     };
     let infd = opts.controlinfd;
     let suspend = || ask_suspend(control, infd);
-    direct::save(engine.as_ref(), &store, &req, opts.force, &suspend)?;
+    direct::save(engine.as_ref(), store, &req, opts.force, &suspend)?;
     Ok(Some((0, 0)))
 }
 
@@ -168,7 +204,12 @@ fn ask_suspend(control: &ControlFd, infd: RawFd) -> bool {
 }
 
 /// `restore`/`hvm_restore`: the result is `<store frame> <console frame>`.
-fn restore(opts: &Options, engine: &Engines, _: &ControlFd) -> Result<Frames, Error> {
+fn restore(
+    opts: &Options,
+    engine: &Engines,
+    _: Option<&dyn Store>,
+    _: &ControlFd,
+) -> Result<Frames, Error> {
     let req = RestoreRequest {
         domid: domid(opts)?,
         stream: stream_fd(opts)?,
@@ -184,7 +225,12 @@ fn restore(opts: &Options, engine: &Engines, _: &ControlFd) -> Result<Frames, Er
 }
 
 /// `resume_slow`: `xc_domain_resume(.., fast=0)`.
-fn resume(opts: &Options, engine: &Engines, _: &ControlFd) -> Result<Frames, Error> {
+fn resume(
+    opts: &Options,
+    engine: &Engines,
+    _: Option<&dyn Store>,
+    _: &ControlFd,
+) -> Result<Frames, Error> {
     direct::resume_slow(engine.as_ref(), domid(opts)?)?;
     Ok(Some((0, 0)))
 }
