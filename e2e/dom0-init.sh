@@ -176,8 +176,14 @@ migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
     # Live saves enable log-dirty through the binary's EBUSY-retrying shadow-op wrappers.
     wrapped=yes
     case "$*" in *--live*) grep -q "shadow ops go through the EBUSY retry" /var/log/messages || wrapped=no ;; esac
+    # The target's xenguest logs the populate calls its restore made (counted by the binary's
+    # wrappers, whichever engine ran) and the page mix.
+    counts=$(grep "Restore of d$dst: " /var/log/messages | tail -1 | sed 's/.*Restore of d[0-9]*: //')
+    calls=$(echo "$counts" | sed -n 's/.*populate_calls=\([0-9]*\).*/\1/p')
+    mix=$(echo "$counts" | sed -n 's/.*pages_by_order=\({[^}]*}\).*/\1/p' | tr -d ' ')
+    rus=$(echo "$counts" | sed -n 's/.*restore_us=\([0-9]*\).*/\1/p')
     if [ "$n_dst" -ge 2 ] && [ "$bad" = 0 ] && [ $step -ge 1 ] && [ $step -le 2 ] && [ $wrapped = yes ]; then
-        echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst"
+        echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst populate_calls=${calls:-?} restored_pages=${mix:-?} restore_us=${rus:-?}"
     else
         fail "migrate $name: source last gen ${last_src:-none}, target first ${first_dst:-none}, $n_dst ticks, $bad bad, shadow-op wrapper used: $wrapped"
         echo "@@MIGRATE $name FAIL $line"
@@ -192,6 +198,11 @@ if want migrate; then
     migrate_case pvh-nonlive $PVH
     migrate_case hvm-live --live $HVM
     migrate_case hvm-nonlive $HVM
+    # The differential: libxenguest's save into our restore, and ours into libxenguest's.
+    migrate_case hvm-live-lib-to-native --live --save-engine libxenguest --restore-engine native $HVM
+    migrate_case hvm-live-native-to-lib --live --save-engine native --restore-engine libxenguest $HVM
+    migrate_case pvh-live-lib-to-native --live --save-engine libxenguest --restore-engine native $PVH
+    migrate_case pvh-live-native-to-lib --live --save-engine native --restore-engine libxenguest $PVH
     mark migrate-end
 fi
 

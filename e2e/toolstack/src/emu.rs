@@ -51,9 +51,14 @@ struct Listener {
 impl Listener {
     /// Start xenguest as emu-manager does (`-debug -domid D -controloutfd 2 -controlinfd 0
     /// -mode listen`), wait for exactly `Ready\n` on its stdout, close that pipe, connect.
-    fn start(name: &'static str, xenguest: &str, domid: u32) -> Res<Self> {
+    /// `engine`: `XENGUEST_STREAM_ENGINE` for it (`native`, `libxenguest`), or its default.
+    fn start(name: &'static str, xenguest: &str, domid: u32, engine: Option<&str>) -> Res<Self> {
         let d = domid.to_string();
-        let mut child = Command::new(xenguest)
+        let mut cmd = Command::new(xenguest);
+        if let Some(engine) = engine {
+            cmd.env("XENGUEST_STREAM_ENGINE", engine);
+        }
+        let mut child = cmd
             .args([
                 "-debug",
                 "-domid",
@@ -243,10 +248,15 @@ pub fn migrate(args: &[String]) -> Res<()> {
     };
     let mut run_s = 3u64;
     let mut rest = Vec::new();
+    let (mut save_engine, mut restore_engine) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--live" | "--hvm" => {}
+            "--save-engine" => save_engine = Some(it.next().ok_or("bad --save-engine")?.clone()),
+            "--restore-engine" => {
+                restore_engine = Some(it.next().ok_or("bad --restore-engine")?.clone())
+            }
             "--run-s" => {
                 run_s = it
                     .next()
@@ -289,8 +299,8 @@ pub fn migrate(args: &[String]) -> Res<()> {
         target = Some(dst);
         let dst_base = write_pre_build_keys(&xs, dst, &o)?;
         let (save_end, restore_end) = UnixStream::pair().map_err(|e| e.to_string())?;
-        let mut sender = Listener::start("save", &o.xenguest, src)?;
-        let mut receiver = Listener::start("restore", &o.xenguest, dst)?;
+        let mut sender = Listener::start("save", &o.xenguest, src, save_engine.as_deref())?;
+        let mut receiver = Listener::start("restore", &o.xenguest, dst, restore_engine.as_deref())?;
 
         // operation_load: stream fd, ports, then restore (xenopsd's restore:xenguest).
         receiver.command(r#"{"execute":"migrate_init"}"#, Some(&restore_end))?;
@@ -368,9 +378,11 @@ pub fn migrate(args: &[String]) -> Res<()> {
         Ok(format!(
             "kind={} source={src} target={dst} live={} iterations={iterations} sent_pages={sent} \
              save_ms={save_ms} restore_done_ms={restore_ms} downtime_ms={downtime_ms} \
-             result=\"{result}\"",
+             save_engine={} restore_engine={} result=\"{result}\"",
             if mode == Mode::Hvm { "hvm" } else { "pvh" },
-            u8::from(live)
+            u8::from(live),
+            save_engine.as_deref().unwrap_or("default"),
+            restore_engine.as_deref().unwrap_or("default"),
         ))
     })();
     xs.release(src);

@@ -349,19 +349,24 @@ pub fn migration_report(log: &str, qemu_s: u64) -> String {
     let mut s = format!(
         "## Real Xen 4.17 under QEMU: migration through `xenguest -mode listen` (`make e2e`)\n\n\
 A 128 MiB guest that rewrites 2048 pages (8 MiB) a second and checks them is moved to a new \
-domain by two `xenguest -mode listen` (libxenguest's stream engine) driven as emu-manager \
-drives them (`xg-e2e migrate`), the stream on a socketpair. Save: `migrate_init` to \
-`completed`; restore done: when the target's `completed` arrived; downtime: from the source's \
-suspend to the target's unpause (build_post included); pfns sent: libxc's count after the \
-last precopy pass (the stop-and-copy pass adds the rest), which counts every pfn a pass \
-covers up to the highest gfn, holes included: these guests' special pages sit just below \
-4 GiB, so the first pass alone is about 1 M pfns, of which 32 K are RAM. QEMU TCG (no KVM), {qemu_s} s \
-for the run; times are an emulated machine's, to compare with each other, not with hardware. \
-There is no C column: the C xenguest's stream is the same libxenguest code, and `xl save` \
-cannot save these guests (no PV drivers to suspend the PVH one, no device model for the HVM \
-one).\n\n\
-| case | result | precopy passes | pfns sent | save | restore done | downtime | target resumed at generation |\n\
-|---|---|---|---|---|---|---|---|\n"
+domain by two `xenguest -mode listen` driven as emu-manager drives them (`xg-e2e migrate`), \
+the stream on a socketpair. *engines*: the save's and the restore's stream engine (`default` \
+is the native one for these HVM and PVH guests; `libxenguest` is Debian's libxenguest 4.17 \
+through `XENGUEST_STREAM_ENGINE`), so the mixed rows are the differential: each engine's \
+stream read by the other. Save: `migrate_init` to `completed`; restore done: when the \
+target's `completed` arrived; downtime: from the source's suspend to the target's unpause \
+(build_post included); pfns sent: the count after the last precopy pass (the stop-and-copy \
+pass adds the rest), which counts every pfn a pass covers up to the highest gfn, holes \
+included: these guests' special pages sit just below 4 GiB, so the first pass alone is \
+about 1 M pfns, of which 32 K are RAM. *populate calls* and *restored pages by order*: what \
+the target's restore asked Xen for, counted by the binary's wrappers of \
+`xc_domain_populate_physmap{{,_exact}}` whichever engine ran (order 18 = 1 GiB, 9 = 2 MiB, \
+0 = 4 KiB; the native engine gives back the holes of a superpage it populated ahead). QEMU \
+TCG (no KVM), {qemu_s} s for the run; times are an emulated machine's, to compare with each \
+other, not with hardware. There is no `xl` column: `xl save` cannot save these guests (no PV \
+drivers to suspend the PVH one, no device model for the HVM one).\n\n\
+| case | result | engines (save → restore) | precopy passes | pfns sent | save | restore done | downtime | populate calls | restored pages by order | target resumed at generation |\n\
+|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for rest in log.lines().filter_map(|l| l.split("@@MIGRATE ").nth(1)) {
         let mut words = rest.split(' ');
@@ -373,11 +378,15 @@ one).\n\n\
             _ => "non-live".into(),
         };
         s += &format!(
-            "| {case} | {verdict} | {passes} | {} | {} ms | {} ms | {} ms | {} (source's last: {}) |\n",
+            "| {case} | {verdict} | {} → {} | {passes} | {} | {} ms | {} ms | {} ms | {} | {} | {} (source's last: {}) |\n",
+            get("save_engine"),
+            get("restore_engine"),
             get("sent_pages"),
             get("save_ms"),
             get("restore_done_ms"),
             get("downtime_ms"),
+            get("populate_calls"),
+            get("restored_pages"),
             get("target_first_gen"),
             get("source_last_gen"),
         );
@@ -670,18 +679,20 @@ mod report_tests {
     #[test]
     fn migration_rows_come_from_the_migrate_lines() {
         let log = "[ 27.2] @@MIGRATE pvh-live PASS E2E MIGRATE kind=pvh source=1 target=2 live=1 \
-                   iterations=4 sent_pages=40000 save_ms=6496 restore_done_ms=6515 downtime_ms=900 result=\"1 2\" \
-                   source_last_gen=0000000b target_first_gen=0000000c target_ticks=6\n\
+                   iterations=4 sent_pages=40000 save_ms=6496 restore_done_ms=6515 downtime_ms=900 \
+                   save_engine=libxenguest restore_engine=native result=\"1 2\" \
+                   source_last_gen=0000000b target_first_gen=0000000c target_ticks=6 \
+                   populate_calls=3 restored_pages={0:48,9:32768}\n\
                    [ 42.2] @@MIGRATE hvm-nonlive FAIL E2E MIGRATE kind=hvm live=0 save_ms=4630\n";
         let r = migration_report(log, 76);
         assert!(
             r.contains(
-                "| pvh-live | PASS | 4 | 40000 | 6496 ms | 6515 ms | 900 ms | 0000000c (source's last: 0000000b) |"
+                "| pvh-live | PASS | libxenguest → native | 4 | 40000 | 6496 ms | 6515 ms | 900 ms | 3 | {0:48,9:32768} | 0000000c (source's last: 0000000b) |"
             ),
             "{r}"
         );
         assert!(
-            r.contains("| hvm-nonlive | FAIL | non-live | ? | 4630 ms | ? ms |"),
+            r.contains("| hvm-nonlive | FAIL | ? → ? | non-live | ? | 4630 ms | ? ms |"),
             "{r}"
         );
         assert!(r.contains("76 s"));

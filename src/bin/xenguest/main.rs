@@ -5,6 +5,7 @@
 mod cli;
 mod control;
 mod migrate;
+mod populate_count;
 mod shadow_retry;
 mod sim_host;
 mod syslog;
@@ -166,8 +167,8 @@ fn build_on_xen(
 #[cfg(not(feature = "xen"))]
 fn build_on_xen(_: BuildMode, _: &BuildRequest, _: &HostPaths) -> Result<BuildOutput, Error> {
     Err(Error::new(
-        "xc_interface_open",
-        ErrorKind::NotImplemented(
+        Step::InterfaceOpen,
+        xenguest::ErrorKind::NotImplemented(
             "built without the `xen` feature; use -sim <host spec> to build on a simulated host"
                 .into(),
         ),
