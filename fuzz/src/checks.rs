@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("platform", platform),
     ("hvm_build", hvm_build),
     ("migration_stream", migration_stream),
+    ("migration_restore", migration_restore),
 ];
 
 /// A check: panics on a bug.
@@ -884,4 +885,51 @@ pub fn migration_stream(data: &[u8]) {
         }
     }
     assert!(r.offset() <= bytes.len() as u64);
+}
+
+/// The native restore on arbitrary bytes after valid headers (and, when the input starts
+/// with `X`, on the headers too), into a 32 MiB HVM domain of a simulated host that also
+/// holds another domain: never a panic; whatever the outcome, the domain holds no more than
+/// its `max_pages`, the other domain's page is as it was, the host's books balance, and
+/// destroying the domain gives every page back.
+pub fn migration_restore(data: &[u8]) {
+    use xenguest::migrate::engine::RestoreHooks;
+    use xenguest::migrate::native::restore::{restore, Params};
+    use xenguest::migrate::stream::{GuestType, StreamWriter};
+    use xenguest::types::{GuestPhys, MapAddr};
+    struct Quiet;
+    impl RestoreHooks for Quiet {
+        fn progress(&self, _: u64, _: u64) {}
+    }
+    let mut bytes = Vec::new();
+    if data.first() != Some(&b'X') {
+        let mut w = StreamWriter::new(&mut bytes);
+        w.write_headers(GuestType::X86Hvm, (4, 17)).unwrap();
+    }
+    bytes.extend_from_slice(data);
+    let host = SimHost::from_spec("nodes=1,node_mib=256").unwrap();
+    let other = host.create_domain(&DomainConfig::hvm(4096, 1)).unwrap();
+    let mut one = [0u64];
+    host.domain_populate_physmap(other, 0, Default::default(), &mut one)
+        .unwrap();
+    let at = MapAddr::phys(GuestPhys(0));
+    host.write_guest(other, at, b"the other domain").unwrap();
+    let free = host.free_pages();
+    let domid = host.create_domain(&DomainConfig::hvm(32 << 10, 1)).unwrap();
+    let fallback = || Ok(());
+    let params = Params {
+        domid,
+        store: (1, DomId(0)),
+        console: (2, DomId(0)),
+        cpuid_fallback: &fallback,
+    };
+    let _ = restore(&host, &bytes[..], &params, &Quiet);
+    let info = host.domain_getinfo(domid).unwrap();
+    assert!(info.tot_pages <= info.max_pages);
+    let mut seen = [0u8; 16];
+    host.read_guest(other, at, &mut seen).unwrap();
+    assert_eq!(&seen, b"the other domain");
+    host.check_accounting().unwrap();
+    host.destroy_domain(domid).unwrap();
+    assert_eq!(host.free_pages(), free, "every page back");
 }
