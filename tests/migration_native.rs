@@ -598,3 +598,27 @@ fn a_tiny_guest_saves_to_a_stream_small_enough_to_seed_the_fuzzer() {
         std::fs::write(format!("{dir}/tiny-hvm"), &bytes[40..]).unwrap();
     }
 }
+
+/// The toolstack's `max_pages` (RAM + 1 MiB) leaves no room for a 1 GiB page ahead of a
+/// 128 MiB guest: the restore falls back to 2 MiB pages for the whole first GiB in one call,
+/// which Xen cuts at `max_pages`, then 4 KiB for the special pages: a handful of calls where
+/// libxenguest's restore makes one per batch of 1024 pfns (33 here).
+#[test]
+fn under_the_toolstacks_max_pages_a_small_guest_takes_2_mib_pages_in_a_few_calls() {
+    let fx = Fixture::new("nodes=1,node_mib=2048");
+    let src = guest(&fx, 128);
+    let dst = target(&fx.host, 128);
+    let hooks = Guest {
+        host: &fx.host,
+        domid: src,
+        passes: 0,
+        dirty_per_pass: 0,
+        seen: Mutex::new(Vec::new()),
+    };
+    let (_, restored, _, _) = migrate(&fx.host, src, dst, &hooks, 0);
+    assert_same_guest(&fx.host, src, dst);
+    assert_eq!(restored.refused_orders, vec![18, 9], "{restored:?}");
+    assert_eq!(restored.populated_pages_by_order.get(&9), Some(&(64 * 512)));
+    assert!(restored.populate_calls() <= 5, "{restored:?}");
+    assert_eq!(restored.punched_pages, 0x20, "the VGA hole");
+}

@@ -17,7 +17,7 @@
 
 use crate::memory::ORDERS;
 use crate::migrate::stream::PageType;
-use crate::types::{pages_of_order, usize_of, Pfn, P2M_GFN_LIMIT};
+use crate::types::{pages_of_order, usize_of, Pfn, ORDER_1G, P2M_GFN_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A superpage populated before the stream named its pfns.
@@ -85,6 +85,11 @@ impl Populated {
             .range(..end)
             .next_back()
             .is_some_and(|(_, &e)| e > start)
+    }
+
+    /// The populated pfns as merged ranges `[start, end)`, ascending.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(&s, &e)| (s, e))
     }
 
     /// Pages populated.
@@ -176,8 +181,9 @@ impl Populated {
 
 /// The extents to populate for one PAGE_DATA batch: for each populatable pfn not yet
 /// populated, a superpage of at most `max_order` when it starts an aligned region above
-/// every pfn named so far (and the region is clear), else its own 4 KiB page. Ascending by
-/// gfn within each order; each pfn at most once.
+/// every pfn named so far (and the region is clear), with the rest of its 1 GiB region in
+/// superpages of the same order; else its own 4 KiB page. Ascending by gfn within each
+/// order; each pfn at most once.
 pub fn plan_batch(
     populated: &Populated,
     entries: &[(Pfn, PageType)],
@@ -204,12 +210,26 @@ pub fn plan_batch(
                         && !populated.overlaps(pfn, pfn + len)
                 })
                 .unwrap_or(0);
-            if order > 0 {
-                superpages.push((pfn, pfn + pages_of_order(order)));
-            } else {
+            if order == 0 {
                 singles.insert(pfn);
+                plan.push((pfn, 0));
+            } else {
+                // The rest of the enclosing 1 GiB region goes ahead too, in extents of the same
+                // order: one call where the pass would otherwise make one per batch.
+                let region_end = (pfn | (pages_of_order(ORDER_1G) - 1)) + 1;
+                let len = pages_of_order(order);
+                let mut start = pfn;
+                while start < region_end.min(P2M_GFN_LIMIT) {
+                    if !populated.overlaps(start, start + len) {
+                        match superpages.last_mut() {
+                            Some(last) if last.1 == start => last.1 = start + len,
+                            _ => superpages.push((start, start + len)),
+                        }
+                        plan.push((start, order));
+                    }
+                    start += len;
+                }
             }
-            plan.push((pfn, order));
         }
         high_water = Some(high_water.map_or(pfn, |h| h.max(pfn)));
     }
@@ -220,7 +240,7 @@ pub fn plan_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ORDER_1G, ORDER_2M};
+    use crate::types::ORDER_2M;
     use proptest::prelude::*;
 
     const GIB: u64 = 1 << 18;
@@ -283,16 +303,20 @@ mod tests {
     }
 
     #[test]
-    fn ram_ending_inside_a_region_takes_2_mib_pages_up_to_it() {
+    fn ram_ending_inside_a_region_takes_2_mib_pages_and_gives_back_the_rest() {
         // 1 GiB + 3 MiB + 4 KiB of RAM, then holes up to 2 GiB (the sender's p2m).
         let ram_end = GIB + 3 * 256 + 1;
         let (p, calls, punched) = first_pass(2 * GIB, |pfn| pfn >= ram_end, ORDER_2M);
-        let two_m: Vec<_> = calls.iter().filter(|c| c.1 == ORDER_2M).collect();
-        // 512 regions below 1 GiB, then 2 more covering the last 3 MiB + 4 KiB.
-        assert_eq!(two_m.len(), 512 + 2);
+        // Each GiB is planned whole when its first pfn is seen: 2 batches, 512 extents each.
+        assert_eq!(calls.len(), 1024);
         assert!(calls.iter().all(|c| c.1 == ORDER_2M));
+        assert_eq!(calls[512], (GIB, ORDER_2M));
         assert_eq!(p.pages(), ram_end);
-        assert_eq!(punched.len() as u64, GIB + 2 * MIB2 - ram_end);
+        assert_eq!(punched.len() as u64, 2 * GIB - ram_end);
+        assert_eq!(
+            p.ahead_pages_by_order(),
+            BTreeMap::from([(ORDER_2M, 2 * GIB)])
+        );
     }
 
     #[test]
@@ -327,14 +351,17 @@ mod tests {
                     .map(|&(pfn, ram)| (Pfn(pfn), if ram { PageType::NoTab } else { PageType::XTab }))
                     .collect();
                 let plan = plan_batch(&p, &b, max_order);
-                let mut seen = BTreeSet::new();
-                for &(gfn, order) in &plan {
-                    let len = pages_of_order(order);
-                    prop_assert_eq!(gfn % len, 0);
-                    prop_assert!(!p.overlaps(gfn, gfn + len));
-                    for g in gfn..gfn + len {
-                        prop_assert!(seen.insert(g), "gfn {} twice", g);
-                    }
+                let mut sorted: Vec<(u64, u64)> = plan
+                    .iter()
+                    .map(|&(gfn, order)| (gfn, gfn + pages_of_order(order)))
+                    .collect();
+                sorted.sort_unstable();
+                for &(gfn, end) in &sorted {
+                    prop_assert_eq!(gfn % (end - gfn), 0);
+                    prop_assert!(!p.overlaps(gfn, end));
+                }
+                for pair in sorted.windows(2) {
+                    prop_assert!(pair[0].1 <= pair[1].0, "{:?} overlaps", pair);
                 }
                 for &(gfn, order) in &plan {
                     p.insert(gfn, order);
@@ -353,8 +380,8 @@ mod tests {
             }
             let named_ram: BTreeSet<u64> =
                 pfns.iter().filter(|x| x.1).map(|x| x.0).collect();
-            for pfn in 0..4 * MIB2 {
-                if p.contains(pfn) {
+            for (start, end) in p.ranges() {
+                for pfn in start..end {
                     // Populated: named RAM at some point, or named a hole only after it was
                     // named RAM (then kept, as libxenguest keeps it).
                     prop_assert!(named_ram.contains(&pfn), "pfn {} populated", pfn);

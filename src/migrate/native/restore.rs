@@ -83,6 +83,8 @@ struct Restore<'a> {
     store_gfn: Option<u64>,
     console_gfn: Option<u64>,
     verify: bool,
+    /// Holes named inside superpages populated ahead, not yet given back.
+    holes: Vec<u64>,
     stats: RestoreStats,
 }
 
@@ -120,6 +122,7 @@ pub fn restore<R: Read>(
         store_gfn: None,
         console_gfn: None,
         verify: false,
+        holes: Vec::new(),
         stats: RestoreStats {
             version: header.version,
             ..RestoreStats::default()
@@ -241,69 +244,87 @@ impl Restore<'_> {
                 "pfn {pfn} is beyond the largest guest frame Xen maps ({P2M_GFN_LIMIT:#x})"
             )));
         }
-        self.populate(pages.entries())?;
-        let mut holes = Vec::new();
+        let singles = self.populate_superpages(pages.entries())?;
         for &(Pfn(pfn), t) in pages.entries() {
             if self.populated.name(pfn) == Named::FirstInAhead && !t.populates() {
-                holes.push(pfn);
+                self.holes.push(pfn);
             }
         }
-        self.punch(&holes)?;
+        // Holes go back in large calls, and always before 4 KiB pages are asked for: what a
+        // superpage took beyond the guest's RAM may be the headroom they need.
+        if self.holes.len() >= extents_per_call(0) || !singles.is_empty() {
+            self.punch_holes()?;
+        }
+        self.populate_singles(&singles)?;
         self.write(pages)
     }
 
-    /// Populate the batch's new pfns, superpages first; an order Xen refuses is not asked for
-    /// again, and the batch is planned anew with the next one down.
-    fn populate(&mut self, entries: &[(Pfn, PageType)]) -> Result<()> {
+    /// Populate the batch's superpages; an order Xen refuses is not asked for again, and the
+    /// batch is planned anew with the next one down. Returns the 4 KiB pages still to populate.
+    fn populate_superpages(&mut self, entries: &[(Pfn, PageType)]) -> Result<Vec<u64>> {
         'plan: loop {
             let plan = plan_batch(&self.populated, entries, self.max_order);
-            for order in ORDERS {
+            for order in ORDERS.into_iter().filter(|&o| o > 0) {
                 let gfns: Vec<u64> = plan.iter().filter(|e| e.1 == order).map(|e| e.0).collect();
                 for chunk in gfns.chunks(extents_per_call(order)) {
-                    let mut extents = chunk.to_vec();
-                    let done = self
-                        .hv
-                        .domain_populate_physmap(
-                            self.domid(),
-                            order,
-                            MemFlags::default(),
-                            &mut extents,
-                        )
-                        .map_err(STEP.xc())?
-                        .min(chunk.len());
-                    *self.stats.populate_calls_by_order.entry(order).or_insert(0) += 1;
-                    *self
-                        .stats
-                        .populated_pages_by_order
-                        .entry(order)
-                        .or_insert(0) += (done as u64) << order;
-                    for &gfn in &chunk[..done] {
-                        self.populated.insert(gfn, order);
+                    let done = self.populate_call(order, chunk)?;
+                    if done < chunk.len() {
+                        log::debug!(
+                            "domid = {}; order {order} refused after {done} extents: asking for smaller ones",
+                            self.domid()
+                        );
+                        self.stats.refused_orders.push(order);
+                        self.max_order = ORDERS.into_iter().find(|&o| o < order).unwrap_or(0);
+                        continue 'plan;
                     }
-                    if done == chunk.len() {
-                        continue;
-                    }
-                    if order == 0 {
-                        return Err(Error::new(
-                            STEP,
-                            ErrorKind::OutOfMemory {
-                                wanted_pages: chunk.len() as u64,
-                                populated_pages: done as u64,
-                                node: None,
-                            },
-                        ));
-                    }
-                    log::debug!(
-                        "domid = {}; order {order} refused after {done} extents: asking for smaller ones",
-                        self.domid()
-                    );
-                    self.stats.refused_orders.push(order);
-                    self.max_order = ORDERS.into_iter().find(|&o| o < order).unwrap_or(0);
-                    continue 'plan;
                 }
             }
-            return Ok(());
+            return Ok(plan.iter().filter(|e| e.1 == 0).map(|e| e.0).collect());
         }
+    }
+
+    /// Populate 4 KiB pages; a shortfall is the error.
+    fn populate_singles(&mut self, gfns: &[u64]) -> Result<()> {
+        for chunk in gfns.chunks(extents_per_call(0)) {
+            let done = self.populate_call(0, chunk)?;
+            if done < chunk.len() {
+                return Err(Error::new(
+                    STEP,
+                    ErrorKind::OutOfMemory {
+                        wanted_pages: chunk.len() as u64,
+                        populated_pages: done as u64,
+                        node: None,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One `populate_physmap` call of `gfns` at `order`: how many extents were done.
+    fn populate_call(&mut self, order: u32, gfns: &[u64]) -> Result<usize> {
+        let mut extents = gfns.to_vec();
+        let done = self
+            .hv
+            .domain_populate_physmap(self.domid(), order, MemFlags::default(), &mut extents)
+            .map_err(STEP.xc())?
+            .min(gfns.len());
+        *self.stats.populate_calls_by_order.entry(order).or_insert(0) += 1;
+        *self
+            .stats
+            .populated_pages_by_order
+            .entry(order)
+            .or_insert(0) += (done as u64) << order;
+        for &gfn in &gfns[..done] {
+            self.populated.insert(gfn, order);
+        }
+        Ok(done)
+    }
+
+    /// Give back the holes collected so far.
+    fn punch_holes(&mut self) -> Result<()> {
+        let holes = std::mem::take(&mut self.holes);
+        self.punch(&holes)
     }
 
     /// Give back populated pfns (`decrease_reservation`).
@@ -386,6 +407,7 @@ impl Restore<'_> {
         if !self.static_data_done {
             return Err(STEP.invalid("The stream ended without STATIC_DATA_END"));
         }
+        self.punch_holes()?;
         let unnamed = self.populated.unnamed();
         self.punch(&unnamed)?;
         let (store_port, store_domid) = self.p.store;
