@@ -274,6 +274,17 @@ impl XenCtrl {
     }
 }
 
+extern "C" {
+    /// `XEN_DOMCTL_getpageframeinfo3` over an open handle. libxenctrl exports it (its
+    /// `xc_private.h` declares it, and libxenguest's save calls it) but no public header does.
+    fn xc_get_pfn_type_batch(
+        xch: *mut sys::xc_interface,
+        dom: u32,
+        num: c_uint,
+        arr: *mut sys::xen_pfn_t,
+    ) -> c_int;
+}
+
 /// One domctl libxenctrl does not export (`XEN_DOMCTL_set_address_size`, `_hypercall_init`),
 /// issued as libxenguest's private `do_domctl` does: the struct in a hypercall-safe buffer
 /// from libxencall, `__HYPERVISOR_domctl` with its address. A failing domctl sets errno.
@@ -866,30 +877,20 @@ impl Hypervisor for XenCtrl {
 
     fn domain_pfn_types(&self, domid: DomId, pfns: &[u64]) -> XcResult<Vec<u32>> {
         const F: &str = "xc_get_pfn_type_batch";
-        if pfns.len() > 1024 {
-            return Err(XcError::errno_with(
-                F,
-                libc::E2BIG,
-                format!("{} pfns", pfns.len()),
-            ));
-        }
-        let mut bytes: Vec<u8> = pfns.iter().flat_map(|p| p.to_le_bytes()).collect();
-        let num = pfns.len() as u64;
-        raw_domctl_with(
-            F,
-            domid,
-            sys::XEN_DOMCTL_getpageframeinfo3,
-            &mut bytes,
-            |u, side| {
-                u.getpageframeinfo3.num = num;
-                u.getpageframeinfo3.array.p = side.cast();
-            },
-        )?;
+        let num = c_uint::try_from(pfns.len())
+            .ok()
+            .filter(|&n| n <= 1024)
+            .ok_or_else(|| XcError::errno_with(F, libc::E2BIG, format!("{} pfns", pfns.len())))?;
+        let mut arr = pfns.to_vec();
+        self.call(F, |xch| {
+            // SAFETY: `arr` holds `num` xen_pfn_t, read and overwritten in place by the domctl.
+            unsafe { xc_get_pfn_type_batch(xch, domid.0, num, arr.as_mut_ptr()) }
+        })?;
         // Xen overwrites each entry with its type alone, XEN_DOMCTL_PFINFO_* in bits 28-31
         // (xen-project/xen `xen/arch/x86/domctl.c`, XEN_DOMCTL_getpageframeinfo3).
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0xf000_0000)
+        Ok(arr
+            .iter()
+            .map(|&t| u32::try_from(t & 0xf000_0000).unwrap_or(u32::MAX))
             .collect())
     }
 

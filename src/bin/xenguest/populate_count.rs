@@ -19,6 +19,12 @@ pub fn take() -> BTreeMap<u32, (u64, u64)> {
     std::mem::take(&mut *COUNTS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+thread_local! {
+    /// Inside `xc_domain_populate_physmap_exact`, which calls `xc_domain_populate_physmap`
+    /// through the same wrappers: that inner call is not counted again.
+    static IN_EXACT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn count(order: c_uint, done: u64) {
     let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
     let entry = counts.entry(order).or_insert((0, 0));
@@ -48,9 +54,12 @@ fn forward(
     // SAFETY: `p` is libxenctrl's function of this name, whose prototype `Populate` is.
     let real = unsafe { std::mem::transmute::<*mut c_void, Populate>(p) };
     let (xch, domid, nr, order, flags, extents) = args;
+    let inner = IN_EXACT.with(std::cell::Cell::get) && name == b"xc_domain_populate_physmap\0";
     // SAFETY: forwarded unchanged under the caller's contract.
     let rc = unsafe { real(xch, domid, nr, order, flags, extents) };
-    count(order, done(rc));
+    if !inner {
+        count(order, done(rc));
+    }
     rc
 }
 
