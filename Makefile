@@ -64,6 +64,7 @@ bench: bench-sim bench-ocaml e2e
 
 bench-sim: deps
 	set -o pipefail; $(CARGO) bench --locked --bench builds 2>/dev/null | scripts/bench-section rust-bench
+	set -o pipefail; $(CARGO) bench --locked --bench migration 2>/dev/null | scripts/bench-section sim-migration
 	@echo "BENCHMARKS.md updated"
 
 # The OCaml module's benchmark (ocaml/bench): the same HVM build in-process and by spawning the

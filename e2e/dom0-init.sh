@@ -198,7 +198,9 @@ if want migrate; then
     migrate_case pvh-nonlive $PVH
     migrate_case hvm-live --live $HVM
     migrate_case hvm-nonlive $HVM
-    # The differential: libxenguest's save into our restore, and ours into libxenguest's.
+    # libxenguest's engine on both sides, the baseline; then the differential: libxenguest's
+    # save into our restore, and ours into libxenguest's.
+    migrate_case hvm-live-libxenguest --live --save-engine libxenguest --restore-engine libxenguest $HVM
     migrate_case hvm-live-lib-to-native --live --save-engine libxenguest --restore-engine native $HVM
     migrate_case hvm-live-native-to-lib --live --save-engine native --restore-engine libxenguest $HVM
     migrate_case pvh-live-lib-to-native --live --save-engine libxenguest --restore-engine native $PVH

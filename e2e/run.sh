@@ -95,7 +95,7 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib"
+BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-libxenguest hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib"
 case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench|storm) BOOTS= MIGRATIONS= ;; esac
 case ${E2E_ONLY:-all} in all|storm)
     if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"

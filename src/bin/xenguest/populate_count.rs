@@ -20,9 +20,9 @@ pub fn take() -> BTreeMap<u32, (u64, u64)> {
 }
 
 thread_local! {
-    /// Inside `xc_domain_populate_physmap_exact`, which calls `xc_domain_populate_physmap`
-    /// through the same wrappers: that inner call is not counted again.
-    static IN_EXACT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Wrapped calls in progress on this thread: libxenctrl's `_exact` calls the plain one
+    /// through the same wrappers, and only the outermost call is counted.
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn count(order: c_uint, done: u64) {
@@ -54,10 +54,14 @@ fn forward(
     // SAFETY: `p` is libxenctrl's function of this name, whose prototype `Populate` is.
     let real = unsafe { std::mem::transmute::<*mut c_void, Populate>(p) };
     let (xch, domid, nr, order, flags, extents) = args;
-    let inner = IN_EXACT.with(std::cell::Cell::get) && name == b"xc_domain_populate_physmap\0";
+    let outermost = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get() == 1
+    });
     // SAFETY: forwarded unchanged under the caller's contract.
     let rc = unsafe { real(xch, domid, nr, order, flags, extents) };
-    if !inner {
+    DEPTH.with(|d| d.set(d.get() - 1));
+    if outermost {
         count(order, done(rc));
     }
     rc

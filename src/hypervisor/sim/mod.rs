@@ -22,7 +22,17 @@
 //! `hvm_load()` checks it, see `hvm_context`), the whole TSC state, the CPUID and MSR policy
 //! as given; and `decrease_reservation` gives a page back (translated domains only).
 //!
-//! Left out: zones and the DMA-zone reservation, dirty pages and scrubbing, hypercall
+//! For a save it models log-dirty (`shadow_control`: on, off, clean with the bitmap; every
+//! write through a foreign map or by the guest itself, [`SimHost::guest_write`], marks its
+//! pages), `getpageframeinfo3` (NOTAB for RAM, backing a PoD entry as Xen's `P2M_ALLOC` lookup
+//! does; XTAB for anything else), the highest gfn (from the p2m as it is now, where Xen keeps
+//! the highest ever mapped), the domain's CPU policy (what a restore set, else the applied
+//! featureset as the leaves its words come from) and the toolstack's suspend
+//! ([`SimHost::set_shutdown`]). The whole host can be kept in a file between runs (`persist`).
+//! Stricter than Xen: log-dirty, page types and `decrease_reservation` are modelled for
+//! translated domains only (a PV domain gets EINVAL).
+//!
+//! Left out: zones and the DMA-zone reservation, page scrubbing, hypercall
 //! preemption and continuations, PoD zero-page reclaim and the sweep, 2 MiB demand population (a touched PoD frame is backed 4 KiB at a time), XSM,
 //! per-domain ITSC handling in the CPUID clamp, and device passthrough (so
 //! `set_pod_target` never says ENOTEMPTY). One mutex guards the whole host: calls are

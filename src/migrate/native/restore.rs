@@ -250,9 +250,7 @@ impl Restore<'_> {
                 self.holes.push(pfn);
             }
         }
-        // Holes go back in large calls, and always before 4 KiB pages are asked for: what a
-        // superpage took beyond the guest's RAM may be the headroom they need.
-        if self.holes.len() >= extents_per_call(0) || !singles.is_empty() {
+        if self.holes.len() >= extents_per_call(0) {
             self.punch_holes()?;
         }
         self.populate_singles(&singles)?;
@@ -303,6 +301,11 @@ impl Restore<'_> {
 
     /// One `populate_physmap` call of `gfns` at `order`: how many extents were done.
     fn populate_call(&mut self, order: u32, gfns: &[u64]) -> Result<usize> {
+        // Holes go back in large calls, and always before more memory is asked for: what a
+        // superpage took beyond the guest's RAM may be the headroom the next call needs.
+        if !self.holes.is_empty() {
+            self.punch_holes()?;
+        }
         let mut extents = gfns.to_vec();
         let done = self
             .hv
