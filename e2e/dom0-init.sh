@@ -182,8 +182,9 @@ migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
     calls=$(echo "$counts" | sed -n 's/.*populate_calls=\([0-9]*\).*/\1/p')
     mix=$(echo "$counts" | sed -n 's/.*pages_by_order=\({[^}]*}\).*/\1/p' | tr -d ' ')
     rus=$(echo "$counts" | sed -n 's/.*restore_us=\([0-9]*\).*/\1/p')
+    pus=$(echo "$counts" | sed -n 's/.*populate_us=\([0-9]*\).*/\1/p')
     if [ "$n_dst" -ge 2 ] && [ "$bad" = 0 ] && [ $step -ge 1 ] && [ $step -le 2 ] && [ $wrapped = yes ]; then
-        echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst populate_calls=${calls:-?} restored_pages=${mix:-?} restore_us=${rus:-?}"
+        echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst populate_calls=${calls:-?} populate_us=${pus:-?} restored_pages=${mix:-?} restore_us=${rus:-?}"
     else
         fail "migrate $name: source last gen ${last_src:-none}, target first ${first_dst:-none}, $n_dst ticks, $bad bad, shadow-op wrapper used: $wrapped"
         echo "@@MIGRATE $name FAIL $line"

@@ -481,6 +481,7 @@ fn every_call_of_save_and_restore_failed_in_turn() {
     save::save(&fx.host, src, std::io::sink(), XCFLAGS_LIVE, &hooks).unwrap();
     let calls = positions(&fx.host.trace_for(src));
     assert!(calls.iter().any(|c| c.0 == "domain_logdirty_clean"));
+    println!("save: {} calls failed in turn", calls.len());
     for &(kind, nth) in &calls {
         fx.host.set_shutdown(src, None).unwrap();
         fx.host
@@ -508,6 +509,7 @@ fn every_call_of_save_and_restore_failed_in_turn() {
     fx.host.clear_trace();
     restore_from(&fx.host, dst, &bytes[..], &Mutex::new(0)).unwrap();
     let calls = positions(&fx.host.trace_for(dst));
+    println!("restore: {} calls failed in turn", calls.len());
     fx.host.destroy_domain(dst).unwrap();
     let free = fx.host.free_pages();
     for &(kind, nth) in &calls {

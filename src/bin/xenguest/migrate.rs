@@ -104,11 +104,13 @@ impl Engine for CountingRestores {
         let t0 = std::time::Instant::now();
         let r = self.0.restore(req, hooks);
         let counts = crate::populate_count::take();
-        let calls: u64 = counts.values().map(|c| c.0).sum();
+        let calls: u64 = counts.values().map(|c| c.calls).sum();
+        let populate_us: u64 = counts.values().map(|c| c.us).sum();
         let pages: std::collections::BTreeMap<u32, u64> =
-            counts.iter().map(|(&o, c)| (o, c.1)).collect();
+            counts.iter().map(|(&o, c)| (o, c.pages)).collect();
         log::info!(
-            "Restore of d{}: populate_calls={calls} pages_by_order={pages:?} restore_us={}",
+            "Restore of d{}: populate_calls={calls} populate_us={populate_us} \
+             pages_by_order={pages:?} restore_us={}",
             req.domid,
             t0.elapsed().as_micros()
         );

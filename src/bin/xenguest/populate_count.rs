@@ -10,12 +10,23 @@ use std::collections::BTreeMap;
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::sync::Mutex;
 
-/// Calls and pages by extent order since the last [`take`].
-static COUNTS: Mutex<BTreeMap<u32, (u64, u64)>> = Mutex::new(BTreeMap::new());
+/// What the populate calls of one extent order did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderCount {
+    /// Calls.
+    pub calls: u64,
+    /// Pages populated.
+    pub pages: u64,
+    /// Time inside the calls, µs.
+    pub us: u64,
+}
 
-/// The counts so far (`order -> (calls, pages)`), and start again.
+/// Counts by extent order since the last [`take`].
+static COUNTS: Mutex<BTreeMap<u32, OrderCount>> = Mutex::new(BTreeMap::new());
+
+/// The counts so far, by extent order, and start again.
 #[cfg_attr(not(feature = "xen"), allow(dead_code))]
-pub fn take() -> BTreeMap<u32, (u64, u64)> {
+pub fn take() -> BTreeMap<u32, OrderCount> {
     std::mem::take(&mut *COUNTS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
@@ -25,11 +36,12 @@ thread_local! {
     static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-fn count(order: c_uint, done: u64) {
+fn count(order: c_uint, done: u64, took: std::time::Duration) {
     let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = counts.entry(order).or_insert((0, 0));
-    entry.0 += 1;
-    entry.1 += done << order.min(63);
+    let entry = counts.entry(order).or_default();
+    entry.calls += 1;
+    entry.pages += done << order.min(63);
+    entry.us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
 }
 
 fn next(name: &[u8]) -> *mut c_void {
@@ -58,11 +70,12 @@ fn forward(
         d.set(d.get() + 1);
         d.get() == 1
     });
+    let t0 = std::time::Instant::now();
     // SAFETY: forwarded unchanged under the caller's contract.
     let rc = unsafe { real(xch, domid, nr, order, flags, extents) };
     DEPTH.with(|d| d.set(d.get() - 1));
     if outermost {
-        count(order, done(rc));
+        count(order, done(rc), t0.elapsed());
     }
     rc
 }
