@@ -96,7 +96,8 @@ case $qrc in
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
 BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-libxenguest hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib"
-case ${E2E_ONLY:-all} in boot) MIGRATIONS= ;; migrate) BOOTS= ;; bench|storm) BOOTS= MIGRATIONS= ;; esac
+STREAMCMPS="pvh hvm"
+case ${E2E_ONLY:-all} in boot) MIGRATIONS= STREAMCMPS= ;; migrate) BOOTS= ;; bench|storm) BOOTS= MIGRATIONS= STREAMCMPS= ;; esac
 case ${E2E_ONLY:-all} in all|storm)
     if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"
     else echo "e2e: the in-process storm did NOT run"; verdict=1; fi ;;
@@ -106,6 +107,13 @@ for m in $MIGRATIONS; do
         echo "e2e: the $m migration kept the guest's memory:"; grep -a -m1 "@@MIGRATE $m PASS" "$LOG"
     else
         echo "e2e: the $m migration did NOT pass"; verdict=1
+    fi
+done
+for k in $STREAMCMPS; do
+    if grep -aq "@@STREAMCMP $k PASS" "$LOG"; then
+        echo "e2e: the $k streams of both engines match:"; grep -a -m1 "@@STREAMCMP $k PASS" "$LOG"
+    else
+        echo "e2e: the $k stream comparison did NOT pass"; verdict=1
     fi
 done
 for guest in $BOOTS; do

@@ -394,6 +394,34 @@ drivers to suspend the PVH one, no device model for the HVM one).\n\n\
             get("source_last_gen"),
         );
     }
+    let compared: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("@@STREAMCMP ").nth(1))
+        .collect();
+    if !compared.is_empty() {
+        s += "\nOne suspended 128 MiB guest saved non-live twice, by libxenguest's engine and by \
+the native one (`xg-e2e stream-compare`), the two streams compared record by record: header, \
+CPU policy, every pfn's type and data, TSC info (`nsec` aside), HVM params, and the HVM \
+context record by record (the records that hold the time of the save, vCPU TSC and timers, \
+are listed, not failed).\n\n\
+| guest | result | pfns with data | holes | context records | differences | clock records that differ |\n\
+|---|---|---|---|---|---|---|\n";
+        for rest in compared {
+            let mut words = rest.split(' ');
+            let (guest, verdict) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+            let f = fields(rest);
+            let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("?").to_string();
+            let none = |v: String| if v.is_empty() { "none".to_string() } else { v };
+            s += &format!(
+                "| {guest} | {verdict} | {} | {} | {} | {} | {} |\n",
+                get("pages"),
+                get("holes"),
+                get("context_records"),
+                none(get("differences")),
+                none(get("clock_records_differing")),
+            );
+        }
+    }
     s + "\n"
 }
 

@@ -11,6 +11,9 @@
 //!                                     (a PVH or PV guest; the console ring is printed)
 //! xg-e2e migrate --xenguest PATH --image KERNEL [--live] [--run-s S]
 //!                                     (a PVH guest moved to a new domain through listen mode)
+//! xg-e2e stream-compare [--hvm] GUEST-OPTS
+//!                                     one suspended guest saved non-live by libxenguest's engine
+//!                                     and by ours, the streams compared record by record
 //! xg-e2e storm hvm|pvh GUEST-OPTS --server PATH [--seq N] [--burst 8,16]
 //!                                     builds by fork/exec of --xenguest against one in-process
 //!                                     server (xenguest-ocaml -serve), one by one and in bursts
@@ -30,6 +33,7 @@
     reason = "a test harness: xenstore record lengths and small counts it made itself"
 )]
 
+mod compare;
 mod emu;
 mod storm;
 
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Some("pvh") => guest(Mode::Pvh, &args[1..]),
         Some("pv") => guest(Mode::Pv, &args[1..]),
         Some("migrate") => emu::migrate(&args[1..]),
+        Some("stream-compare") => compare::stream_compare(&args[1..]),
         Some("storm") if args.len() > 1 => storm::storm(&args[1..]),
         Some("firmware") if args.len() == 2 => std::fs::write(
             &args[1],
