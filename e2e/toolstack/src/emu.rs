@@ -51,12 +51,22 @@ struct Listener {
 impl Listener {
     /// Start xenguest as emu-manager does (`-debug -domid D -controloutfd 2 -controlinfd 0
     /// -mode listen`), wait for exactly `Ready\n` on its stdout, close that pipe, connect.
-    /// `engine`: `XENGUEST_STREAM_ENGINE` for it (`native`, `libxenguest`), or its default.
-    fn start(name: &'static str, xenguest: &str, domid: u32, engine: Option<&str>) -> Res<Self> {
+    /// `engine`: `XENGUEST_STREAM_ENGINE` for it (`native`, `libxenguest`), or its default;
+    /// `preload`: the populate-counting shim and its log.
+    fn start(
+        name: &'static str,
+        xenguest: &str,
+        domid: u32,
+        engine: Option<&str>,
+        preload: Option<&(String, String)>,
+    ) -> Res<Self> {
         let d = domid.to_string();
         let mut cmd = Command::new(xenguest);
         if let Some(engine) = engine {
             cmd.env("XENGUEST_STREAM_ENGINE", engine);
+        }
+        if let Some((so, log)) = preload {
+            cmd.env("LD_PRELOAD", so).env("XG_POPULATE_LOG", log);
         }
         let mut child = cmd
             .args([
@@ -299,8 +309,15 @@ pub fn migrate(args: &[String]) -> Res<()> {
         target = Some(dst);
         let dst_base = write_pre_build_keys(&xs, dst, &o)?;
         let (save_end, restore_end) = UnixStream::pair().map_err(|e| e.to_string())?;
-        let mut sender = Listener::start("save", &o.xenguest, src, save_engine.as_deref())?;
-        let mut receiver = Listener::start("restore", &o.xenguest, dst, restore_engine.as_deref())?;
+        let mut sender = Listener::start("save", &o.xenguest, src, save_engine.as_deref(), None)?;
+        // The target's populate calls are counted by the shim, whichever engine makes them.
+        let mut receiver = Listener::start(
+            "restore",
+            &o.xenguest,
+            dst,
+            restore_engine.as_deref(),
+            o.preload.as_ref(),
+        )?;
 
         // operation_load: stream fd, ports, then restore (xenopsd's restore:xenguest).
         receiver.command(r#"{"execute":"migrate_init"}"#, Some(&restore_end))?;
@@ -375,10 +392,25 @@ pub fn migrate(args: &[String]) -> Res<()> {
         .map_err(|e| e.to_string())?;
         // The guest ran on neither domain from its suspend until now.
         let downtime_ms = suspended.elapsed().as_millis();
+        let populated = match &o.preload {
+            Some((_, log)) => {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                match xg_e2e::count_populates(&log, dst).get("xenguest") {
+                    Some(c) => format!(
+                        "populate_calls={} populate_us={} restored_pages=\"{}\"",
+                        c.calls,
+                        c.us,
+                        c.extents_text()
+                    ),
+                    None => "populate_calls=0".into(),
+                }
+            }
+            None => String::new(),
+        };
         Ok(format!(
             "kind={} source={src} target={dst} live={} iterations={iterations} sent_pages={sent} \
              save_ms={save_ms} restore_done_ms={restore_ms} downtime_ms={downtime_ms} \
-             save_engine={} restore_engine={} result=\"{result}\"",
+             save_engine={} restore_engine={} result=\"{result}\" {populated}",
             if mode == Mode::Hvm { "hvm" } else { "pvh" },
             u8::from(live),
             save_engine.as_deref().unwrap_or("default"),

@@ -359,13 +359,14 @@ target's `completed` arrived; downtime: from the source's suspend to the target'
 pass adds the rest), which counts every pfn a pass covers up to the highest gfn, holes \
 included: these guests' special pages sit just below 4 GiB, so the first pass alone is \
 about 1 M pfns, of which 32 K are RAM. *populate calls*, *time in populate* and *restored pages by order*: \
-what the target's restore asked Xen for and how long Xen took over it, counted by the binary's wrappers of \
-`xc_domain_populate_physmap{{,_exact}}` whichever engine ran (order 18 = 1 GiB, 9 = 2 MiB, \
-0 = 4 KiB; the native engine gives back the holes of a superpage it populated ahead). QEMU \
+what the target's restore asked Xen for and how long Xen took over it, counted by the `LD_PRELOAD` shim of \
+`xc_domain_populate_physmap{{,_exact}}` (`e2e/popcount`) in the target's xenguest whichever \
+engine ran, as extents of each size (the native engine gives back the holes of a superpage \
+it populated ahead). QEMU \
 TCG (no KVM), {qemu_s} s for the run; times are an emulated machine's, to compare with each \
 other, not with hardware. There is no `xl` column: `xl save` cannot save these guests (no PV \
 drivers to suspend the PVH one, no device model for the HVM one).\n\n\
-| case | result | engines (save → restore) | precopy passes | pfns sent | save | restore done | downtime | populate calls | time in populate | restored pages by order | target resumed at generation |\n\
+| case | result | engines (save → restore) | precopy passes | pfns sent | save | restore done | downtime | populate calls | time in populate | restored extents | target resumed at generation |\n\
 |---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for rest in log.lines().filter_map(|l| l.split("@@MIGRATE ").nth(1)) {
@@ -713,12 +714,12 @@ mod report_tests {
                    iterations=4 sent_pages=40000 save_ms=6496 restore_done_ms=6515 downtime_ms=900 \
                    save_engine=libxenguest restore_engine=native result=\"1 2\" \
                    source_last_gen=0000000b target_first_gen=0000000c target_ticks=6 \
-                   populate_calls=3 populate_us=2500 restored_pages={0:48,9:32768}\n\
+                   populate_calls=3 populate_us=2500 restored_pages=\"4k=48 2m=64 1g=0\"\n\
                    [ 42.2] @@MIGRATE hvm-nonlive FAIL E2E MIGRATE kind=hvm live=0 save_ms=4630\n";
         let r = migration_report(log, 76);
         assert!(
             r.contains(
-                "| pvh-live | PASS | libxenguest → native | 4 | 40000 | 6496 ms | 6515 ms | 900 ms | 3 | 2 ms | {0:48,9:32768} | 0000000c (source's last: 0000000b) |"
+                "| pvh-live | PASS | libxenguest → native | 4 | 40000 | 6496 ms | 6515 ms | 900 ms | 3 | 2 ms | 4k=48 2m=64 1g=0 | 0000000c (source's last: 0000000b) |"
             ),
             "{r}"
         );

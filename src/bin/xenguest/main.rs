@@ -5,7 +5,6 @@
 mod cli;
 mod control;
 mod migrate;
-mod populate_count;
 mod shadow_retry;
 mod sim_host;
 mod syslog;

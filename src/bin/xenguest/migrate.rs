@@ -64,60 +64,12 @@ fn engine() -> Result<Engines, Error> {
             let hv: Arc<dyn xenguest::hypervisor::Hypervisor> = Arc::new(hv);
             let native = Native::new(hv.clone(), Arc::new(store));
             log::info!("Stream engine for HVM and PVH: {choice:?}; PV: libxenguest");
-            Ok(Arc::new(CountingRestores(Arc::new(Chooser::new(
-                hv,
-                native,
-                Some(lib),
-                choice,
-            )))))
+            Ok(Arc::new(Chooser::new(hv, native, Some(lib), choice)))
         }
         Err(e) => {
             log::debug!("no real host for the native engine: {e}");
             Ok(lib)
         }
-    }
-}
-
-/// An engine whose restores log the populate calls they made (whichever engine made them), as
-/// the binary's populate wrappers counted them: the figure the benchmarks compare.
-#[cfg(feature = "xen")]
-struct CountingRestores(Engines);
-
-#[cfg(feature = "xen")]
-impl Engine for CountingRestores {
-    fn check(&self, op: xenguest::migrate::engine::Operation) -> Result<(), Error> {
-        self.0.check(op)
-    }
-    fn save(
-        &self,
-        req: &SaveRequest<'_>,
-        hooks: &dyn xenguest::migrate::engine::SaveHooks,
-    ) -> Result<(), Error> {
-        self.0.save(req, hooks)
-    }
-    fn restore(
-        &self,
-        req: &RestoreRequest<'_>,
-        hooks: &dyn xenguest::migrate::engine::RestoreHooks,
-    ) -> Result<xenguest::migrate::engine::RestoreResult, Error> {
-        crate::populate_count::take();
-        let t0 = std::time::Instant::now();
-        let r = self.0.restore(req, hooks);
-        let counts = crate::populate_count::take();
-        let calls: u64 = counts.values().map(|c| c.calls).sum();
-        let populate_us: u64 = counts.values().map(|c| c.us).sum();
-        let pages: std::collections::BTreeMap<u32, u64> =
-            counts.iter().map(|(&o, c)| (o, c.pages)).collect();
-        log::info!(
-            "Restore of d{}: populate_calls={calls} populate_us={populate_us} \
-             pages_by_order={pages:?} restore_us={}",
-            req.domid,
-            t0.elapsed().as_micros()
-        );
-        r
-    }
-    fn resume(&self, domid: DomId) -> Result<(), Error> {
-        self.0.resume(domid)
     }
 }
 
