@@ -38,7 +38,17 @@ struct Guest<'a> {
     seen: Mutex<Vec<PrecopyStats>>,
 }
 
-impl Guest<'_> {
+impl<'a> Guest<'a> {
+    fn new(host: &'a SimHost, domid: DomId, passes: u32, dirty_per_pass: u64) -> Self {
+        Guest {
+            host,
+            domid,
+            passes,
+            dirty_per_pass,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Bytes the guest writes into page `i` of pass `pass`: recognisable, not zero.
     fn pattern(pass: u32, i: u64) -> Vec<u8> {
         (0..PAGE)
@@ -214,13 +224,7 @@ fn a_live_save_with_dirty_pages_restores_page_for_page_in_superpages() {
     let fx = Fixture::new("nodes=1,node_mib=6144");
     let src = guest(&fx, 2048);
     let dst = target(&fx.host, 2048);
-    let hooks = Guest {
-        host: &fx.host,
-        domid: src,
-        passes: 3,
-        dirty_per_pass: 40,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&fx.host, src, 3, 40);
     let free_before = fx.host.free_pages();
     let (saved, restored, result, fallbacks) = migrate(&fx.host, src, dst, &hooks, XCFLAGS_LIVE);
     // The guest was told it migrated in full, and the policy was asked as libxenguest asks.
@@ -272,13 +276,7 @@ fn a_live_save_with_dirty_pages_restores_page_for_page_in_superpages() {
 fn a_non_live_save_suspends_first_and_a_debug_save_verifies_clean() {
     let fx = Fixture::new("nodes=1,node_mib=2048");
     let src = guest(&fx, 128);
-    let hooks = Guest {
-        host: &fx.host,
-        domid: src,
-        passes: 1,
-        dirty_per_pass: 3,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&fx.host, src, 1, 3);
     let dst = target(&fx.host, 128);
     let (saved, restored, _, _) = migrate(&fx.host, src, dst, &hooks, 0);
     assert!(
@@ -307,13 +305,7 @@ fn a_non_live_save_suspends_first_and_a_debug_save_verifies_clean() {
 /// A whole stream in memory, from a non-live save of a small guest.
 fn small_stream(fx: &Fixture) -> (DomId, Vec<u8>) {
     let src = guest(fx, 64);
-    let hooks = Guest {
-        host: &fx.host,
-        domid: src,
-        passes: 0,
-        dirty_per_pass: 0,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&fx.host, src, 0, 0);
     let mut bytes = Vec::new();
     save::save(&fx.host, src, &mut bytes, 0, &hooks).unwrap();
     (src, bytes)
@@ -468,13 +460,7 @@ fn positions(trace: &[TraceEntry]) -> Vec<(&'static str, u64)> {
 fn every_call_of_save_and_restore_failed_in_turn() {
     let fx = Fixture::new("nodes=1,node_mib=1024");
     let (src, bytes) = small_stream(&fx);
-    let hooks = Guest {
-        host: &fx.host,
-        domid: src,
-        passes: 1,
-        dirty_per_pass: 2,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&fx.host, src, 1, 2);
     // A clean live save, to learn its calls.
     fx.host.set_shutdown(src, None).unwrap();
     fx.host.clear_trace();
@@ -538,13 +524,7 @@ fn every_call_of_save_and_restore_failed_in_turn() {
 fn a_pv_domain_is_left_to_libxenguest() {
     let host = SimHost::from_spec("nodes=1,node_mib=256").unwrap();
     let pv = host.create_domain(&DomainConfig::pv(65536, 1)).unwrap();
-    let hooks = Guest {
-        host: &host,
-        domid: pv,
-        passes: 0,
-        dirty_per_pass: 0,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&host, pv, 0, 0);
     let e = save::save(&host, pv, std::io::sink(), XCFLAGS_LIVE, &hooks).unwrap_err();
     assert!(
         e.wire_text()
@@ -580,13 +560,7 @@ fn a_tiny_guest_saves_to_a_stream_small_enough_to_seed_the_fuzzer() {
         value: 0,
     };
     host.domain_set_cpu_policy(src, &[leaf], &[msr]).unwrap();
-    let hooks = Guest {
-        host: &host,
-        domid: src,
-        passes: 0,
-        dirty_per_pass: 0,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&host, src, 0, 0);
     let mut bytes = Vec::new();
     save::save(&host, src, &mut bytes, 0, &hooks).unwrap();
     assert!(bytes.len() < 96 << 10, "{} bytes", bytes.len());
@@ -610,13 +584,7 @@ fn under_the_toolstacks_max_pages_a_small_guest_takes_2_mib_pages_in_a_few_calls
     let fx = Fixture::new("nodes=1,node_mib=2048");
     let src = guest(&fx, 128);
     let dst = target(&fx.host, 128);
-    let hooks = Guest {
-        host: &fx.host,
-        domid: src,
-        passes: 0,
-        dirty_per_pass: 0,
-        seen: Mutex::new(Vec::new()),
-    };
+    let hooks = Guest::new(&fx.host, src, 0, 0);
     let (_, restored, _, _) = migrate(&fx.host, src, dst, &hooks, 0);
     assert_same_guest(&fx.host, src, dst);
     assert_eq!(restored.refused_orders, vec![18, 9], "{restored:?}");

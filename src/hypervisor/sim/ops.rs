@@ -820,7 +820,7 @@ impl HostState {
 
     pub(super) fn logdirty(&mut self, domid: DomId, enable: bool) -> XcResult<()> {
         const F: &str = "xc_shadow_control";
-        let dom = self.translated_dom_mut(domid, F)?;
+        let dom = self.hvm_dom_mut(domid, F)?;
         match (enable, dom.dirty.is_some()) {
             // paging_log_dirty_enable(): EINVAL when it is already on.
             (true, true) => Err(XcError::errno_with(F, EINVAL, "log-dirty is already on")),
@@ -842,7 +842,7 @@ impl HostState {
         nr_pfns: u64,
     ) -> XcResult<u64> {
         const F: &str = "xc_shadow_control";
-        let dom = self.translated_dom_mut(domid, F)?;
+        let dom = self.hvm_dom_mut(domid, F)?;
         if (bitmap.len() as u64).saturating_mul(64) < nr_pfns {
             return Err(XcError::errno_with(
                 F,
@@ -873,7 +873,7 @@ impl HostState {
                 format!("{} pfns", pfns.len()),
             ));
         }
-        let dom = self.translated_dom_mut(domid, F)?;
+        let dom = self.hvm_dom_mut(domid, F)?;
         Ok(pfns
             .iter()
             .map(|&gfn| match dom.resolve(gfn) {
@@ -889,22 +889,6 @@ impl HostState {
             .dom(domid, "xc_domain_maximum_gpfn")?
             .gfn_end()
             .saturating_sub(1))
-    }
-
-    fn translated_dom_mut(
-        &mut self,
-        domid: DomId,
-        function: &'static str,
-    ) -> XcResult<&mut Domain> {
-        let dom = self.dom_mut(domid, function)?;
-        if !dom.hvm {
-            return Err(XcError::errno_with(
-                function,
-                EINVAL,
-                "the simulated host models this for translated (HVM/PVH) domains only",
-            ));
-        }
-        Ok(dom)
     }
 
     pub(super) fn get_tsc_info(&self, domid: DomId) -> XcResult<TscInfo> {
