@@ -211,6 +211,14 @@ if want migrate; then
             *) fail "stream-compare $k"; echo "@@STREAMCMP $k FAIL $line"; echo "$out" | tail -20 ;;
         esac
     done
+    # Our PVH save, wrapped as an xl save file, restored by `xl restore` (libxl's own restore).
+    out=$(timeout 600 xg-e2e xl-restore --name xlr --mem-mib 128 --xenguest /usr/bin/xenguest \
+          $PVH 2>&1)
+    line=$(echo "$out" | grep '^E2E XLRESTORE')
+    case "$line" in
+        *verdict=PASS*) echo "@@XLRESTORE pvh PASS $line" ;;
+        *) fail "xl restore of our PVH save"; echo "@@XLRESTORE pvh FAIL $line"; echo "$out" | tail -20 ;;
+    esac
     mark migrate-end
 fi
 

@@ -116,6 +116,13 @@ for k in $STREAMCMPS; do
         echo "e2e: the $k stream comparison did NOT pass"; verdict=1
     fi
 done
+if [ -n "$STREAMCMPS" ]; then
+    if grep -aq "@@XLRESTORE pvh PASS" "$LOG"; then
+        echo "e2e: xl restore resumed our PVH save:"; grep -a -m1 "@@XLRESTORE pvh PASS" "$LOG"
+    else
+        echo "e2e: xl restore of our PVH save did NOT pass"; grep -a -m1 "@@XLRESTORE" "$LOG"; verdict=1
+    fi
+fi
 for guest in $BOOTS; do
     if grep -aq "@@BOOT $guest PASS" "$LOG"; then
         echo "e2e: the $guest guest booted and printed its marker:"

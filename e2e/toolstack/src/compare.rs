@@ -259,3 +259,149 @@ fn differences(a: &Summary, b: &Summary) -> String {
         noted.join("; ")
     )
 }
+
+/// The xl save file around a bare libxc stream (xen-project/xen `tools/xl/xl.h`, the
+/// `libxl-migration-stream.pandoc` layout): xl's header with the guest's config as xl text,
+/// libxl's stream header (version 2), a LIBXC_CONTEXT record, the libxc stream, libxl's END.
+pub fn xl_save_file(config: &str, libxc: &[u8]) -> Vec<u8> {
+    const XL_MAGIC: &[u8; 32] = b"Xen saved domain, xl format\n \0 \r";
+    const XL_MANDATORY_FLAG_STREAMV2: u32 = 1 << 1;
+    const LIBXL_IDENT: u64 = 0x4c69_6278_6c46_6d74; // "LibxlFmt"
+    const REC_LIBXC_CONTEXT: u32 = 1;
+    const REC_END: u32 = 0;
+    let mut config = config.as_bytes().to_vec();
+    config.push(0);
+    let mut out = XL_MAGIC.to_vec();
+    out.extend_from_slice(&0x0102_0304u32.to_ne_bytes());
+    out.extend_from_slice(&XL_MANDATORY_FLAG_STREAMV2.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&(4 + config.len() as u32).to_ne_bytes());
+    out.extend_from_slice(&(config.len() as u32).to_ne_bytes());
+    out.extend_from_slice(&config);
+    out.extend_from_slice(&LIBXL_IDENT.to_be_bytes());
+    out.extend_from_slice(&2u32.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    for (rtype, then) in [(REC_LIBXC_CONTEXT, Some(libxc)), (REC_END, None)] {
+        out.extend_from_slice(&rtype.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        if let Some(stream) = then {
+            out.extend_from_slice(stream);
+        }
+    }
+    out
+}
+
+/// `xg-e2e xl-restore`: a PVH guest built by our toolstack, suspended and saved non-live by the
+/// native engine, the stream wrapped as an xl save file and restored by `xl restore`; PASS when
+/// the restored guest goes on ticking from where it was. Prints `E2E XLRESTORE ...`.
+pub fn xl_restore(args: &[String]) -> Res<()> {
+    let o = parse_guest(Mode::Pvh, args)?;
+    let xc = XenCtrl::open().map_err(|e| e.to_string())?;
+    let xs = Xs::open()?;
+    let (dom, store, console) = create(&xc, &o)?;
+    let (libxc, file) = ("/tmp/xl-restore.libxc", "/tmp/xl-restore.save");
+    let saved = (|| -> Res<()> {
+        let base = write_pre_build_keys(&xs, dom, &o)?;
+        let (line, _) = run_xenguest(&o, dom, store, console)?;
+        let (store_frame, console_frame) = super::result_frames(&line)?;
+        super::build_post(&xs, &base, dom, store, console, store_frame, console_frame)?;
+        xc.call("xc_domain_unpause", |xch| {
+            // SAFETY: scalar arguments.
+            unsafe { sys::xc_domain_unpause(xch, dom) }
+        })
+        .map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_secs(3));
+        xc.call("xc_domain_shutdown", |xch| {
+            // SAFETY: scalar arguments.
+            unsafe { sys::xc_domain_shutdown(xch, dom, sys::SHUTDOWN_suspend as i32) }
+        })
+        .map_err(|e| e.to_string())?;
+        if super::wait_shutdown(&xc, dom, Duration::from_secs(30))? != "suspend" {
+            return Err(format!("domain {dom} did not suspend"));
+        }
+        save(&o.xenguest, dom, "native", libxc)
+    })();
+    let last_gen = memloop_gens(dom).last().cloned();
+    xs.release(dom);
+    xs.rm(&format!("/local/domain/{dom}"));
+    destroy(&xc, dom);
+    saved?;
+    let stream = std::fs::read(libxc).map_err(|e| format!("{libxc}: {e}"))?;
+    let _ = std::fs::remove_file(libxc);
+    let config = format!(
+        "name = \"xl-restore\"\ntype = \"pvh\"\nkernel = \"{}\"\nmemory = {}\nvcpus = 1\n",
+        o.image, o.mem_mib
+    );
+    std::fs::write("/tmp/xl-restore.cfg", &config).map_err(|e| e.to_string())?;
+    std::fs::write(file, xl_save_file(&config, &stream)).map_err(|e| e.to_string())?;
+    let out = Command::new("xl")
+        .args(["restore", "/tmp/xl-restore.cfg", file])
+        .output()
+        .map_err(|e| format!("xl: {e}"))?;
+    let _ = std::fs::remove_file(file);
+    let said = String::from_utf8_lossy(&out.stderr).replace('\n', " | ");
+    let domid = Command::new("xl")
+        .args(["domid", "xl-restore"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+    let verdict = match domid {
+        Some(d) if out.status.success() => {
+            std::thread::sleep(Duration::from_secs(5));
+            let gens = memloop_gens(d);
+            let _ = Command::new("xl").args(["destroy", "xl-restore"]).status();
+            let first = gens.first().cloned().unwrap_or_default();
+            let step = match (
+                u64::from_str_radix(&first, 16),
+                last_gen.as_deref().map(|g| u64::from_str_radix(g, 16)),
+            ) {
+                (Ok(f), Some(Ok(l))) => f.checked_sub(l),
+                _ => None,
+            };
+            let ok = gens.len() >= 2 && matches!(step, Some(1 | 2)) && !memloop_bad(d);
+            format!(
+                "verdict={} restored_domid={d} source_last_gen={} target_first_gen={first} target_ticks={}",
+                if ok { "PASS" } else { "FAIL" },
+                last_gen.unwrap_or_default(),
+                gens.len()
+            )
+        }
+        _ => format!("verdict=FAIL xl_status={} xl_said=\"{said}\"", out.status),
+    };
+    println!("E2E XLRESTORE {verdict}");
+    Ok(())
+}
+
+/// The memloop guest's generations in Xen's console for domain `d` (`(dN) ... gen G bad B`).
+fn memloop_gens(d: u32) -> Vec<String> {
+    xl_dmesg_lines(d)
+        .iter()
+        .filter_map(|l| l.split("XENGUEST-E2E-MEMLOOP gen ").nth(1))
+        .filter_map(|rest| rest.split(' ').next().map(str::to_string))
+        .collect()
+}
+
+/// Whether the memloop guest `d` reported a bad page.
+fn memloop_bad(d: u32) -> bool {
+    xl_dmesg_lines(d).iter().any(|l| l.contains("MEM-BAD"))
+}
+
+fn xl_dmesg_lines(d: u32) -> Vec<String> {
+    let prefix = format!("(d{d}) ");
+    Command::new("xl")
+        .arg("dmesg")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with(&prefix))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}

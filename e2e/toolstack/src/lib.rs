@@ -395,6 +395,19 @@ drivers to suspend the PVH one, no device model for the HVM one).\n\n\
             get("source_last_gen"),
         );
     }
+    if let Some(rest) = log.lines().find_map(|l| l.split("@@XLRESTORE pvh ").nth(1)) {
+        let f = fields(rest);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("?").to_string();
+        s += &format!(
+            "\n`xl restore` of a PVH guest saved non-live by the native engine, the stream wrapped in \
+xl's save-file header and libxl's stream (`xg-e2e xl-restore`): **{}**; the restored domain \
+resumed at generation {} (the source's last: {}) and ticked {} times.\n",
+            rest.split(' ').next().unwrap_or("?"),
+            get("target_first_gen"),
+            get("source_last_gen"),
+            get("target_ticks"),
+        );
+    }
     let compared: Vec<&str> = log
         .lines()
         .filter_map(|l| l.split("@@STREAMCMP ").nth(1))

@@ -14,6 +14,7 @@
 //! xg-e2e stream-compare [--hvm] GUEST-OPTS
 //!                                     one suspended guest saved non-live by libxenguest's engine
 //!                                     and by ours, the streams compared record by record
+//! xg-e2e xl-restore GUEST-OPTS         a PVH guest saved by our engine, restored by `xl restore`
 //! xg-e2e storm hvm|pvh GUEST-OPTS --server PATH [--seq N] [--burst 8,16]
 //!                                     builds by fork/exec of --xenguest against one in-process
 //!                                     server (xenguest-ocaml -serve), one by one and in bursts
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Some("pv") => guest(Mode::Pv, &args[1..]),
         Some("migrate") => emu::migrate(&args[1..]),
         Some("stream-compare") => compare::stream_compare(&args[1..]),
+        Some("xl-restore") => compare::xl_restore(&args[1..]),
         Some("storm") if args.len() > 1 => storm::storm(&args[1..]),
         Some("firmware") if args.len() == 2 => std::fs::write(
             &args[1],
