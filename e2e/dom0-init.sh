@@ -177,6 +177,9 @@ migrate_case() {  # NAME XG-E2E-MIGRATE-ARGS...
     # Live saves enable log-dirty through the binary's EBUSY-retrying shadow-op wrappers.
     wrapped=yes
     case "$*" in *--live*) grep -q "shadow ops go through the EBUSY retry" /var/log/messages || wrapped=no ;; esac
+    # Where a native save's time went (its own log line), for the notes.
+    split=$(grep "Saved d$src: " /var/log/messages | tail -1 | sed 's/.*; page types/page types/')
+    [ -n "$split" ] && echo "@@SAVESPLIT $name $split"
     if [ "$n_dst" -ge 2 ] && [ "$bad" = 0 ] && [ $step -ge 1 ] && [ $step -le 2 ] && [ $wrapped = yes ]; then
         echo "@@MIGRATE $name PASS $line source_last_gen=$last_src target_first_gen=$first_dst target_ticks=$n_dst"
     else

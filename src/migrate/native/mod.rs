@@ -53,10 +53,15 @@ impl Engine for Native {
         let out = BufWriter::with_capacity(1 << 20, File::from(fd));
         let stats = save::save(&*self.hv, req.domid, out, req.flags, hooks)?;
         log::info!(
-            "Saved d{}: {} bytes, pages per pass {:?}",
+            "Saved d{}: {} bytes, pages per pass {:?}; page types {} ms, reading {} ms, \
+             writing {} ms, progress {} ms",
             req.domid,
             stats.bytes,
-            stats.pages_per_pass
+            stats.pages_per_pass,
+            stats.types_us / 1000,
+            stats.read_us / 1000,
+            stats.write_us / 1000,
+            stats.hooks_us / 1000
         );
         Ok(())
     }
