@@ -355,36 +355,42 @@ impl Restore<'_> {
 
     /// Write (or compare) the pages with data, one foreign access per run of consecutive pfns.
     fn write(&mut self, pages: &PageData<'_>) -> Result<()> {
-        let mut run: Option<(u64, Vec<&[u8]>)> = None;
-        for (Pfn(pfn), _, data) in pages.pages() {
-            let Some(data) = data else { continue };
+        // Pages with data are back to back in the record, so a run of consecutive pfns is one
+        // slice of it: (first pfn, offset of its data, pages).
+        let data = pages.data();
+        let mut run: Option<(u64, usize, usize)> = None;
+        let mut offset = 0;
+        for &(Pfn(pfn), t) in pages.entries() {
+            if !t.has_data() {
+                continue;
+            }
             if !self.populated.contains(pfn) {
                 return Err(STEP.invalid(format!("pfn {pfn:#x} has data but is not populated")));
             }
             match run.as_mut() {
-                Some((first, datas)) if *first + datas.len() as u64 == pfn => datas.push(data),
+                Some((first, _, n)) if *first + *n as u64 == pfn => *n += 1,
                 _ => {
-                    if let Some((first, datas)) = run.take() {
-                        self.write_run(first, &datas)?;
+                    if let Some((first, at, n)) = run.take() {
+                        self.write_run(first, &data[at..at + n * PAGE_USIZE])?;
                     }
-                    run = Some((pfn, vec![data]));
+                    run = Some((pfn, offset, 1));
                 }
             }
+            offset += PAGE_USIZE;
         }
-        if let Some((first, datas)) = run {
-            self.write_run(first, &datas)?;
+        if let Some((first, at, n)) = run {
+            self.write_run(first, &data[at..at + n * PAGE_USIZE])?;
         }
         Ok(())
     }
 
-    fn write_run(&mut self, first: u64, datas: &[&[u8]]) -> Result<()> {
+    fn write_run(&mut self, first: u64, bytes: &[u8]) -> Result<()> {
         let at = MapAddr::phys(GuestPhys(first * PAGE_BYTES));
-        let bytes = datas.concat();
         if !self.verify {
             self.hv
-                .write_guest(self.domid(), at, &bytes)
+                .write_guest(self.domid(), at, bytes)
                 .map_err(STEP.xc())?;
-            self.stats.pages_written += datas.len() as u64;
+            self.stats.pages_written += (bytes.len() / PAGE_USIZE) as u64;
             return Ok(());
         }
         let mut now = vec![0u8; bytes.len()];

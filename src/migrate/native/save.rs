@@ -89,6 +89,7 @@ pub fn save<W: Write>(
         w: StreamWriter::new(out),
         hooks,
         p2m_size: hv.domain_maximum_gpfn(domid).map_err(STEP.xc())? + 1,
+        buf: Vec::new(),
         stats: SaveStats::default(),
     };
     let result = if live {
@@ -135,6 +136,8 @@ struct Save<'a, W: Write> {
     w: StreamWriter<W>,
     hooks: &'a dyn SaveHooks,
     p2m_size: u64,
+    /// The batch buffer (at most 1024 pages).
+    buf: Vec<u8>,
     stats: SaveStats,
 }
 
@@ -326,7 +329,13 @@ impl<W: Write> Save<'_, W> {
             .map(|(p, _)| p.0)
             .collect();
         let t0 = Instant::now();
-        let mut data = vec![0u8; with_data.len() * PAGE_USIZE];
+        // One buffer for the whole save, zeroed once: read into, then written from.
+        let mut buf = std::mem::take(&mut self.buf);
+        let bytes = with_data.len() * PAGE_USIZE;
+        if buf.len() < bytes {
+            buf.resize(bytes, 0);
+        }
+        let data = &mut buf[..bytes];
         let mut i = 0;
         while i < with_data.len() {
             let mut j = i + 1;
@@ -342,8 +351,11 @@ impl<W: Write> Save<'_, W> {
         add_us(&mut self.stats.read_us, t0);
         let holes = (entries.len() - with_data.len()) as u64;
         let t0 = Instant::now();
-        let record = PageData::new(entries, &data).map_err(|why| STEP.invalid(why))?;
-        self.write(&Record::PageData(record))?;
+        let written = PageData::new(entries, &buf[..bytes])
+            .map_err(|why| STEP.invalid(why))
+            .and_then(|record| self.write(&Record::PageData(record)));
+        self.buf = buf;
+        written?;
         add_us(&mut self.stats.write_us, t0);
         Ok(holes)
     }

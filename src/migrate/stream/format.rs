@@ -244,6 +244,25 @@ impl<'a> PageData<'a> {
         &self.entries
     }
 
+    /// The pages' data, back to back (what follows [`PageData::encode_head`] in the body).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The body up to the pages' data: the count, the reserved word and the entries.
+    pub fn encode_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 8 * self.entries.len());
+        // PageData::new bounds the entries by the body they came from or the caller's
+        // pages; a count past u32 cannot be written.
+        let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for (pfn, t) in &self.entries {
+            out.extend_from_slice(&((u64::from(t.pfinfo()) << 32) | pfn.0).to_le_bytes());
+        }
+        out
+    }
+
     /// Each entry with its page's data, if its type has data.
     pub fn pages(&self) -> impl Iterator<Item = (Pfn, PageType, Option<&'a [u8]>)> + '_ {
         let mut chunks = self.data.chunks_exact(PAGE);
@@ -471,13 +490,7 @@ impl<'a> Record<'a> {
         match self {
             Record::End | Record::Verify | Record::StaticDataEnd => {}
             Record::PageData(p) => {
-                // PageData::new bounds the entries by the body they came from or the
-                // caller's pages; a count past u32 cannot be written.
-                u32(&mut out, u32::try_from(p.entries.len()).unwrap_or(u32::MAX));
-                u32(&mut out, 0);
-                for (pfn, t) in &p.entries {
-                    u64(&mut out, (u64::from(t.pfinfo()) << 32) | pfn.0);
-                }
+                out.extend_from_slice(&p.encode_head());
                 out.extend_from_slice(p.data);
             }
             Record::TscInfo(t) => {

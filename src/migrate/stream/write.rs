@@ -59,29 +59,39 @@ impl<W: Write> StreamWriter<W> {
 
     /// One record: header, body, zero padding to 8 bytes. A body past [`REC_LENGTH_MAX`]
     /// is refused, as a reader would refuse it.
+    /// A PAGE_DATA record's pages go out from the caller's buffer, not through a copy of the
+    /// whole body.
     pub fn write_record(&mut self, record: &Record<'_>) -> Result<(), StreamError> {
-        self.write_raw(record.rtype(), &record.encode())
+        match record {
+            Record::PageData(p) => self.write_parts(record.rtype(), &[&p.encode_head(), p.data()]),
+            _ => self.write_raw(record.rtype(), &record.encode()),
+        }
     }
 
     /// A record from its type and encoded body.
     pub fn write_raw(&mut self, rtype: u32, body: &[u8]) -> Result<(), StreamError> {
+        self.write_parts(rtype, &[body])
+    }
+
+    /// A record whose body is `parts` back to back.
+    fn write_parts(&mut self, rtype: u32, parts: &[&[u8]]) -> Result<(), StreamError> {
         let name = rec::display(rtype);
-        let length = u32::try_from(body.len())
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let length = u32::try_from(total)
             .ok()
             .filter(|l| *l <= REC_LENGTH_MAX)
             .ok_or_else(|| StreamError::Malformed {
                 name: name.clone(),
                 at: self.offset,
-                why: format!(
-                    "length {} exceeds the {REC_LENGTH_MAX}-byte limit",
-                    body.len()
-                ),
+                why: format!("length {total} exceeds the {REC_LENGTH_MAX}-byte limit"),
             })?;
         let mut hdr = [0u8; 8];
         hdr[..4].copy_from_slice(&rtype.to_le_bytes());
         hdr[4..].copy_from_slice(&length.to_le_bytes());
         self.put(&hdr, &format!("the {name} record"))?;
-        self.put(body, &format!("the {name} record"))?;
+        for part in parts {
+            self.put(part, &format!("the {name} record"))?;
+        }
         let pad = u64::from(length).next_multiple_of(REC_ALIGN) - u64::from(length);
         let zeros = [0u8; 8];
         self.put(
