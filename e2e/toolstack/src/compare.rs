@@ -92,6 +92,35 @@ fn summarize(path: &str) -> Res<Summary> {
     }
 }
 
+/// Build the created domain with our xenguest as xenopsd does, let it run 3 s, then suspend it
+/// by force (the memloop guest has no PV drivers) and wait until it is.
+fn build_run_suspend(
+    xc: &XenCtrl,
+    xs: &Xs,
+    o: &super::GuestOpts,
+    (dom, store, console): (u32, u32, u32),
+) -> Res<()> {
+    let base = write_pre_build_keys(xs, dom, o)?;
+    let (line, _) = run_xenguest(o, dom, store, console)?;
+    let (store_frame, console_frame) = super::result_frames(&line)?;
+    super::build_post(xs, &base, dom, store, console, store_frame, console_frame)?;
+    xc.call("xc_domain_unpause", |xch| {
+        // SAFETY: scalar arguments.
+        unsafe { sys::xc_domain_unpause(xch, dom) }
+    })
+    .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(3));
+    xc.call("xc_domain_shutdown", |xch| {
+        // SAFETY: scalar arguments.
+        unsafe { sys::xc_domain_shutdown(xch, dom, sys::SHUTDOWN_suspend as i32) }
+    })
+    .map_err(|e| e.to_string())?;
+    if super::wait_shutdown(xc, dom, Duration::from_secs(30))? != "suspend" {
+        return Err(format!("domain {dom} did not suspend"));
+    }
+    Ok(())
+}
+
 /// `xenguest -mode hvm_save` of the suspended `domid` into `path` with `engine`, answering
 /// its `suspend:` at once (the domain is suspended already).
 fn save(xenguest: &str, domid: u32, engine: &str, path: &str) -> Res<()> {
@@ -149,24 +178,7 @@ pub fn stream_compare(args: &[String]) -> Res<()> {
     let xs = Xs::open()?;
     let (dom, store, console) = create(&xc, &o)?;
     let outcome = (|| -> Res<String> {
-        let base = write_pre_build_keys(&xs, dom, &o)?;
-        let (line, _) = run_xenguest(&o, dom, store, console)?;
-        let (store_frame, console_frame) = super::result_frames(&line)?;
-        super::build_post(&xs, &base, dom, store, console, store_frame, console_frame)?;
-        xc.call("xc_domain_unpause", |xch| {
-            // SAFETY: scalar arguments.
-            unsafe { sys::xc_domain_unpause(xch, dom) }
-        })
-        .map_err(|e| e.to_string())?;
-        std::thread::sleep(Duration::from_secs(3));
-        xc.call("xc_domain_shutdown", |xch| {
-            // SAFETY: scalar arguments.
-            unsafe { sys::xc_domain_shutdown(xch, dom, sys::SHUTDOWN_suspend as i32) }
-        })
-        .map_err(|e| e.to_string())?;
-        if super::wait_shutdown(&xc, dom, Duration::from_secs(30))? != "suspend" {
-            return Err(format!("domain {dom} did not suspend"));
-        }
+        build_run_suspend(&xc, &xs, &o, (dom, store, console))?;
         let (lib, native) = ("/tmp/stream-libxenguest", "/tmp/stream-native");
         save(&o.xenguest, dom, "libxenguest", lib)?;
         save(&o.xenguest, dom, "native", native)?;
@@ -301,24 +313,7 @@ pub fn xl_restore(args: &[String]) -> Res<()> {
     let (dom, store, console) = create(&xc, &o)?;
     let (libxc, file) = ("/tmp/xl-restore.libxc", "/tmp/xl-restore.save");
     let saved = (|| -> Res<()> {
-        let base = write_pre_build_keys(&xs, dom, &o)?;
-        let (line, _) = run_xenguest(&o, dom, store, console)?;
-        let (store_frame, console_frame) = super::result_frames(&line)?;
-        super::build_post(&xs, &base, dom, store, console, store_frame, console_frame)?;
-        xc.call("xc_domain_unpause", |xch| {
-            // SAFETY: scalar arguments.
-            unsafe { sys::xc_domain_unpause(xch, dom) }
-        })
-        .map_err(|e| e.to_string())?;
-        std::thread::sleep(Duration::from_secs(3));
-        xc.call("xc_domain_shutdown", |xch| {
-            // SAFETY: scalar arguments.
-            unsafe { sys::xc_domain_shutdown(xch, dom, sys::SHUTDOWN_suspend as i32) }
-        })
-        .map_err(|e| e.to_string())?;
-        if super::wait_shutdown(&xc, dom, Duration::from_secs(30))? != "suspend" {
-            return Err(format!("domain {dom} did not suspend"));
-        }
+        build_run_suspend(&xc, &xs, &o, (dom, store, console))?;
         save(&o.xenguest, dom, "native", libxc)
     })();
     let last_gen = memloop_gens(dom).last().cloned();
