@@ -36,6 +36,21 @@ impl Native {
     }
 }
 
+/// The runs of consecutive pfns in `pfns`, in their order, as `(first pfn, its index in
+/// `pfns`, length)`: one foreign access each, on save (reading) and restore (writing).
+fn runs(pfns: &[u64]) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = *pfns.get(i)?;
+        let start = i;
+        i += 1;
+        while pfns.get(i) == Some(&(first + (i - start) as u64)) {
+            i += 1;
+        }
+        Some((first, start, i - start))
+    })
+}
+
 fn fd_error(op: Operation, e: &std::io::Error) -> Error {
     super::io_error(op.step(), e, "duplicating the stream fd")
 }
@@ -110,5 +125,16 @@ impl Engine for Native {
                     .into(),
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_split_where_pfns_stop_being_consecutive() {
+        let pfns = [4, 5, 6, 9, 3, 4, 10];
+        let got: Vec<_> = super::runs(&pfns).collect();
+        assert_eq!(got, vec![(4, 0, 3), (9, 3, 1), (3, 4, 2), (10, 6, 1)]);
+        assert_eq!(super::runs(&[]).count(), 0);
     }
 }

@@ -355,11 +355,7 @@ impl Restore<'_> {
 
     /// Write (or compare) the pages with data, one foreign access per run of consecutive pfns.
     fn write(&mut self, pages: &PageData<'_>) -> Result<()> {
-        // Pages with data are back to back in the record, so a run of consecutive pfns is one
-        // slice of it: (first pfn, offset of its data, pages).
-        let data = pages.data();
-        let mut run: Option<(u64, usize, usize)> = None;
-        let mut offset = 0;
+        let mut with_data = Vec::with_capacity(pages.entries().len());
         for &(Pfn(pfn), t) in pages.entries() {
             if !t.has_data() {
                 continue;
@@ -367,19 +363,12 @@ impl Restore<'_> {
             if !self.populated.contains(pfn) {
                 return Err(STEP.invalid(format!("pfn {pfn:#x} has data but is not populated")));
             }
-            match run.as_mut() {
-                Some((first, _, n)) if *first + *n as u64 == pfn => *n += 1,
-                _ => {
-                    if let Some((first, at, n)) = run.take() {
-                        self.write_run(first, &data[at..at + n * PAGE_USIZE])?;
-                    }
-                    run = Some((pfn, offset, 1));
-                }
-            }
-            offset += PAGE_USIZE;
+            with_data.push(pfn);
         }
-        if let Some((first, at, n)) = run {
-            self.write_run(first, &data[at..at + n * PAGE_USIZE])?;
+        // Pages with data are back to back in the record, so a run of pfns is one slice of it.
+        let data = pages.data();
+        for (first, i, n) in super::runs(&with_data) {
+            self.write_run(first, &data[i * PAGE_USIZE..(i + n) * PAGE_USIZE])?;
         }
         Ok(())
     }

@@ -335,18 +335,15 @@ impl<W: Write> Save<'_, W> {
         if buf.len() < bytes {
             buf.resize(bytes, 0);
         }
-        let data = &mut buf[..bytes];
-        let mut i = 0;
-        while i < with_data.len() {
-            let mut j = i + 1;
-            while j < with_data.len() && with_data[j] == with_data[j - 1] + 1 {
-                j += 1;
-            }
-            let at = MapAddr::phys(GuestPhys(with_data[i] * PAGE_BYTES));
+        for (first, i, n) in super::runs(&with_data) {
+            let at = MapAddr::phys(GuestPhys(first * PAGE_BYTES));
             self.hv
-                .read_guest(self.domid, at, &mut data[i * PAGE_USIZE..j * PAGE_USIZE])
+                .read_guest(
+                    self.domid,
+                    at,
+                    &mut buf[i * PAGE_USIZE..(i + n) * PAGE_USIZE],
+                )
                 .map_err(STEP.xc())?;
-            i = j;
         }
         add_us(&mut self.stats.read_us, t0);
         let holes = (entries.len() - with_data.len()) as u64;
