@@ -281,7 +281,7 @@ impl<W: Write> Save<'_, W> {
         let mut batch = Vec::with_capacity(MAX_BATCH_PFNS);
         let mut pfns: Box<dyn Iterator<Item = u64>> = match pass {
             Pass::All => Box::new(0..self.p2m_size),
-            Pass::Dirty(pfns) => Box::new(pfns.clone().into_iter()),
+            Pass::Dirty(pfns) => Box::new(pfns.iter().copied()),
         };
         loop {
             batch.clear();
