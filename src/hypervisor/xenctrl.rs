@@ -326,16 +326,11 @@ fn raw_domctl_with(
         unsafe { sys::xencall_alloc_buffer(xcall, side.len()) }.cast::<u8>()
     };
     let result = if buf.is_null() || (!side.is_empty() && side_buf.is_null()) {
-        let e = XcError::errno_with(function, errno(), "xencall_alloc_buffer");
-        // SAFETY: whichever of the two was allocated is freed once, on its handle.
-        unsafe {
-            for b in [buf.cast::<c_void>(), side_buf.cast()] {
-                if !b.is_null() {
-                    sys::xencall_free_buffer(xcall, b);
-                }
-            }
-        }
-        Err(e)
+        Err(XcError::errno_with(
+            function,
+            errno(),
+            "xencall_alloc_buffer",
+        ))
     } else {
         let mut domctl = sys::xen_domctl {
             cmd,
@@ -362,19 +357,21 @@ fn raw_domctl_with(
             }
             buf.read()
         };
-        // SAFETY: both came from xencall_alloc_buffer on this handle and are freed once.
-        unsafe {
-            sys::xencall_free_buffer(xcall, buf.cast());
-            if !side_buf.is_null() {
-                sys::xencall_free_buffer(xcall, side_buf.cast());
-            }
-        }
         if rc < 0 {
             Err(XcError::errno(function, e))
         } else {
             Ok(after)
         }
     };
+    // SAFETY: whichever buffer was allocated came from xencall_alloc_buffer on this handle and
+    // is freed once, here.
+    unsafe {
+        for b in [buf.cast::<c_void>(), side_buf.cast()] {
+            if !b.is_null() {
+                sys::xencall_free_buffer(xcall, b);
+            }
+        }
+    }
     // SAFETY: `xcall` is open and closed exactly once; nothing allocated on it is still live.
     unsafe { sys::xencall_close(xcall) };
     drop(logger);
