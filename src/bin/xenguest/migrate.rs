@@ -45,15 +45,18 @@ pub fn run(opts: &Options, mode: Mode, control: &ControlFd) -> Option<Result<Fra
             let written = sim.finish();
             done.and_then(|frames| written.map(|()| frames))
         }
-        Ok(None) => engine().and_then(|engine| run(opts, &engine, None, control)),
+        Ok(None) => {
+            engine().and_then(|(engine, store)| run(opts, &engine, store.as_deref(), control))
+        }
     })
 }
 
 /// The engines on the real host: the native one for HVM and PVH (unless
-/// `XENGUEST_STREAM_ENGINE=libxenguest`), libxenguest's for PV. Without Xen, libxenguest's
-/// alone, whose check then refuses each command with the C text.
+/// `XENGUEST_STREAM_ENGINE=libxenguest`), libxenguest's for PV, and the xenstored connection
+/// the native one uses (the save's nomigrate check reads through it too). Without Xen,
+/// libxenguest's alone, whose check then refuses each command with the C text.
 #[cfg(feature = "xen")]
-fn engine() -> Result<Engines, Error> {
+fn engine() -> Result<(Engines, Option<Arc<dyn Store>>), Error> {
     use xenguest::migrate::libxenguest::Libxenguest;
     use xenguest::migrate::native::Native;
     use xenguest::migrate::select::{Choice, Chooser};
@@ -62,13 +65,17 @@ fn engine() -> Result<Engines, Error> {
     match xenguest::builder::open_real_host() {
         Ok((hv, store)) => {
             let hv: Arc<dyn xenguest::hypervisor::Hypervisor> = Arc::new(hv);
-            let native = Native::new(hv.clone(), Arc::new(store));
+            let store: Arc<dyn Store> = Arc::new(store);
+            let native = Native::new(hv.clone(), store.clone());
             log::info!("Stream engine for HVM and PVH: {choice:?}; PV: libxenguest");
-            Ok(Arc::new(Chooser::new(hv, native, Some(lib), choice)))
+            Ok((
+                Arc::new(Chooser::new(hv, native, Some(lib), choice)),
+                Some(store),
+            ))
         }
         Err(e) => {
             log::debug!("no real host for the native engine: {e}");
-            Ok(lib)
+            Ok((lib, None))
         }
     }
 }
@@ -76,8 +83,8 @@ fn engine() -> Result<Engines, Error> {
 /// Without the `xen` feature there is no engine on a real host; listen still serves and
 /// refuses each command.
 #[cfg(not(feature = "xen"))]
-fn engine() -> Result<Engines, Error> {
-    Ok(Arc::new(xenguest::migrate::engine::Unavailable))
+fn engine() -> Result<(Engines, Option<Arc<dyn Store>>), Error> {
+    Ok((Arc::new(xenguest::migrate::engine::Unavailable), None))
 }
 
 /// xenstored, for the nomigrate check (opened with the C texts).
@@ -139,8 +146,8 @@ fn listen(
     Ok(None)
 }
 
-/// `save`/`hvm_save`: `-live` and `-debug` set the flags, `-force` skips the nomigrate check;
-/// the suspend is asked of the toolstack with `suspend:` and its answer line on `-controlinfd`.
+/// `save`/`hvm_save`: `-live` and `-debug` set the flags, `-force` skips the nomigrate check
+/// (through `store`, else a xenstored connection of its own); the suspend is asked of the toolstack with `suspend:` and its answer line on `-controlinfd`.
 fn save(
     opts: &Options,
     engine: &Engines,
