@@ -76,6 +76,24 @@ pub struct DomainInfo {
     pub shutdown_reason: Option<u32>,
 }
 
+/// `XEN_DOMCTL_PFINFO_*` (xen-project/xen `xen/include/public/domctl.h`): the page types
+/// `getpageframeinfo3` gives ([`Hypervisor::domain_pfn_types`]) and a migration stream's
+/// PAGE_DATA entries carry.
+pub mod pfinfo {
+    /// An ordinary page.
+    pub const NOTAB: u32 = 0;
+    /// A pinned page table (with an L1..L4 type).
+    pub const LPINTAB: u32 = 1 << 31;
+    /// Not a page of the guest: a hole.
+    pub const XTAB: u32 = 0xf << 28;
+    /// Allocate only, no data (Xen 4.2 to 4.5).
+    pub const XALLOC: u32 = 0xe << 28;
+    /// A broken page.
+    pub const BROKEN: u32 = 0xd << 28;
+    /// The bits the type lives in (`XEN_DOMCTL_PFINFO_LTAB_MASK`).
+    pub const LTAB_MASK: u32 = 0xf << 28;
+}
+
 /// `SHUTDOWN_suspend` (xen-project/xen `xen/include/public/sched.h`): the reason a domain
 /// suspended for a save has.
 pub const SHUTDOWN_SUSPEND: u32 = 2;

@@ -887,7 +887,7 @@ impl Hypervisor for XenCtrl {
         // (xen-project/xen `xen/arch/x86/domctl.c`, XEN_DOMCTL_getpageframeinfo3).
         Ok(arr
             .iter()
-            .map(|&t| u32::try_from(t & 0xf000_0000).unwrap_or(u32::MAX))
+            .map(|&t| u32::try_from(t & u64::from(super::pfinfo::LTAB_MASK)).unwrap_or(u32::MAX))
             .collect())
     }
 

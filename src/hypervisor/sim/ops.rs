@@ -9,8 +9,8 @@ use super::hvm_context;
 use super::spec::{Scheduler, MAX_NODES};
 use super::HostState;
 use crate::hypervisor::{
-    CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, MsrEntry, PhysInfo,
-    PodInfo, PvVcpuContext, SchedCredit, TscInfo, XcError, XcResult,
+    pfinfo, CpuidLeaf, CpuidPolicy, DomainInfo, FeaturesetKind, HvmBootVcpu, MemFlags, MsrEntry,
+    PhysInfo, PodInfo, PvVcpuContext, SchedCredit, TscInfo, XcError, XcResult,
 };
 use crate::types::usize_of;
 use crate::types::{
@@ -24,9 +24,6 @@ use std::collections::BTreeSet;
 /// `CPUID_MAX_SERIALISED_LEAVES` and `MSR_MAX_SERIALISED_ENTRIES` (a round bound: the
 /// simulator checks the order of magnitude, not the exact count).
 const MAX_POLICY_LEAVES: usize = 256;
-/// `XEN_DOMCTL_PFINFO_NOTAB` and `XEN_DOMCTL_PFINFO_XTAB` (xen/include/public/domctl.h).
-const PFINFO_NOTAB: u32 = 0;
-const PFINFO_XTAB: u32 = 0xf << 28;
 const MAX_POLICY_MSRS: usize = 256;
 /// `E820MAX`: entries `XENMEM_set_memory_map` accepts.
 const E820MAX: usize = 128;
@@ -877,9 +874,9 @@ impl HostState {
         Ok(pfns
             .iter()
             .map(|&gfn| match dom.resolve(gfn) {
-                Ok(_) => PFINFO_NOTAB,
+                Ok(_) => pfinfo::NOTAB,
                 // Not mapped, or a PoD entry the cache could not back.
-                Err(_) => PFINFO_XTAB,
+                Err(_) => pfinfo::XTAB,
             })
             .collect())
     }

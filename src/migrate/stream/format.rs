@@ -157,10 +157,10 @@ pub enum PageType {
     XTab,
 }
 
-const PFINFO_LPINTAB: u32 = 1 << 31;
-const PFINFO_XTAB: u32 = 0xf << 28;
-const PFINFO_XALLOC: u32 = 0xe << 28;
-const PFINFO_BROKEN: u32 = 0xd << 28;
+use crate::hypervisor::pfinfo::{
+    BROKEN as PFINFO_BROKEN, LPINTAB as PFINFO_LPINTAB, XALLOC as PFINFO_XALLOC,
+    XTAB as PFINFO_XTAB,
+};
 
 impl PageType {
     /// The type from the 32-bit PFINFO value (`(entry & PAGE_DATA_TYPE_MASK) >> 32`).
