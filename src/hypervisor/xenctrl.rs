@@ -850,23 +850,18 @@ impl Hypervisor for XenCtrl {
                 format!("a bitmap of {} words for {nr_pfns} pfns", bitmap.len()),
             ));
         }
-        let mut bytes: Vec<u8> = bitmap.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // Xen writes the bitmap as unsigned longs, which on x86-64 are these u64 words.
         let after = raw_domctl_with(
             "xc_shadow_control",
             domid,
             sys::XEN_DOMCTL_shadow_op,
-            &mut bytes,
+            zerocopy::IntoBytes::as_mut_bytes(bitmap),
             |u, side| {
                 u.shadow_op.op = sys::XEN_DOMCTL_SHADOW_OP_CLEAN;
                 u.shadow_op.dirty_bitmap.p = side.cast();
                 u.shadow_op.pages = nr_pfns;
             },
         )?;
-        for (w, chunk) in bitmap.iter_mut().zip(bytes.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            *w = u64::from_le_bytes(word);
-        }
         // SAFETY: a shadow_op domctl: Xen filled the shadow_op member of the union.
         let stats = unsafe { after.u.shadow_op.stats };
         Ok(stats.dirty_count.into())
