@@ -72,7 +72,6 @@ pub struct Params<'a> {
 struct Restore<'a> {
     hv: &'a dyn Hypervisor,
     p: &'a Params<'a>,
-    version: u32,
     populated: Populated,
     /// The largest order still worth asking for.
     max_order: u32,
@@ -112,7 +111,6 @@ pub fn restore<R: Read>(
     let mut r = Restore {
         hv,
         p,
-        version: header.version,
         populated: Populated::new(),
         max_order: ORDER_1G,
         static_data_done: false,
@@ -233,7 +231,7 @@ impl Restore<'_> {
     /// holes inside superpages, then write (or, after VERIFY, compare) the data.
     fn page_data(&mut self, pages: &PageData<'_>) -> Result<()> {
         if !self.static_data_done {
-            if self.version >= 3 {
+            if self.stats.version >= 3 {
                 return Err(STEP.invalid("No STATIC_DATA_END seen before PAGE_DATA"));
             }
             // Version 2 has no STATIC_DATA_END: it is where the first PAGE_DATA is.
