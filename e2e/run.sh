@@ -102,27 +102,17 @@ case ${E2E_ONLY:-all} in all|storm)
     if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"
     else echo "e2e: the in-process storm did NOT run"; verdict=1; fi ;;
 esac
-for m in $MIGRATIONS; do
-    if grep -aq "@@MIGRATE $m PASS" "$LOG"; then
-        echo "e2e: the $m migration kept the guest's memory:"; grep -a -m1 "@@MIGRATE $m PASS" "$LOG"
+# passed MARKER WHAT: the serial log has "@@MARKER PASS" (printed with WHAT), else the run fails.
+passed() {
+    if grep -aq "@@$1 PASS" "$LOG"; then
+        echo "e2e: $2:"; grep -a -m1 "@@$1 PASS" "$LOG"
     else
-        echo "e2e: the $m migration did NOT pass"; verdict=1
+        echo "e2e: NOT PASSED: $2"; grep -a -m1 "@@$1 " "$LOG" || true; verdict=1
     fi
-done
-for k in $STREAMCMPS; do
-    if grep -aq "@@STREAMCMP $k PASS" "$LOG"; then
-        echo "e2e: the $k streams of both engines match:"; grep -a -m1 "@@STREAMCMP $k PASS" "$LOG"
-    else
-        echo "e2e: the $k stream comparison did NOT pass"; verdict=1
-    fi
-done
-if [ -n "$STREAMCMPS" ]; then
-    if grep -aq "@@XLRESTORE pvh PASS" "$LOG"; then
-        echo "e2e: xl restore resumed our PVH save:"; grep -a -m1 "@@XLRESTORE pvh PASS" "$LOG"
-    else
-        echo "e2e: xl restore of our PVH save did NOT pass"; grep -a -m1 "@@XLRESTORE" "$LOG"; verdict=1
-    fi
-fi
+}
+for m in $MIGRATIONS; do passed "MIGRATE $m" "the $m migration kept the guest's memory"; done
+for k in $STREAMCMPS; do passed "STREAMCMP $k" "the $k streams of both engines match"; done
+if [ -n "$STREAMCMPS" ]; then passed "XLRESTORE pvh" "xl restore resumed our PVH save"; fi
 for guest in $BOOTS; do
     if grep -aq "@@BOOT $guest PASS" "$LOG"; then
         echo "e2e: the $guest guest booted and printed its marker:"
