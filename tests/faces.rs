@@ -47,6 +47,7 @@ impl Host {
         let paths = HostPaths {
             ipxe,
             ovmf: dir.path().join("OVMF-release.fd"),
+            seabios: dir.path().join("bios-256k.bin"),
             sysfs_pci_devices: pci,
         };
         Host { dir, paths }

@@ -16,7 +16,7 @@ use xenguest::boot::{self, param, Special};
 use xenguest::hypervisor::sim::{Fault, FaultAction};
 use xenguest::hypervisor::{Hypervisor, PciSbdf, ReservedRange};
 use xenguest::image::elf::Elf;
-use xenguest::types::{E820Entry, E820Type, MapFrame};
+use xenguest::types::{DomId, E820Entry, E820Type, MapFrame};
 use xenguest::ErrorKind;
 
 const GIB: u64 = 1 << 30;
@@ -724,11 +724,51 @@ fn ovmf_is_loaded_first_when_the_bios_is_ovmf() {
         "{e}"
     );
 
+    let domid = fx.domain(1024, &[("hvmloader/bios", "rombios")]);
+    let e = fx.build(&request(domid, 1024, 1024)).unwrap_err();
+    assert!(
+        e.to_string().contains("Unsupported bios type 'rombios'"),
+        "{e}"
+    );
+}
+
+/// The first module's bytes and name, from the boot vCPU's start info.
+fn first_module(fx: &Fixture, domid: DomId) -> (Vec<u8>, Vec<u8>) {
+    let si_paddr = fx
+        .host
+        .domain_snapshot(domid)
+        .unwrap()
+        .boot_vcpu
+        .unwrap()
+        .start_info_paddr;
+    let si = fx.read_guest(domid, si_paddr.into(), 4096);
+    let modlist = u64::from_le_bytes(si[16..24].try_into().unwrap());
+    let entry = fx.read_guest(domid, modlist, 32);
+    let word = |i: usize| u64::from_le_bytes(entry[i * 8..i * 8 + 8].try_into().unwrap());
+    let data = fx.read_guest(domid, word(0), word(1) as usize);
+    let name = fx.read_guest(domid, word(2), 9);
+    (data, name)
+}
+
+/// hvmloader without a built-in BIOS (Debian's) boots SeaBIOS as its `firmware` module, as
+/// libxl passes it; a missing SeaBIOS file is named.
+#[test]
+fn seabios_is_the_firmware_module_when_the_bios_is_seabios() {
+    let fx = Fixture::new("nodes=1,node_mib=4096");
+    let seabios: Vec<u8> = (0..262144u32).map(|i| (i * 13 + 5) as u8).collect();
+    std::fs::write(&fx.paths.seabios, &seabios).unwrap();
+    let domid = fx.domain(1024, &[("hvmloader/bios", "seabios")]);
+    fx.build(&request(domid, 1024, 1024)).unwrap();
+    let (data, name) = first_module(&fx, domid);
+    assert_eq!(data, seabios);
+    assert_eq!(&name, b"firmware\0");
+
+    std::fs::remove_file(&fx.paths.seabios).unwrap();
     let domid = fx.domain(1024, &[("hvmloader/bios", "seabios")]);
     let e = fx.build(&request(domid, 1024, 1024)).unwrap_err();
     assert!(
-        e.to_string().contains("Unsupported bios type 'seabios'"),
-        "{e}"
+        e.to_string().contains("bios-256k.bin"),
+        "the error names the missing file: {e}"
     );
 }
 

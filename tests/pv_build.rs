@@ -197,6 +197,7 @@ impl Fixture {
             paths: HostPaths {
                 ipxe: dir.path().join("none"),
                 ovmf: dir.path().join("none"),
+                seabios: dir.path().join("none"),
                 sysfs_pci_devices: dir.path().join("none"),
             },
             dir,

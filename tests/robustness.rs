@@ -677,6 +677,7 @@ fn parallel_builds(
     let paths = HostPaths {
         ipxe: dir.path().join("ipxe.bin"),
         ovmf: dir.path().join("OVMF-release.fd"),
+        seabios: dir.path().join("bios-256k.bin"),
         sysfs_pci_devices: dir.path().join("pci"),
     };
     std::fs::write(&paths.ipxe, common::ipxe_bytes()).unwrap();

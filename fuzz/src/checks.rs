@@ -644,6 +644,7 @@ pub fn hvm_build(data: &[u8]) {
     let paths = HostPaths {
         ipxe: dir.path().join("ipxe.bin"),
         ovmf: dir.path().join("OVMF-release.fd"),
+        seabios: dir.path().join("bios-256k.bin"),
         sysfs_pci_devices: dir.path().join("pci"),
     };
     std::fs::create_dir(&paths.sysfs_pci_devices).unwrap();

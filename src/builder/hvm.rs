@@ -35,7 +35,7 @@ pub(super) fn build(ctx: BuildCtx<'_>) -> Result<BuildOutput> {
     container::finish(ctx, layout, ram)
 }
 
-/// hvmloader, the iPXE ROM and (for UEFI guests) OVMF, read and checked.
+/// hvmloader, the iPXE ROM and the `firmware` module (OVMF or SeaBIOS), read and checked.
 struct Firmware {
     hvmloader: Vec<u8>,
     /// hvmloader's loadable segments (offsets checked against `hvmloader`).
@@ -43,7 +43,7 @@ struct Firmware {
     /// Lowest and highest physical address of the segments.
     bounds: (u64, u64),
     entry: u32,
-    /// Modules in start-info order: OVMF ("firmware") first, then iPXE.
+    /// Modules in start-info order: OVMF or SeaBIOS ("firmware") first, then iPXE.
     modules: Vec<(Vec<u8>, &'static str)>,
 }
 
@@ -69,13 +69,13 @@ fn load_firmware(
     let (segments, bounds) = (elf.segments.clone(), summary.kernel_seg);
 
     let mut modules = Vec::new();
-    if let Some(ovmf) = ovmf_path(store, paths, req.domid)? {
+    if let Some((bios, path)) = firmware_module(store, paths, req.domid)? {
         let data = image::read_file(
             Step::LoadFirmwareModule,
-            &ovmf,
+            &path,
             image::DEFAULT_MAX_IMAGE_BYTES,
         )?;
-        log::info!("Loaded OVMF from {}", ovmf.display());
+        log::info!("Loaded {bios} from {}", path.display());
         modules.push((data, "firmware"));
     }
     let ipxe = image::read_file(
@@ -93,8 +93,16 @@ fn load_firmware(
     })
 }
 
-/// `hvmloader/bios` = `ovmf` selects OVMF; `platform/ovmf-override` names a file beside it.
-fn ovmf_path(store: &dyn Store, paths: &super::HostPaths, domid: DomId) -> Result<Option<PathBuf>> {
+/// The `firmware` module hvmloader boots, named by `hvmloader/bios`: none (absent or empty: the
+/// BIOS built into hvmloader, as XenServer's has), `ovmf` (OVMF; `platform/ovmf-override` names
+/// a file beside it), or `seabios`. The C xenguest refuses `seabios`; we load it as libxl does
+/// (tools/libs/light/libxl_dom.c, `libxl__load_hvm_firmware_module`), because an hvmloader
+/// built without ROMBIOS (Debian's, upstream's default) has no BIOS of its own.
+fn firmware_module(
+    store: &dyn Store,
+    paths: &super::HostPaths,
+    domid: DomId,
+) -> Result<Option<(&'static str, PathBuf)>> {
     let base = domain_path(domid);
     let read = |key: &str| {
         store
@@ -104,6 +112,7 @@ fn ovmf_path(store: &dyn Store, paths: &super::HostPaths, domid: DomId) -> Resul
     match read("hvmloader/bios")?.as_deref() {
         None | Some("") => return Ok(None),
         Some("ovmf") => {}
+        Some("seabios") => return Ok(Some(("SeaBIOS", paths.seabios.clone()))),
         Some(other) => {
             return Err(Step::LoadFirmwareModule.image(
                 libc::ENOTSUP,
@@ -113,7 +122,7 @@ fn ovmf_path(store: &dyn Store, paths: &super::HostPaths, domid: DomId) -> Resul
         }
     }
     let Some(name) = read("platform/ovmf-override")? else {
-        return Ok(Some(paths.ovmf.clone()));
+        return Ok(Some(("OVMF", paths.ovmf.clone())));
     };
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(Error::platform(
@@ -122,9 +131,10 @@ fn ovmf_path(store: &dyn Store, paths: &super::HostPaths, domid: DomId) -> Resul
             format!("ovmf-override key '{name}' must be a filename, not a path"),
         ));
     }
-    Ok(Some(
+    Ok(Some((
+        "OVMF",
         paths.ovmf.parent().unwrap_or(Path::new("/")).join(name),
-    ))
+    )))
 }
 
 /// The layout, with what passthrough devices need.

@@ -56,6 +56,8 @@ pub struct HostPaths {
     pub ipxe: PathBuf,
     /// OVMF, for `hvmloader/bios = ovmf` (`OVMF_PATH`; overrides resolve in its folder).
     pub ovmf: PathBuf,
+    /// SeaBIOS, for `hvmloader/bios = seabios` (libxl's `SEABIOS_PATH` on Debian).
+    pub seabios: PathBuf,
     /// `/sys/bus/pci/devices`, for BAR sizes of passthrough devices.
     pub sysfs_pci_devices: PathBuf,
 }
@@ -76,13 +78,15 @@ impl Default for HostPaths {
         HostPaths {
             ipxe: ipxe.into(),
             ovmf: "/usr/share/edk2/OVMF-release.fd".into(),
+            seabios: "/usr/share/seabios/bios-256k.bin".into(),
             sysfs_pci_devices: "/sys/bus/pci/devices".into(),
         }
     }
 }
 
 impl HostPaths {
-    /// Defaults, overridden by `XENGUEST_IPXE`, `XENGUEST_OVMF` and `XENGUEST_SYSFS_PCI`.
+    /// Defaults, overridden by `XENGUEST_IPXE`, `XENGUEST_OVMF`, `XENGUEST_SEABIOS` and
+    /// `XENGUEST_SYSFS_PCI`.
     pub fn from_env() -> Self {
         let mut paths = HostPaths::default();
         if let Some(p) = std::env::var_os("XENGUEST_IPXE") {
@@ -90,6 +94,9 @@ impl HostPaths {
         }
         if let Some(p) = std::env::var_os("XENGUEST_OVMF") {
             paths.ovmf = p.into();
+        }
+        if let Some(p) = std::env::var_os("XENGUEST_SEABIOS") {
+            paths.seabios = p.into();
         }
         if let Some(p) = std::env::var_os("XENGUEST_SYSFS_PCI") {
             paths.sysfs_pci_devices = p.into();

@@ -53,6 +53,7 @@ impl Fixture {
         let paths = HostPaths {
             ipxe,
             ovmf: dir.path().join("OVMF-release.fd"),
+            seabios: dir.path().join("bios-256k.bin"),
             sysfs_pci_devices: dir.path().join("pci"),
         };
         Fixture {
