@@ -146,6 +146,97 @@ boot_kernel pv ocaml-pv XENGUEST-E2E-PV-OK ring $OCAML --mem-mib 128 --image /gu
 
 fi
 
+# ------------------------------------------------------------------ 3b. Linux HVM with a device model
+# Debian's kernel as an HVM guest: built by our binary, by the OCaml module (both with xenopsd's
+# argv) and by `xl create`, each with Debian's QEMU as its device model and a direct kernel boot
+# through hvmloader's SeaBIOS. 512 MiB at most, 384 MiB at boot (populate-on-demand: the
+# balloon driver goes down to memory/target), 2 vCPUs, 1 online. The guest's /init
+# (e2e/guests/linux-init.sh) reads its domid and a token the toolstack wrote through xenbus,
+# and prints its vCPUs, e820 RAM and balloon on ttyS0 and hvc0; `xg-e2e check-hvm-marker`
+# compares them with what was asked. The time to that marker is measured from the unpause.
+LMAX=512 LSTART=384 LVCPUS=2 LCUR=1
+LAPPEND="console=ttyS0 console=hvc0 quiet"
+LMARK=XENGUEST-E2E-LINUX-HVM-OK
+linux_check() {  # DOMID TOKEN SERIAL STATIC_MAX_KIB TARGET_KIB: the marker ($seen), its check
+    seen=$(grep -a -m1 "$LMARK" "$3" 2>/dev/null | tr -d '\r')
+    check=$(xg-e2e check-hvm-marker --line "$seen" --domid "$1" --token "$2" --vcpus $LVCPUS \
+            --vcpus-current $LCUR --mem-mib $LMAX --static-max-kib "$4" --target-kib "$5" 2>&1)
+}
+linux_hvm() {  # NAME XENGUEST
+    name=$1 token=token-$1-$(cut -c1-8 /proc/sys/kernel/random/uuid)
+    serial=/var/log/xen/console/$name.serial
+    mark $name-boot-begin
+    out=$(xg-e2e hvm --name $name --xenguest $2 --mem-mib $LMAX --start-mib $LSTART \
+          --vcpus $LVCPUS --vcpus-current $LCUR --image /usr/lib/xen-4.17/boot/hvmloader \
+          --bios seabios --ipxe /guest/ipxe.rom --dm /usr/libexec/xen-qemu-system-i386 \
+          --kernel /guest/vmlinuz --initrd /guest/initrd-hvm.cpio.gz --append "$LAPPEND" \
+          --serial $serial --token $token --marker $LMARK --boot --timeout-s $LINUX_TIMEOUT 2>&1)
+    rc=$?
+    mark $name-boot-end
+    echo "$out" | grep -v '^E2E exec'
+    line=$(echo "$out" | grep '^E2E name=')
+    domid=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
+    linux_check "$domid" $token $serial $((LMAX * 1024)) $((LSTART * 1024))
+    crc=$?
+    hvc=$(grep -a -m1 "$LMARK" /var/log/xen/console/guest-$name.log 2>/dev/null)
+    echo "----- $name serial (ttyS0), then hvc0 (xenconsoled) -----"
+    tail -15 $serial 2>/dev/null; tail -3 /var/log/xen/console/guest-$name.log 2>/dev/null
+    echo "----- end $name -----"
+    if [ $rc = 0 ] && [ $crc = 0 ] && [ -n "$hvc" ] && echo "$line" | grep -q 'shutdown=poweroff'; then
+        echo "@@BOOT $name PASS $line"
+        echo "@@SEEN $name $seen"
+    else
+        fail "$name boot (rc=$rc): $line; marker on hvc0: ${hvc:-none}; $check"
+        echo "@@BOOT $name FAIL $line"
+        tail -20 /tmp/qemu-$name.log 2>/dev/null
+        grep xenguest /var/log/messages | sed 's/^.*xenguest/xenguest/' | tail -20
+    fi
+}
+xl_linux_hvm() {  # NAME: the same guest created by xl (libxl, the C libxenguest, the same QEMU)
+    name=$1 token=token-$1-$(cut -c1-8 /proc/sys/kernel/random/uuid)
+    serial=/var/log/xen/console/$name.serial
+    {
+        echo "name = \"$name\""; echo 'type = "hvm"'
+        echo "memory = $LSTART"; echo "maxmem = $LMAX"; echo "vcpus = $LCUR"; echo "maxvcpus = $LVCPUS"
+        echo 'kernel = "/guest/vmlinuz"'; echo 'ramdisk = "/guest/initrd-hvm.cpio.gz"'
+        echo "cmdline = \"$LAPPEND\""; echo "serial = \"file:$serial\""
+        echo 'vga = "none"'; echo 'vnc = 0'; echo 'sdl = 0'
+    } > /etc/xen/$name.cfg
+    mark $name-boot-begin
+    t=$(timeout 300 xg-e2e timed /tmp/$name.log -- xl -vvv create -p -e /etc/xen/$name.cfg)
+    d=$(xl domid $name 2>/dev/null) smax= tgt= seen= check=
+    if [ -n "$d" ]; then
+        xenstore-write /local/domain/$d/data/e2e-token $token
+        smax=$(xenstore-read /local/domain/$d/memory/static-max)
+        tgt=$(xenstore-read /local/domain/$d/memory/target)
+        run=$(xg-e2e run --domid $d --timeout-s $LINUX_TIMEOUT --serial $serial --marker $LMARK 2>&1)
+        linux_check $d $token $serial $smax $tgt
+        crc=$?
+    else
+        run="xl create failed" crc=1; tail -30 /tmp/$name.log
+    fi
+    mark $name-boot-end
+    tail -15 $serial 2>/dev/null
+    line="E2E name=$name domid=$d mem_mib=$LMAX start_mib=$LSTART build_ms=$(echo "$t" | sed -n 's/.*wall_ms=\([0-9]*\).*/\1/p') $(echo "$run" | sed -n 's/^E2E RUN domid=[0-9]* //p') static_max_kib=$smax target_kib=$tgt"
+    if [ $crc = 0 ] && echo "$run" | grep -q 'shutdown=poweroff'; then
+        echo "@@BOOT $name PASS $line"
+        echo "@@SEEN $name $seen"
+    else
+        fail "$name boot: $line; $run; $check"
+        echo "@@BOOT $name FAIL $line"
+        tail -20 /var/log/xen/qemu-dm-$name.log 2>/dev/null
+    fi
+    xl destroy $name 2>/dev/null
+}
+if want linux; then
+    mark linux-begin
+    LINUX_TIMEOUT=$((BOOT_TIMEOUT * 2))
+    linux_hvm linux-hvm /usr/bin/xenguest
+    linux_hvm ocaml-linux-hvm /usr/bin/xenguest-ocaml
+    xl_linux_hvm xl-linux-hvm
+    mark linux-end
+fi
+
 # ------------------------------------------------------------------ 4. migration through listen mode
 # A running PVH or HVM guest that checks its own memory every second (e2e/guests/memloop.S) is moved
 # to a new domain by two `xenguest -mode listen`, driven as emu-manager drives them, with the

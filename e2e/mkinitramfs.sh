@@ -5,7 +5,7 @@
 # (for `xl create`), the iPXE ROM, and ours: xenguest, xenguest-ocaml (the OCaml module behind
 # the same argv), the xg-e2e toolstack, the popcount shim,
 # the marker firmware, the PVH and PV test kernels (e2e/guests, assembled here) and Debian's
-# kernel with a busybox initramfs for the Linux guests.
+# kernel with a busybox initramfs for the Linux guests (for the HVM one, with xsread).
 # Usage: mkinitramfs.sh XENGUEST XG_E2E LIBPOPCOUNT XENGUEST_OCAML     (after fetch.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +32,8 @@ cp /usr/lib/xen-4.17/boot/hvmloader "$D/usr/lib/xen-4.17/boot/"
 cp /usr/share/seabios/bios-256k.bin "$D/usr/share/seabios/"
 cp "$R/usr/libexec/xen-qemu-system-i386" "$D/usr/libexec/"
 cp -r /usr/share/qemu/keymaps "$D/usr/share/qemu/"   # qemu-xen aborts without keymaps/en-us
+# QEMU's option ROMs for a direct kernel boot (-kernel): SeaBIOS runs one to load the kernel.
+cp /usr/share/qemu/linuxboot.bin /usr/share/qemu/linuxboot_dma.bin "$D/usr/share/qemu/"
 
 install -m755 "$XENGUEST" "$D/usr/bin/xenguest"
 install -m755 "$XG_E2E" "$D/usr/bin/xg-e2e"
@@ -62,6 +64,11 @@ cp "$BB" "$G/bin/busybox"
 install -m755 "$HERE/guests/linux-init.sh" "$G/init"
 (cd "$G/dev" && mknod -m 600 console c 5 1 && mknod -m 666 null c 1 3)
 (cd "$G" && find . | cpio -o -H newc --quiet) > "$D/guest/initrd.cpio"
+# The HVM Linux guest's initramfs: the same, plus xsread (reads xenstore through xenbus),
+# gzipped, because SeaBIOS pulls it through QEMU's fw_cfg, which is slow under TCG.
+gcc -static -Os -Wall -Wextra -o "$G/bin/xsread" "$HERE/guests/xsread.c"
+strip "$G/bin/xsread"
+(cd "$G" && find . | cpio -o -H newc --quiet) | gzip -9 > "$D/guest/initrd-hvm.cpio.gz"
 IPXE=${XENGUEST_IPXE:-/usr/lib/ipxe/qemu/pxe-rtl8139.rom}
 cp "$IPXE" "$D/guest/ipxe.rom"
 

@@ -10,14 +10,15 @@
 # Exit status: 0 all passed; 1 a check failed (guest did not boot, build failed, ...);
 # 2 QEMU could not run at all (said loudly: CI goes on with the rest).
 # Knobs: WORK (downloads and images, default /var/tmp/xenguest-e2e, never in the repository),
-# E2E_TIMEOUT (s, whole QEMU run, default 900), E2E_SIZES (MiB, default 128,2048),
+# E2E_TIMEOUT (s, whole QEMU run, default 1800), E2E_SIZES (MiB, default 128,2048),
 # E2E_REPS (default 5), E2E_NO_BENCHMARKS=1 (do not rewrite BENCHMARKS.md), E2E_ONLY=boot|
-# migrate|bench (one part only; default all).
+# linux|migrate|bench|storm (one part only; default all; linux: the HVM Linux guests with QEMU
+# as their device model, ours and xl's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export WORK=${WORK:-/var/tmp/xenguest-e2e}
-TIMEOUT=${E2E_TIMEOUT:-900}
+TIMEOUT=${E2E_TIMEOUT:-1800}
 SIZES=${E2E_SIZES:-128,2048}
 REPS=${E2E_REPS:-5}
 CARGO=${CARGO:-cargo}
@@ -95,9 +96,14 @@ case $qrc in
     *) echo "e2e: QEMU exited with $qrc without a verdict"; verdict=1 ;;
 esac
 grep -a '@@FAIL' "$LOG" && verdict=1
-BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-libxenguest hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib"
+BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv linux-hvm ocaml-linux-hvm xl-linux-hvm"; MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-libxenguest hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib"
 STREAMCMPS="pvh hvm"
-case ${E2E_ONLY:-all} in boot) MIGRATIONS= STREAMCMPS= ;; migrate) BOOTS= ;; bench|storm) BOOTS= MIGRATIONS= STREAMCMPS= ;; esac
+case ${E2E_ONLY:-all} in
+    boot) MIGRATIONS= STREAMCMPS= BOOTS=${BOOTS% linux-hvm*} ;;
+    linux) MIGRATIONS= STREAMCMPS= BOOTS="linux-hvm ocaml-linux-hvm xl-linux-hvm" ;;
+    migrate) BOOTS= ;;
+    bench|storm) BOOTS= MIGRATIONS= STREAMCMPS= ;;
+esac
 case ${E2E_ONLY:-all} in all|storm)
     if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"
     else echo "e2e: the in-process storm did NOT run"; verdict=1; fi ;;

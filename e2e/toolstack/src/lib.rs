@@ -287,6 +287,94 @@ garbage
     }
 }
 
+/// What the toolstack and the build promised an HVM Linux guest, to check its marker against.
+#[derive(Clone, Debug)]
+pub struct HvmPromise {
+    /// The domain the guest runs in.
+    pub domid: u32,
+    /// What the toolstack wrote to `data/e2e-token`.
+    pub token: String,
+    /// `platform/vcpu/number`.
+    pub vcpus: u32,
+    /// `platform/vcpu/current`.
+    pub vcpus_current: u32,
+    /// The guest's RAM (`-mem_max_mib`, xl's `maxmem`).
+    pub mem_max_mib: u64,
+    /// `memory/static-max`, as the toolstack wrote it (KiB).
+    pub static_max_kib: u64,
+    /// `memory/target`, as the toolstack wrote it (KiB).
+    pub target_kib: u64,
+}
+
+/// How far the e820's RAM may fall short of the guest's maximum: the legacy hole at
+/// 0xa0000-0x100000 (hvmloader: the VGA window and the BIOS), plus at most 1 MiB that SeaBIOS
+/// keeps for itself at the top of low RAM.
+const E820_LEGACY_HOLE_KIB: u64 = 384;
+const E820_FIRMWARE_SLACK_KIB: u64 = 1024;
+/// How far the balloon driver's target may be from static-max - target less the RAM the
+/// e820 does not have (Linux's `watch_target` counts the pages it found at boot, which is the
+/// e820's RAM less what never became a page).
+const BALLOON_SLACK_KIB: u64 = 1024;
+
+/// Linux's cpulist for CPUs 0..n (`/sys/devices/system/cpu/online`).
+fn cpulist(n: u32) -> String {
+    if n == 1 {
+        "0".into()
+    } else {
+        format!("0-{}", n - 1)
+    }
+}
+
+/// The ways the marker line of the HVM Linux guest (e2e/guests/linux-init.sh) differs from
+/// what was promised; empty when it matches.
+pub fn check_hvm_marker(line: &str, p: &HvmPromise) -> Vec<String> {
+    let f = fields(line);
+    let mut bad = Vec::new();
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("(missing)");
+    let num = |k: &str| get(k).parse::<u64>().ok();
+    let mut want = |k: &str, expected: String| {
+        if get(k) != expected {
+            bad.push(format!("{k}={} (expected {expected})", get(k)));
+        }
+    };
+    want("domid", p.domid.to_string());
+    want("token", p.token.clone());
+    want("platform_pci", "bound".into());
+    want("cpus_online", cpulist(p.vcpus_current));
+    want("cpus_possible", cpulist(p.vcpus));
+    let max_kib = p.mem_max_mib << 10;
+    let ram_hi = max_kib - E820_LEGACY_HOLE_KIB;
+    let ram_lo = ram_hi.saturating_sub(E820_FIRMWARE_SLACK_KIB);
+    match num("e820_ram_kib") {
+        Some(ram) if (ram_lo..=ram_hi).contains(&ram) => {
+            let expected = p
+                .target_kib
+                .saturating_sub(p.static_max_kib.saturating_sub(ram));
+            match (num("balloon_target_kib"), num("balloon_kib")) {
+                (Some(t), Some(cur)) => {
+                    if t.abs_diff(expected) > BALLOON_SLACK_KIB {
+                        bad.push(format!(
+                            "balloon_target_kib={t} (expected {expected}: memory/target {} - \
+                             (static-max {} - e820 RAM {ram}), within {BALLOON_SLACK_KIB})",
+                            p.target_kib, p.static_max_kib
+                        ));
+                    }
+                    if cur > t {
+                        bad.push(format!("balloon_kib={cur} (still above its target {t})"));
+                    }
+                }
+                _ => bad.push("balloon figures missing".into()),
+            }
+        }
+        Some(ram) => bad.push(format!(
+            "e820_ram_kib={ram} (expected {ram_lo}..={ram_hi} for {} MiB)",
+            p.mem_max_mib
+        )),
+        None => bad.push(format!("e820_ram_kib={}", get("e820_ram_kib"))),
+    }
+    bad
+}
+
 /// `key=value` fields of a line (values may be double-quoted, with spaces).
 pub fn fields(line: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -741,6 +829,47 @@ mod report_tests {
             "{r}"
         );
         assert!(r.contains("76 s"));
+    }
+
+    fn promise() -> HvmPromise {
+        HvmPromise {
+            domid: 9,
+            token: "t-42".into(),
+            vcpus: 2,
+            vcpus_current: 1,
+            mem_max_mib: 512,
+            static_max_kib: 512 << 10,
+            target_kib: 384 << 10,
+        }
+    }
+
+    const GOOD: &str = "XENGUEST-E2E-LINUX-HVM-OK kernel=6.1 cpus=1 mem=400000kB domid=9 \
+        token=t-42 platform_pci=bound cpus_online=0 cpus_possible=0-1 e820_ram_kib=523644 \
+        balloon_kib=392828 balloon_target_kib=392828 mem_after=380000kB";
+
+    #[test]
+    fn hvm_marker_that_keeps_every_promise_passes() {
+        assert_eq!(check_hvm_marker(GOOD, &promise()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn hvm_marker_names_each_broken_promise() {
+        let line = GOOD
+            .replace("domid=9", "domid=8")
+            .replace("token=t-42", "token=xsread:_data/e2e-token:_ENOENT")
+            .replace("cpus_online=0 ", "cpus_online=0-1 ")
+            .replace("balloon_kib=392828", "balloon_kib=523644");
+        let bad = check_hvm_marker(&line, &promise());
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert!(bad[0].starts_with("domid=8"), "{bad:?}");
+        assert!(bad[1].contains("expected t-42"), "{bad:?}");
+        assert!(bad[2].starts_with("cpus_online=0-1"), "{bad:?}");
+        assert!(bad[3].contains("still above its target"), "{bad:?}");
+        let line = GOOD.replace("e820_ram_kib=523644", "e820_ram_kib=261760");
+        assert!(check_hvm_marker(&line, &promise())[0].starts_with("e820_ram_kib=261760"));
+        let line = GOOD.replace("balloon_target_kib=392828", "balloon_target_kib=523644");
+        assert!(check_hvm_marker(&line, &promise())[0].contains("memory/target 393216"));
+        assert!(!check_hvm_marker("nothing", &promise()).is_empty());
     }
 
     #[test]

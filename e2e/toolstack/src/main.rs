@@ -6,6 +6,15 @@
 //! ```text
 //! xg-e2e hvm --name N --mem-mib M --xenguest PATH --image HVMLOADER [--firmware F] [--ipxe R]
 //!            [--vcpus V] [--boot] [--timeout-s S] [--preload SO --poplog FILE]
+//!            [--start-mib S (PoD when < M)] [--vcpus-current C] [--bios seabios]
+//!            [--dm QEMU --kernel K --initrd I [--append A] [--serial FILE]]
+//!            [--token T (data/e2e-token)] [--marker TEXT (timed in the serial file)]
+//!                                     with --dm, Debian's QEMU is the device model (dm.rs)
+//! xg-e2e run --domid D --timeout-s S [--serial FILE --marker TEXT]
+//!                                     unpause a built domain (xl create -p), time its marker
+//! xg-e2e check-hvm-marker --line L --domid D --token T --vcpus V --vcpus-current C
+//!            --mem-mib M --static-max-kib K --target-kib K
+//!                                     the HVM Linux guest's marker against what it was promised
 //! xg-e2e pvh|pv --name N --mem-mib M --xenguest PATH --image KERNEL [--cmdline C] [--vcpus V]
 //!            [--ramdisk R (PV)] [--module M (PVH)] [--boot] [--timeout-s S]
 //!                                     (a PVH or PV guest; the console ring is printed)
@@ -35,6 +44,7 @@
 )]
 
 mod compare;
+mod dm;
 mod emu;
 mod storm;
 
@@ -56,6 +66,8 @@ fn main() -> ExitCode {
         Some("hvm") => guest(Mode::Hvm, &args[1..]),
         Some("pvh") => guest(Mode::Pvh, &args[1..]),
         Some("pv") => guest(Mode::Pv, &args[1..]),
+        Some("run") => run(&args[1..]),
+        Some("check-hvm-marker") => check_hvm_marker(&args[1..]),
         Some("migrate") => emu::migrate(&args[1..]),
         Some("stream-compare") => compare::stream_compare(&args[1..]),
         Some("xl-restore") => compare::xl_restore(&args[1..]),
@@ -243,6 +255,28 @@ struct GuestOpts {
     boot: bool,
     timeout: Duration,
     preload: Option<(String, String)>,
+    /// `-mem_start_mib` (and `memory/target`): populate-on-demand when below `mem_mib`.
+    start_mib: Option<u64>,
+    /// `platform/vcpu/current`: the vCPUs online at boot (default: all).
+    vcpus_current: Option<u32>,
+    /// `hvmloader/bios` (for a guest booted by hvmloader's SeaBIOS).
+    bios: Option<String>,
+    /// The device model, for a guest that runs an operating system.
+    dm: Option<dm::DmOpts>,
+    /// Written to `data/e2e-token` before the build, for the guest to read back.
+    token: Option<String>,
+    /// The guest prints this in its serial file once it is up: the time to it is measured.
+    marker: Option<String>,
+}
+
+impl GuestOpts {
+    fn start_mib(&self) -> u64 {
+        self.start_mib.unwrap_or(self.mem_mib)
+    }
+
+    fn vcpus_current(&self) -> u32 {
+        self.vcpus_current.unwrap_or(self.vcpus)
+    }
 }
 
 fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
@@ -261,10 +295,18 @@ fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
         boot: false,
         timeout: Duration::from_secs(120),
         preload: None,
+        start_mib: None,
+        vcpus_current: None,
+        bios: None,
+        dm: None,
+        token: None,
+        marker: None,
     };
     let mut it = args.iter();
     let mut poplog = None;
     let mut preload = None;
+    let (mut qemu, mut kernel, mut initrd, mut append, mut serial) =
+        (None, None, None, String::new(), None);
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -284,10 +326,40 @@ fn parse_guest(mode: Mode, args: &[String]) -> Res<GuestOpts> {
             }
             "--preload" => preload = Some(val()?),
             "--poplog" => poplog = Some(val()?),
+            "--start-mib" => {
+                o.start_mib = Some(val()?.parse().map_err(|_| "bad --start-mib")?);
+            }
+            "--vcpus-current" => {
+                o.vcpus_current = Some(val()?.parse().map_err(|_| "bad --vcpus-current")?);
+            }
+            "--bios" => o.bios = Some(val()?),
+            "--dm" => qemu = Some(val()?),
+            "--kernel" => kernel = Some(val()?),
+            "--initrd" => initrd = Some(val()?),
+            "--append" => append = val()?,
+            "--serial" => serial = Some(val()?),
+            "--token" => o.token = Some(val()?),
+            "--marker" => o.marker = Some(val()?),
             other => return Err(format!("unknown option {other}")),
         }
     }
     o.preload = preload.zip(poplog);
+    if let Some(qemu) = qemu {
+        let (Some(kernel), Some(initrd)) = (kernel, initrd) else {
+            return Err("--dm needs --kernel and --initrd".into());
+        };
+        let serial = serial.unwrap_or_else(|| format!("/tmp/{}.serial", o.name));
+        o.dm = Some(dm::DmOpts {
+            qemu,
+            kernel,
+            initrd,
+            append,
+            serial,
+        });
+    }
+    if o.start_mib() > o.mem_mib || o.vcpus_current() > o.vcpus || o.vcpus_current() == 0 {
+        return Err("--start-mib above --mem-mib, or --vcpus-current not in 1..=--vcpus".into());
+    }
     Ok(o)
 }
 
@@ -326,6 +398,25 @@ impl Xs {
         };
         ok.then_some(())
             .ok_or_else(|| format!("xs_write {path}: {}", std::io::Error::last_os_error()))
+    }
+
+    /// The value at `path`, or None (absent, or any failure: callers poll).
+    fn read(&self, path: &str) -> Option<String> {
+        let p = Self::cstr(path).ok()?;
+        let mut len = 0u32;
+        // SAFETY: open handle, NUL-terminated path, `len` writable; the result is malloc'd.
+        let v = unsafe { sys::xs_read(self.0, 0, p.as_ptr(), &mut len) };
+        if v.is_null() {
+            return None;
+        }
+        // SAFETY: xs_read returned `len` readable bytes at `v`, which we free once.
+        let out = unsafe {
+            let bytes = std::slice::from_raw_parts(v.cast::<u8>(), len as usize);
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            libc::free(v);
+            s
+        };
+        Some(out)
     }
 
     fn mkdir(&self, path: &str) -> Res<()> {
@@ -502,12 +593,17 @@ fn destroy(xc: &XenCtrl, domid: u32) {
 
 /// The keys xenopsd writes before the build: the domain's directory (dom0 owns it, the guest
 /// reads it), its name, the platform map, the vCPUs online, the guest-writable directories,
-/// and for UEFI-style firmware `hvmloader/bios`.
+/// and for UEFI-style firmware `hvmloader/bios`. Also the memory keys (KiB) xenopsd writes in
+/// its build_post (xen-api ocaml/xenopsd/xc/domain.ml): the guest's balloon driver reads them
+/// once it runs, and goes down to `memory/target` from what the build gave it.
 fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
     let base = format!("/local/domain/{domid}");
     xs.mkdir(&base)?;
     xs.set_perms(&base, 0, Some(domid))?;
     let vcpus = o.vcpus.to_string();
+    let current = o.vcpus_current().to_string();
+    let static_max = (o.mem_mib << 10).to_string();
+    let target = (o.start_mib() << 10).to_string();
     let mut keys = vec![
         ("name", o.name.as_str()),
         ("domid", ""),
@@ -519,18 +615,35 @@ fn write_pre_build_keys(xs: &Xs, domid: u32, o: &GuestOpts) -> Res<String> {
         ("platform/acpi_s3", "0"),
         ("platform/acpi_s4", "0"),
         ("platform/vcpu/number", vcpus.as_str()),
-        ("platform/vcpu/current", vcpus.as_str()),
+        ("platform/vcpu/current", current.as_str()),
+        ("memory/static-max", static_max.as_str()),
+        ("memory/target", target.as_str()),
     ];
     let domid_s = domid.to_string();
     keys[1].1 = domid_s.as_str();
-    if o.firmware.is_some() {
-        keys.push(("hvmloader/bios", "ovmf"));
+    match (&o.bios, &o.firmware) {
+        (Some(bios), _) => keys.push(("hvmloader/bios", bios.as_str())),
+        (None, Some(_)) => keys.push(("hvmloader/bios", "ovmf")),
+        (None, None) => {}
+    }
+    if o.dm.is_some() {
+        // hvmloader picks the ACPI tables (DSDT) for upstream QEMU by this key
+        // (tools/firmware/hvmloader/util.c); libxl writes it (libxl_create.c).
+        keys.push(("platform/device-model", "qemu_xen"));
+    }
+    if let Some(t) = &o.token {
+        keys.push(("data/e2e-token", t.as_str()));
     }
     for (k, v) in keys {
         xs.write(&format!("{base}/{k}"), v)?;
     }
     for cpu in 0..o.vcpus {
-        xs.write(&format!("{base}/cpu/{cpu}/availability"), "online")?;
+        let state = if cpu < o.vcpus_current() {
+            "online"
+        } else {
+            "offline"
+        };
+        xs.write(&format!("{base}/cpu/{cpu}/availability"), state)?;
     }
     // Places the guest may write, as xenopsd makes them: hvmloader records its ACPI generation
     // id under hvmloader, Linux its shutdown features under control, drivers their versions.
@@ -586,7 +699,7 @@ fn xenopsd_argv(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Vec<Stri
         "-mem_max_mib",
         &mem,
         "-mem_start_mib",
-        &mem,
+        &o.start_mib().to_string(),
     ];
     head.iter()
         .chain(&kernel_args)
@@ -655,8 +768,19 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
 
 /// Poll until the domain shuts down; its shutdown reason.
 fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static str> {
+    wait_shutdown_with(xc, domid, timeout, |_| {})
+}
+
+/// [`wait_shutdown`], calling `each` on every poll (with the time waited so far).
+fn wait_shutdown_with(
+    xc: &XenCtrl,
+    domid: u32,
+    timeout: Duration,
+    mut each: impl FnMut(Duration),
+) -> Res<&'static str> {
     let start = Instant::now();
     loop {
+        each(start.elapsed());
         let mut info = sys::xc_dominfo_t::default();
         let n = xc
             .call("xc_domain_getinfo", |xch| {
@@ -685,6 +809,143 @@ fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static st
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Watches a growing file (a guest's serial log) for a marker, from where it last read.
+struct MarkerWatch<'a> {
+    path: &'a str,
+    text: &'a str,
+    read_to: u64,
+    seen: Option<Duration>,
+}
+
+impl<'a> MarkerWatch<'a> {
+    fn new(path: &'a str, text: &'a str) -> Self {
+        MarkerWatch {
+            path,
+            text,
+            read_to: 0,
+            seen: None,
+        }
+    }
+
+    /// Read what was appended; note `since.elapsed()` when the marker first shows.
+    fn poll(&mut self, since: Instant) {
+        use std::io::{Seek, SeekFrom};
+        if self.seen.is_some() {
+            return;
+        }
+        let Ok(mut f) = std::fs::File::open(self.path) else {
+            return;
+        };
+        // Re-read the last line's worth, in case the marker straddles two reads.
+        let from = self.read_to.saturating_sub(256);
+        let mut tail = String::new();
+        if f.seek(SeekFrom::Start(from)).is_ok() && f.read_to_string(&mut tail).is_ok() {
+            self.read_to = from + tail.len() as u64;
+            if tail.contains(self.text) {
+                self.seen = Some(since.elapsed());
+            }
+        }
+    }
+}
+
+/// Unpause `domid` and wait for its shutdown (at most `timeout`), watching for `marker`:
+/// (shutdown reason, time to shutdown, time to the marker).
+fn run_until_shutdown(
+    xc: &XenCtrl,
+    domid: u32,
+    timeout: Duration,
+    mut marker: Option<MarkerWatch<'_>>,
+) -> Res<(&'static str, Duration, Option<Duration>)> {
+    let t0 = Instant::now();
+    xc.call("xc_domain_unpause", |xch| {
+        // SAFETY: scalar arguments.
+        unsafe { sys::xc_domain_unpause(xch, domid) }
+    })
+    .map_err(xc_err)?;
+    println!("E2E unpaused domain {domid}");
+    let why = wait_shutdown_with(xc, domid, timeout, |_| {
+        if let Some(m) = marker.as_mut() {
+            m.poll(t0);
+        }
+    })?;
+    if let Some(m) = marker.as_mut() {
+        m.poll(t0);
+    }
+    Ok((why, t0.elapsed(), marker.and_then(|m| m.seen)))
+}
+
+/// `xg-e2e check-hvm-marker`: [`xg_e2e::check_hvm_marker`] from the command line; fails (and
+/// names each difference) when the marker breaks a promise.
+fn check_hvm_marker(args: &[String]) -> Res<()> {
+    let mut line = None;
+    let mut p = xg_e2e::HvmPromise {
+        domid: 0,
+        token: String::new(),
+        vcpus: 1,
+        vcpus_current: 1,
+        mem_max_mib: 0,
+        static_max_kib: 0,
+        target_kib: 0,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        let n = || v.parse::<u64>().map_err(|_| format!("bad {a} {v:?}"));
+        match a.as_str() {
+            "--line" => line = Some(v.clone()),
+            "--domid" => p.domid = n()? as u32,
+            "--token" => p.token = v.clone(),
+            "--vcpus" => p.vcpus = n()? as u32,
+            "--vcpus-current" => p.vcpus_current = n()? as u32,
+            "--mem-mib" => p.mem_max_mib = n()?,
+            "--static-max-kib" => p.static_max_kib = n()?,
+            "--target-kib" => p.target_kib = n()?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let line = line.ok_or("--line is needed")?;
+    let bad = xg_e2e::check_hvm_marker(&line, &p);
+    if bad.is_empty() {
+        println!("E2E CHECK PASS");
+        Ok(())
+    } else {
+        Err(format!(
+            "the guest's marker breaks a promise: {}",
+            bad.join("; ")
+        ))
+    }
+}
+
+/// `xg-e2e run`: a domain another toolstack built paused (`xl create -p`), unpaused and timed.
+fn run(args: &[String]) -> Res<()> {
+    let (mut domid, mut timeout, mut serial, mut marker) = (None, 120, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--domid" => domid = Some(val()?.parse::<u32>().map_err(|_| "bad --domid")?),
+            "--timeout-s" => timeout = val()?.parse().map_err(|_| "bad --timeout-s")?,
+            "--serial" => serial = Some(val()?),
+            "--marker" => marker = Some(val()?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let domid = domid.ok_or("--domid is needed")?;
+    let xc = XenCtrl::open().map_err(xc_err)?;
+    let watch = serial
+        .as_deref()
+        .zip(marker.as_deref())
+        .map(|(p, m)| MarkerWatch::new(p, m));
+    let (why, ran, seen) = run_until_shutdown(&xc, domid, Duration::from_secs(timeout), watch)?;
+    println!(
+        "E2E RUN domid={domid} shutdown={why} run_ms={}{}",
+        ran.as_millis(),
+        seen.map(|d| format!(" marker_ms={}", d.as_millis()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// The text the guest wrote to its console ring (read after it stopped: a PV guest writes
@@ -734,6 +995,10 @@ fn build_post(
     xs.introduce(domid, store_mfn, store_port)
 }
 
+/// How long QEMU may take to say `running` (libxl's LIBXL_DEVICE_MODEL_START_TIMEOUT is 60 s;
+/// under nested emulation it needs more).
+const DM_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn guest(mode: Mode, args: &[String]) -> Res<()> {
     let o = parse_guest(mode, args)?;
     let xc = XenCtrl::open().map_err(xc_err)?;
@@ -761,24 +1026,44 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
         )?;
         let post = t1.elapsed();
         let mut summary = format!(
-            "name={} domid={domid} mem_mib={} result=\"{}\" create_ms={:.1} build_ms={:.1} post_ms={:.1}",
+            "name={} domid={domid} mem_mib={} start_mib={} vcpus={} vcpus_current={} result=\"{}\" create_ms={:.1} build_ms={:.1} post_ms={:.1}",
             o.name,
             o.mem_mib,
+            o.start_mib(),
+            o.vcpus,
+            o.vcpus_current(),
             line.trim_start_matches("result:"),
             create.as_secs_f64() * 1e3,
             build.as_secs_f64() * 1e3,
             post.as_secs_f64() * 1e3
         );
+        // xenopsd starts the device model after the build, before the unpause.
+        let _device_model = match &o.dm {
+            Some(d) => {
+                let argv = dm::qemu_argv(d, domid, &o.name, o.mem_mib, o.vcpus, o.vcpus_current());
+                xs.mkdir(&format!("/local/domain/0/device-model/{domid}"))?;
+                println!("E2E dm {} {}", d.qemu, argv.join(" "));
+                let log = format!("/tmp/qemu-{}.log", o.name);
+                let (dm, took) =
+                    dm::DeviceModel::start(&argv, &d.qemu, &log, domid, DM_TIMEOUT, || {
+                        xs.read(&dm::state_path(domid))
+                    })?;
+                summary += &format!(" dm_ms={:.1}", took.as_secs_f64() * 1e3);
+                Some(dm)
+            }
+            None => None,
+        };
+        summary += &format!(" ready_ms={:.1}", t0.elapsed().as_secs_f64() * 1e3);
         if o.boot {
-            let t2 = Instant::now();
-            xc.call("xc_domain_unpause", |xch| {
-                // SAFETY: scalar arguments.
-                unsafe { sys::xc_domain_unpause(xch, domid) }
-            })
-            .map_err(xc_err)?;
-            println!("E2E unpaused domain {domid}");
-            let why = wait_shutdown(&xc, domid, o.timeout)?;
-            summary += &format!(" shutdown={why} run_ms={}", t2.elapsed().as_millis());
+            let serial = o.dm.as_ref().map(|d| d.serial.as_str());
+            let watch = serial
+                .zip(o.marker.as_deref())
+                .map(|(p, m)| MarkerWatch::new(p, m));
+            let (why, ran, seen) = run_until_shutdown(&xc, domid, o.timeout, watch)?;
+            summary += &format!(" shutdown={why} run_ms={}", ran.as_millis());
+            if let Some(seen) = seen {
+                summary += &format!(" marker_ms={}", seen.as_millis());
+            }
             if mode != Mode::Hvm {
                 let console = match mode {
                     Mode::Pv => MapFrame::Mfn(Mfn(console_mfn)),
@@ -798,6 +1083,7 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
     })();
     xs.release(domid);
     xs.rm(&format!("/local/domain/{domid}"));
+    xs.rm(&format!("/local/domain/0/device-model/{domid}"));
     destroy(&xc, domid);
     let summary = outcome?;
     println!("E2E {summary}");
