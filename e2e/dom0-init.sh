@@ -157,10 +157,14 @@ fi
 LMAX=512 LSTART=384 LVCPUS=2 LCUR=1
 LAPPEND="console=ttyS0 console=hvc0 quiet"
 LMARK=XENGUEST-E2E-LINUX-HVM-OK
-linux_check() {  # DOMID TOKEN SERIAL STATIC_MAX_KIB TARGET_KIB: the marker ($seen), its check
+# linux_check DOMID TOKEN SERIAL STATIC_MAX_KIB TARGET_KIB RUN_LINE: the marker ($seen) and its
+# check against what was asked ($check), with the pages the domain held when it was unpaused.
+linux_check() {
     seen=$(grep -a -m1 "$LMARK" "$3" 2>/dev/null | tr -d '\r')
+    paused=$(echo "$6" | sed -n 's/.* paused_kib=\([0-9]*\).*/\1/p')
     check=$(xg-e2e check-hvm-marker --line "$seen" --domid "$1" --token "$2" --vcpus $LVCPUS \
-            --vcpus-current $LCUR --mem-mib $LMAX --static-max-kib "$4" --target-kib "$5" 2>&1)
+            --vcpus-current $LCUR --mem-mib $LMAX --static-max-kib "$4" --target-kib "$5" \
+            --paused-kib "$paused" 2>&1)
 }
 linux_hvm() {  # NAME XENGUEST
     name=$1 token=token-$1-$(cut -c1-8 /proc/sys/kernel/random/uuid)
@@ -176,7 +180,7 @@ linux_hvm() {  # NAME XENGUEST
     echo "$out" | grep -v '^E2E exec'
     line=$(echo "$out" | grep '^E2E name=')
     domid=$(echo "$line" | sed -n 's/.* domid=\([0-9]*\).*/\1/p')
-    linux_check "$domid" $token $serial $((LMAX * 1024)) $((LSTART * 1024))
+    linux_check "$domid" $token $serial $((LMAX * 1024)) $((LSTART * 1024)) "$line"
     crc=$?
     hvc=$(grep -a -m1 "$LMARK" /var/log/xen/console/guest-$name.log 2>/dev/null)
     echo "----- $name serial (ttyS0), then hvc0 (xenconsoled) -----"
@@ -210,14 +214,16 @@ xl_linux_hvm() {  # NAME: the same guest created by xl (libxl, the C libxenguest
         smax=$(xenstore-read /local/domain/$d/memory/static-max)
         tgt=$(xenstore-read /local/domain/$d/memory/target)
         run=$(xg-e2e run --domid $d --timeout-s $LINUX_TIMEOUT --serial $serial --marker $LMARK 2>&1)
-        linux_check $d $token $serial $smax $tgt
+        linux_check $d $token $serial $smax $tgt "$run"
         crc=$?
     else
         run="xl create failed" crc=1; tail -30 /tmp/$name.log
     fi
     mark $name-boot-end
     tail -15 $serial 2>/dev/null
-    line="E2E name=$name domid=$d mem_mib=$LMAX start_mib=$LSTART build_ms=$(echo "$t" | sed -n 's/.*wall_ms=\([0-9]*\).*/\1/p') $(echo "$run" | sed -n 's/^E2E RUN domid=[0-9]* //p') static_max_kib=$smax target_kib=$tgt"
+    # xl create -p: the domain, its build and its device model, ready to unpause.
+    w=$(echo "$t" | sed -n 's/.*wall_ms=\([0-9]*\).*/\1/p')
+    line="E2E name=$name domid=$d mem_mib=$LMAX start_mib=$LSTART build_ms=$w ready_ms=$w $(echo "$run" | sed -n 's/^E2E RUN domid=[0-9]* //p') static_max_kib=$smax target_kib=$tgt"
     if [ $crc = 0 ] && echo "$run" | grep -q 'shutdown=poweroff'; then
         echo "@@BOOT $name PASS $line"
         echo "@@SEEN $name $seen"

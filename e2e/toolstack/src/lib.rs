@@ -304,7 +304,15 @@ pub struct HvmPromise {
     pub static_max_kib: u64,
     /// `memory/target`, as the toolstack wrote it (KiB).
     pub target_kib: u64,
+    /// The domain's pages when it was unpaused (KiB), if known: a populate-on-demand guest
+    /// (target below static-max) holds no more than its target, plus what the firmware and
+    /// the device model's ROMs took ([`POD_SLACK_KIB`]).
+    pub paused_kib: Option<u64>,
 }
+
+/// What a populate-on-demand guest may hold above its target before it runs: the special
+/// pages, hvmloader's and QEMU's ROMs.
+pub const POD_SLACK_KIB: u64 = 8 << 10;
 
 /// How far the e820's RAM may fall short of the guest's maximum: the legacy hole at
 /// 0xa0000-0x100000 (hvmloader: the VGA window and the BIOS), plus at most 1 MiB that SeaBIOS
@@ -342,6 +350,15 @@ pub fn check_hvm_marker(line: &str, p: &HvmPromise) -> Vec<String> {
     want("platform_pci", "bound".into());
     want("cpus_online", cpulist(p.vcpus_current));
     want("cpus_possible", cpulist(p.vcpus));
+    if let Some(paused) = p.paused_kib {
+        if p.target_kib < p.static_max_kib && paused > p.target_kib + POD_SLACK_KIB {
+            bad.push(format!(
+                "paused_kib={paused} (a populate-on-demand guest holds at most its target {} \
+                 + {POD_SLACK_KIB} before it runs)",
+                p.target_kib
+            ));
+        }
+    }
     let max_kib = p.mem_max_mib << 10;
     let ram_hi = max_kib - E820_LEGACY_HOLE_KIB;
     let ram_lo = ram_hi.saturating_sub(E820_FIRMWARE_SLACK_KIB);
@@ -408,8 +425,12 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// `@@SEEN <guest> ...` that made it pass) as a Markdown table.
 pub fn boot_table(log: &str) -> String {
     let mut s = String::from(
-        "Boot tests (guests built by our xenguest, then run):\n\n\
-| guest | result | build | guest ran | shutdown | what it printed |\n|---|---|---|---|---|---|\n",
+        "Boot tests (guests built by our xenguest, then run; the `xl-` row by `xl create -p`). \
+build: xenguest's run (xl: all of `xl create -p`); ready: from the domain's creation to the \
+unpause, device model included; to marker: from the unpause to the guest's marker on its \
+serial port:\n\n\
+| guest | result | build | ready | guest ran | to marker | shutdown | what it printed |\n\
+|---|---|---|---|---|---|---|---|\n",
     );
     for rest in log.lines().filter_map(|l| l.split("@@BOOT ").nth(1)) {
         let mut words = rest.split(' ');
@@ -421,10 +442,13 @@ pub fn boot_table(log: &str) -> String {
             .find_map(|l| l.split(&format!("@@SEEN {guest} ")).nth(1))
             .map(|l| l.trim().replace('|', "\\|"))
             .unwrap_or_default();
+        let ms = |k: &str| f.get(k).map_or("–".into(), |v| format!("{v} ms"));
         s += &format!(
-            "| {guest} | {verdict} | {} ms | {} ms | {} | `{seen}` |\n",
-            get("build_ms"),
-            get("run_ms"),
+            "| {guest} | {verdict} | {} | {} | {} | {} | {} | `{seen}` |\n",
+            ms("build_ms"),
+            ms("ready_ms"),
+            ms("run_ms"),
+            ms("marker_ms"),
             get("shutdown")
         );
     }
@@ -840,6 +864,7 @@ mod report_tests {
             mem_max_mib: 512,
             static_max_kib: 512 << 10,
             target_kib: 384 << 10,
+            paused_kib: Some(395_000),
         }
     }
 
@@ -869,6 +894,12 @@ mod report_tests {
         assert!(check_hvm_marker(&line, &promise())[0].starts_with("e820_ram_kib=261760"));
         let line = GOOD.replace("balloon_target_kib=392828", "balloon_target_kib=523644");
         assert!(check_hvm_marker(&line, &promise())[0].contains("memory/target 393216"));
+        // Fully populated though the target is below the maximum: not populate-on-demand.
+        let full = HvmPromise {
+            paused_kib: Some(525_000),
+            ..promise()
+        };
+        assert!(check_hvm_marker(GOOD, &full)[0].starts_with("paused_kib=525000"));
         assert!(!check_hvm_marker("nothing", &promise()).is_empty());
     }
 
@@ -887,6 +918,8 @@ mod report_tests {
 [3] @@BOOT hvm PASS E2E name=hvm-boot domid=1 build_ms=190.0 shutdown=poweroff run_ms=900
 [3] @@SEEN hvm (d1) XENGUEST-E2E-HVM-OK guest firmware reached
 [3] @@BOOT linux-pv FAIL E2E name=linux-pv domid=2 build_ms=7000.0 shutdown=crash run_ms=100
+[3] @@BOOT xl-linux-hvm PASS E2E name=xl-linux-hvm domid=3 build_ms=4100 ready_ms=4100 shutdown=poweroff run_ms=150000 marker_ms=140000
+[3] @@SEEN xl-linux-hvm XENGUEST-E2E-LINUX-HVM-OK cpus=1 domid=3
 [4] @@BENCH ours size=128 rep=1 E2E name=b domid=2 create_ms=20.0 build_ms=200.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=95000
 [5] @@BENCH ours size=128 rep=2 E2E name=b domid=3 create_ms=30.0 build_ms=100.0 post_ms=10.0 POPCOUNT comm=xenguest calls=3 4k=496 2m=63 1g=0 core_us=90000
 [6] @@BENCH xl size=128 rep=1 domid=4 TIMED wall_ms=1500 rc=0 XLPHASE libxenguest_build_ms=99 allocation="4k=512 2m=63 1g=0" POPCOUNT comm=xl calls=20
@@ -920,12 +953,16 @@ mod report_tests {
         assert!(r.find("| hvm 128 MiB | 3 |") < r.find("| linux-pv 256 MiB | 1 |"));
         assert!(
             r.contains(
-                "| hvm | PASS | 190.0 ms | 900 ms | poweroff | `(d1) XENGUEST-E2E-HVM-OK guest firmware reached` |"
+                "| hvm | PASS | 190.0 ms | – | 900 ms | – | poweroff | `(d1) XENGUEST-E2E-HVM-OK guest firmware reached` |"
             ),
             "{r}"
         );
         assert!(
-            r.contains("| linux-pv | FAIL | 7000.0 ms | 100 ms | crash | `` |"),
+            r.contains("| linux-pv | FAIL | 7000.0 ms | – | 100 ms | – | crash | `` |"),
+            "{r}"
+        );
+        assert!(
+            r.contains("| xl-linux-hvm | PASS | 4100 ms | 4100 ms | 150000 ms | 140000 ms | poweroff | `XENGUEST-E2E-LINUX-HVM-OK cpus=1 domid=3` |"),
             "{r}"
         );
     }

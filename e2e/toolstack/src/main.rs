@@ -13,7 +13,7 @@
 //! xg-e2e run --domid D --timeout-s S [--serial FILE --marker TEXT]
 //!                                     unpause a built domain (xl create -p), time its marker
 //! xg-e2e check-hvm-marker --line L --domid D --token T --vcpus V --vcpus-current C
-//!            --mem-mib M --static-max-kib K --target-kib K
+//!            --mem-mib M --static-max-kib K --target-kib K [--paused-kib K]
 //!                                     the HVM Linux guest's marker against what it was promised
 //! xg-e2e pvh|pv --name N --mem-mib M --xenguest PATH --image KERNEL [--cmdline C] [--vcpus V]
 //!            [--ramdisk R (PV)] [--module M (PVH)] [--boot] [--timeout-s S]
@@ -850,14 +850,54 @@ impl<'a> MarkerWatch<'a> {
     }
 }
 
-/// Unpause `domid` and wait for its shutdown (at most `timeout`), watching for `marker`:
-/// (shutdown reason, time to shutdown, time to the marker).
+/// What a run to shutdown saw.
+struct Ran {
+    /// The domain's pages (KiB) when it was unpaused: below its maximum if it is
+    /// populate-on-demand (Xen counts the PoD cache, not the entries).
+    paused_kib: u64,
+    why: &'static str,
+    ran: Duration,
+    marker: Option<Duration>,
+}
+
+impl Ran {
+    /// The summary's fields.
+    fn fields(&self) -> String {
+        format!(
+            "paused_kib={} shutdown={} run_ms={}{}",
+            self.paused_kib,
+            self.why,
+            self.ran.as_millis(),
+            self.marker
+                .map(|d| format!(" marker_ms={}", d.as_millis()))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The domain's current pages (`tot_pages`), in KiB.
+fn domain_kib(xc: &XenCtrl, domid: u32) -> Res<u64> {
+    let mut info = sys::xc_dominfo_t::default();
+    let n = xc
+        .call("xc_domain_getinfo", |xch| {
+            // SAFETY: `info` is a writable array of one entry.
+            unsafe { sys::xc_domain_getinfo(xch, domid, 1, &mut info) }
+        })
+        .map_err(xc_err)?;
+    if n != 1 || info.domid != domid {
+        return Err(format!("domain {domid} is gone"));
+    }
+    Ok(info.nr_pages << 2)
+}
+
+/// Unpause `domid` and wait for its shutdown (at most `timeout`), watching for `marker`.
 fn run_until_shutdown(
     xc: &XenCtrl,
     domid: u32,
     timeout: Duration,
     mut marker: Option<MarkerWatch<'_>>,
-) -> Res<(&'static str, Duration, Option<Duration>)> {
+) -> Res<Ran> {
+    let paused_kib = domain_kib(xc, domid)?;
     let t0 = Instant::now();
     xc.call("xc_domain_unpause", |xch| {
         // SAFETY: scalar arguments.
@@ -873,7 +913,12 @@ fn run_until_shutdown(
     if let Some(m) = marker.as_mut() {
         m.poll(t0);
     }
-    Ok((why, t0.elapsed(), marker.and_then(|m| m.seen)))
+    Ok(Ran {
+        paused_kib,
+        why,
+        ran: t0.elapsed(),
+        marker: marker.and_then(|m| m.seen),
+    })
 }
 
 /// `xg-e2e check-hvm-marker`: [`xg_e2e::check_hvm_marker`] from the command line; fails (and
@@ -888,6 +933,7 @@ fn check_hvm_marker(args: &[String]) -> Res<()> {
         mem_max_mib: 0,
         static_max_kib: 0,
         target_kib: 0,
+        paused_kib: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -902,6 +948,7 @@ fn check_hvm_marker(args: &[String]) -> Res<()> {
             "--mem-mib" => p.mem_max_mib = n()?,
             "--static-max-kib" => p.static_max_kib = n()?,
             "--target-kib" => p.target_kib = n()?,
+            "--paused-kib" => p.paused_kib = Some(n()?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -938,13 +985,8 @@ fn run(args: &[String]) -> Res<()> {
         .as_deref()
         .zip(marker.as_deref())
         .map(|(p, m)| MarkerWatch::new(p, m));
-    let (why, ran, seen) = run_until_shutdown(&xc, domid, Duration::from_secs(timeout), watch)?;
-    println!(
-        "E2E RUN domid={domid} shutdown={why} run_ms={}{}",
-        ran.as_millis(),
-        seen.map(|d| format!(" marker_ms={}", d.as_millis()))
-            .unwrap_or_default()
-    );
+    let ran = run_until_shutdown(&xc, domid, Duration::from_secs(timeout), watch)?;
+    println!("E2E RUN domid={domid} {}", ran.fields());
     Ok(())
 }
 
@@ -1059,11 +1101,8 @@ fn guest(mode: Mode, args: &[String]) -> Res<()> {
             let watch = serial
                 .zip(o.marker.as_deref())
                 .map(|(p, m)| MarkerWatch::new(p, m));
-            let (why, ran, seen) = run_until_shutdown(&xc, domid, o.timeout, watch)?;
-            summary += &format!(" shutdown={why} run_ms={}", ran.as_millis());
-            if let Some(seen) = seen {
-                summary += &format!(" marker_ms={}", seen.as_millis());
-            }
+            let ran = run_until_shutdown(&xc, domid, o.timeout, watch)?;
+            summary += &format!(" {}", ran.fields());
             if mode != Mode::Hvm {
                 let console = match mode {
                     Mode::Pv => MapFrame::Mfn(Mfn(console_mfn)),
