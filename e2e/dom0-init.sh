@@ -29,8 +29,9 @@ finish() {
 mark dom0-init
 
 SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240; ONLY=all
-# want PART: whether this run does PART (boot, migrate, bench; e2e_only= picks one).
-want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
+# want PART: whether this run does PART (boot, linux, migrate, bench, storm; e2e_only= picks
+# some, comma separated).
+want() { [ "$ONLY" = all ] || case ",$ONLY," in *",$1,"*) true ;; *) false ;; esac; }
 for a in $(cat /proc/cmdline); do
     case "$a" in
         e2e_sizes=*) SIZES=${a#e2e_sizes=} ;;
@@ -234,15 +235,6 @@ xl_linux_hvm() {  # NAME: the same guest created by xl (libxl, the C libxenguest
     fi
     xl destroy $name 2>/dev/null
 }
-if want linux; then
-    mark linux-begin
-    LINUX_TIMEOUT=$((BOOT_TIMEOUT * 2))
-    linux_hvm linux-hvm /usr/bin/xenguest
-    linux_hvm ocaml-linux-hvm /usr/bin/xenguest-ocaml
-    xl_linux_hvm xl-linux-hvm
-    mark linux-end
-fi
-
 # ------------------------------------------------------------------ 4. migration through listen mode
 # A running PVH or HVM guest that checks its own memory every second (e2e/guests/memloop.S) is moved
 # to a new domain by two `xenguest -mode listen`, driven as emu-manager drives them, with the
@@ -424,5 +416,21 @@ storm hvm --name hvm --mem-mib 128 --image /usr/lib/xen-4.17/boot/hvmloader \
 storm pvh --name linux-pvh --mem-mib 256 --image /guest/vmlinuz --module /guest/initrd.cpio \
     --cmdline "console=hvc0" --seq 3
 mark storm-end
+fi
+
+# The Linux HVM guests (3b above) run last: after them, HVM and PVH guests on this nested
+# test bed sometimes triple-fault under log-dirty or at suspend, whichever stream engine saves
+# them (seen with libxenguest's as with ours; no domain or QEMU is left over), so they must
+# not run before the migrations.
+if want linux; then
+    mark linux-begin
+    LINUX_TIMEOUT=$((BOOT_TIMEOUT * 2))
+    linux_hvm linux-hvm /usr/bin/xenguest
+    linux_hvm ocaml-linux-hvm /usr/bin/xenguest-ocaml
+    xl_linux_hvm xl-linux-hvm
+    echo "----- after the Linux HVM guests: domains and device models left -----"
+    xl list; ps | grep -v grep | grep -i qemu
+    echo "----- end -----"
+    mark linux-end
 fi
 finish
