@@ -678,29 +678,10 @@ fn ovmf_is_loaded_first_when_the_bios_is_ovmf() {
 
     let domid = fx.domain(1024, &[("hvmloader/bios", "ovmf")]);
     fx.build(&request(domid, 1024, 1024)).unwrap();
-    let si_paddr = fx
-        .host
-        .domain_snapshot(domid)
-        .unwrap()
-        .boot_vcpu
-        .unwrap()
-        .start_info_paddr;
-    let si = fx.read_guest(domid, si_paddr.into(), 4096);
-    assert_eq!(
-        u32::from_le_bytes(si[12..16].try_into().unwrap()),
-        2,
-        "firmware + ipxe"
-    );
-    let modlist = u64::from_le_bytes(si[16..24].try_into().unwrap());
-    let first = fx.read_guest(domid, modlist, 32);
-    let paddr = u64::from_le_bytes(first[0..8].try_into().unwrap());
-    assert_eq!(fx.read_guest(domid, paddr, ovmf.len()), ovmf);
-    let cmdline = fx.read_guest(
-        domid,
-        u64::from_le_bytes(first[16..24].try_into().unwrap()),
-        9,
-    );
-    assert_eq!(&cmdline, b"firmware\0");
+    let (data, name) = first_module(&fx, domid);
+    assert_eq!(data, ovmf);
+    assert_eq!(&name, b"firmware\0");
+    assert_eq!(module_count(&fx, domid), 2, "firmware + ipxe");
 
     let domid = fx.domain(
         1024,
@@ -732,8 +713,8 @@ fn ovmf_is_loaded_first_when_the_bios_is_ovmf() {
     );
 }
 
-/// The first module's bytes and name, from the boot vCPU's start info.
-fn first_module(fx: &Fixture, domid: DomId) -> (Vec<u8>, Vec<u8>) {
+/// The boot vCPU's start info page.
+fn start_info(fx: &Fixture, domid: DomId) -> Vec<u8> {
     let si_paddr = fx
         .host
         .domain_snapshot(domid)
@@ -741,7 +722,17 @@ fn first_module(fx: &Fixture, domid: DomId) -> (Vec<u8>, Vec<u8>) {
         .boot_vcpu
         .unwrap()
         .start_info_paddr;
-    let si = fx.read_guest(domid, si_paddr.into(), 4096);
+    fx.read_guest(domid, si_paddr.into(), 4096)
+}
+
+/// How many modules the start info lists.
+fn module_count(fx: &Fixture, domid: DomId) -> u32 {
+    u32::from_le_bytes(start_info(fx, domid)[12..16].try_into().unwrap())
+}
+
+/// The first module's bytes and name, from the boot vCPU's start info.
+fn first_module(fx: &Fixture, domid: DomId) -> (Vec<u8>, Vec<u8>) {
+    let si = start_info(fx, domid);
     let modlist = u64::from_le_bytes(si[16..24].try_into().unwrap());
     let entry = fx.read_guest(domid, modlist, 32);
     let word = |i: usize| u64::from_le_bytes(entry[i * 8..i * 8 + 8].try_into().unwrap());

@@ -781,16 +781,9 @@ fn wait_shutdown_with(
     let start = Instant::now();
     loop {
         each(start.elapsed());
-        let mut info = sys::xc_dominfo_t::default();
-        let n = xc
-            .call("xc_domain_getinfo", |xch| {
-                // SAFETY: `info` is a writable array of one entry.
-                unsafe { sys::xc_domain_getinfo(xch, domid, 1, &mut info) }
-            })
-            .map_err(xc_err)?;
-        if n != 1 || info.domid != domid {
+        let Some(info) = dominfo(xc, domid)? else {
             return Ok("gone");
-        }
+        };
         if info.crashed() != 0 {
             return Ok("crashed");
         }
@@ -875,8 +868,8 @@ impl Ran {
     }
 }
 
-/// The domain's current pages (`tot_pages`), in KiB.
-fn domain_kib(xc: &XenCtrl, domid: u32) -> Res<u64> {
+/// `xc_domain_getinfo` of `domid`, or None once it is gone.
+fn dominfo(xc: &XenCtrl, domid: u32) -> Res<Option<sys::xc_dominfo_t>> {
     let mut info = sys::xc_dominfo_t::default();
     let n = xc
         .call("xc_domain_getinfo", |xch| {
@@ -884,9 +877,12 @@ fn domain_kib(xc: &XenCtrl, domid: u32) -> Res<u64> {
             unsafe { sys::xc_domain_getinfo(xch, domid, 1, &mut info) }
         })
         .map_err(xc_err)?;
-    if n != 1 || info.domid != domid {
-        return Err(format!("domain {domid} is gone"));
-    }
+    Ok((n == 1 && info.domid == domid).then_some(info))
+}
+
+/// The domain's current pages (`tot_pages`), in KiB.
+fn domain_kib(xc: &XenCtrl, domid: u32) -> Res<u64> {
+    let info = dominfo(xc, domid)?.ok_or(format!("domain {domid} is gone"))?;
     Ok(info.nr_pages << 2)
 }
 
