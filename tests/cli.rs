@@ -4,6 +4,8 @@ use std::process::{Command, Output};
 
 #[path = "common/firmware.rs"]
 mod firmware;
+#[path = "common/same_guest.rs"]
+mod same_guest;
 
 /// The generated test firmware (Debian's hvmloader is not needed to drive the binary).
 fn hvmloader() -> &'static str {
@@ -442,91 +444,264 @@ fn direct_migration_modes_without_xen_report_the_missing_hypervisor() {
     );
 }
 
-/// `-mode listen` as emu-manager starts it: `Ready` on stdout once the socket listens and
-/// nothing after it; commands that need Xen are refused on the socket with the C text, and
-/// `quit` ends the process with 0 and removes the socket.
-#[test]
-fn listen_serves_the_socket_emu_manager_connects_to() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::unix::net::UnixStream;
-    use std::process::Stdio;
-    if std::path::Path::new("/dev/xen/privcmd").exists() {
-        return; // a real Xen host: the domain would have to exist
+/// emu-manager's side of one `xenguest -mode listen`: the process, started as emu-manager
+/// starts it (`-debug -domid D -controloutfd 2 -controlinfd 0 -mode listen`), and its control
+/// socket.
+struct Emp {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    sock: std::os::unix::net::UnixStream,
+    framer: xenguest::migrate::emp::Reader,
+    /// Events that arrived while a reply was awaited.
+    events: std::collections::VecDeque<serde_json::Value>,
+    path: String,
+}
+
+impl Emp {
+    /// Start it and connect once it said `Ready`; None (skipped) where `/run/xen` is not
+    /// writable or a real Xen host would need the domain to exist.
+    fn start(domid: u32, extra: &[&str]) -> Option<Emp> {
+        use std::io::{BufRead, Read};
+        use std::process::Stdio;
+        if std::path::Path::new("/dev/xen/privcmd").exists() {
+            return None;
+        }
+        let domid_arg = domid.to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xenguest"))
+            .args(["-debug", "-domid", &domid_arg])
+            .args(["-controloutfd", "2", "-controlinfd", "0", "-mode", "listen"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run xenguest");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        if stdout.read_line(&mut ready).unwrap() == 0 {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            let _ = child.wait();
+            if err.contains("Permission denied") {
+                eprintln!("skipped: /run/xen is not writable here");
+                return None;
+            }
+            panic!("no Ready: {err}");
+        }
+        assert_eq!(ready, "Ready\n");
+        let path = format!("/run/xen/xenguest-control-{domid}");
+        let sock = std::os::unix::net::UnixStream::connect(&path).expect("the control socket");
+        Some(Emp {
+            child,
+            stdout,
+            sock,
+            framer: xenguest::migrate::emp::Reader::new(64 * 1024),
+            events: Default::default(),
+            path,
+        })
     }
-    // A domid no other test uses, so the socket path is this test's alone.
-    let domid = 32000 + std::process::id() % 700;
-    let path = format!("/run/xen/xenguest-control-{domid}");
-    let domid_arg = domid.to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xenguest"))
-        .args([
-            "-debug",
-            "-domid",
-            &domid_arg,
-            "-controloutfd",
-            "2",
-            "-controlinfd",
-            "0",
-        ])
-        .args(["-mode", "listen", "-mem_pnode", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xenguest");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    if out.read_line(&mut ready).unwrap() == 0 {
+
+    /// The next message (replies and events, JSON objects back to back).
+    fn next(&mut self) -> serde_json::Value {
+        use std::io::Read;
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = self.sock.read(&mut buf).unwrap();
+            assert!(n > 0, "the server closed the socket");
+            let mut got = self.framer.feed(&buf[..n]).unwrap().into_iter();
+            if let Some(v) = got.next() {
+                self.events.extend(got);
+                return v;
+            }
+        }
+    }
+
+    /// Send `json` (with `fd` by SCM_RIGHTS) and return its reply, keeping events for later.
+    fn command(&mut self, json: &str, fd: Option<std::os::fd::BorrowedFd<'_>>) -> String {
+        use std::io::Write;
+        match fd {
+            Some(fd) => {
+                xenguest::migrate::socket::send_stream_with_fd(&self.sock, json.as_bytes(), fd)
+                    .unwrap();
+            }
+            None => self.sock.write_all(json.as_bytes()).unwrap(),
+        }
+        loop {
+            let v = match self.events.iter().position(|v| v.get("event").is_none()) {
+                Some(i) => self.events.remove(i).unwrap(),
+                None => self.next(),
+            };
+            if v.get("event").is_none() {
+                return v.to_string();
+            }
+            self.events.push_back(v);
+        }
+    }
+
+    /// The next MIGRATION event's data.
+    fn event(&mut self) -> serde_json::Value {
+        loop {
+            let v = match self.events.pop_front() {
+                Some(v) => v,
+                None => self.next(),
+            };
+            if v.get("event").and_then(|e| e.as_str()) == Some("MIGRATION") {
+                return v["data"].clone();
+            }
+        }
+    }
+
+    /// `quit`: the process exits 0, said nothing after `Ready`, and removed its socket.
+    fn quit(mut self) -> String {
+        use std::io::Read;
+        assert_eq!(
+            self.command(r#"{"execute":"quit"}"#, None),
+            r#"{"return":{}}"#
+        );
+        let status = self.child.wait().unwrap();
         let mut err = String::new();
-        child
+        self.child
             .stderr
             .take()
             .unwrap()
             .read_to_string(&mut err)
             .unwrap();
-        let _ = child.wait();
-        if err.contains("Permission denied") {
-            eprintln!("skipped: /run/xen is not writable here");
-            return;
-        }
-        panic!("no Ready: {err}");
+        assert_eq!(status.code(), Some(0), "{err}");
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "nothing on stdout after Ready");
+        assert!(
+            !std::path::Path::new(&self.path).exists(),
+            "the socket is removed"
+        );
+        err
     }
-    assert_eq!(ready, "Ready\n");
-    let mut sock = UnixStream::connect(&path).expect("the control socket");
-    // Replies framed as the server frames requests: JSON objects back to back.
-    let mut reader = sock.try_clone().unwrap();
-    let mut framer = xenguest::migrate::emp::Reader::new(4096);
-    let mut next_reply = || loop {
-        let mut buf = [0u8; 512];
-        let n = reader.read(&mut buf).unwrap();
-        assert!(n > 0, "the server closed the socket");
-        if let Some(v) = framer.feed(&buf[..n]).unwrap().pop() {
-            return v.to_string();
-        }
+}
+
+/// A domid no other test uses, so the socket path is this test's alone.
+fn private_domid(base: u32) -> u32 {
+    base + std::process::id() % 500
+}
+
+/// `-mode listen` as emu-manager starts it: `Ready` on stdout once the socket listens and
+/// nothing after it; commands that need Xen are refused on the socket with the C text, and
+/// `quit` ends the process with 0 and removes the socket.
+#[test]
+fn listen_serves_the_socket_emu_manager_connects_to() {
+    let Some(mut emp) = Emp::start(private_domid(32000), &["-mem_pnode", "0"]) else {
+        return;
     };
     // emu-manager's first command: the stream fd by SCM_RIGHTS.
-    let (stream, _peer) = UnixStream::pair().unwrap();
-    xenguest::migrate::socket::send_stream_with_fd(
-        &sock,
-        br#"{ "execute" : "migrate_init" }"#,
-        std::os::fd::AsFd::as_fd(&stream),
-    )
-    .unwrap();
-    assert_eq!(next_reply(), r#"{"return":{}}"#);
-    sock.write_all(br#"{"execute":"migrate_live"}"#).unwrap();
-    let reply = next_reply();
+    let (stream, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsFd::as_fd(&stream);
+    assert_eq!(
+        emp.command(r#"{ "execute" : "migrate_init" }"#, Some(fd)),
+        r#"{"return":{}}"#
+    );
+    let reply = emp.command(r#"{"execute":"migrate_live"}"#, None);
     assert!(
         reply.contains("xc_interface_open") && reply.contains("Failed to open xc interface"),
         "{reply}"
     );
-    sock.write_all(br#"{"execute":"quit"}"#).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "", "nothing on stdout after Ready");
-    assert!(
-        !std::path::Path::new(&path).exists(),
-        "the socket is removed"
+    emp.quit();
+}
+
+/// Listen mode on a simulated host kept in a file, driven as emu-manager drives it: a guest
+/// built there is saved live over EMP (`operation_save`: progress events, pause, paused,
+/// completed), then a second `-mode listen` restores the stream into a new domain
+/// (`operation_load`), which then holds the guest page for page.
+#[test]
+fn listen_on_a_simulated_host_saves_live_and_restores_over_emp() {
+    use std::os::fd::AsFd;
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host.json");
+    let host_arg = host.to_str().unwrap();
+    let (src, dst) = (private_domid(31000), private_domid(31500));
+    let src_arg = src.to_string();
+    let mut args = hvm_args(&["-sim-host", host_arg]);
+    let at = |args: &[&str], k: &str| args.iter().position(|x| *x == k).unwrap() + 1;
+    let (d, m) = (at(&args, "-domid"), at(&args, "-mem_max_mib"));
+    args[d] = &src_arg;
+    (args[m], args[m + 2]) = ("128", "128");
+    let built = xenguest(&args);
+    assert_eq!(
+        stdout(&built),
+        "result:1044476 1044479\n",
+        "{}",
+        stderr(&built)
+    );
+
+    let Some(mut save) = Emp::start(src, &["-sim-host", host_arg, "-stderr"]) else {
+        return;
+    };
+    let stream = dir.path().join("stream");
+    let out = std::fs::File::create(&stream).unwrap();
+    let ok = r#"{"return":{}}"#;
+    assert_eq!(
+        save.command(r#"{"execute":"migrate_init"}"#, Some(out.as_fd())),
+        ok
+    );
+    drop(out);
+    for c in ["track_dirty", "migrate_progress", "migrate_live"] {
+        assert_eq!(
+            save.command(&format!(r#"{{"execute":"{c}"}}"#), None),
+            ok,
+            "{c}"
+        );
+    }
+    // emu-manager's "live done": after the first pass, once fewer than 50 pages remain.
+    loop {
+        let data = save.event();
+        assert_ne!(
+            data["status"], "completed",
+            "completed before it was paused"
+        );
+        let (iteration, remaining) = (data["iteration"].as_i64(), data["remaining"].as_i64());
+        if iteration.unwrap_or(0) > 0 && (0..50).contains(&remaining.unwrap_or(-1)) {
+            break;
+        }
+    }
+    assert_eq!(save.command(r#"{"execute":"migrate_pause"}"#, None), ok);
+    assert_eq!(save.command(r#"{"execute":"migrate_paused"}"#, None), ok);
+    loop {
+        let data = save.event();
+        if data["status"] == "completed" {
+            break;
+        }
+    }
+    let log = save.quit();
+    assert!(log.contains("suspend was received"), "{log}");
+    let bytes = std::fs::metadata(&stream).unwrap().len();
+    assert!(bytes > 128 << 20, "every page of the guest: {bytes}");
+
+    let mut restore = Emp::start(dst, &["-sim-host", host_arg]).unwrap();
+    let input = std::fs::File::open(&stream).unwrap();
+    assert_eq!(
+        restore.command(r#"{"execute":"migrate_init"}"#, Some(input.as_fd())),
+        ok
+    );
+    let ports = r#"{"execute":"set_args","arguments":{"store_port":"4","console_port":"5"}}"#;
+    assert_eq!(restore.command(ports, None), ok);
+    assert_eq!(restore.command(r#"{"execute":"restore"}"#, None), ok);
+    let done = loop {
+        let data = restore.event();
+        if data["status"] == "completed" {
+            break data;
+        }
+    };
+    assert_eq!(done["result"], "1044476 1044479", "{done}");
+    restore.quit();
+
+    let host = xenguest::hypervisor::sim::SimHost::load_from(&host).unwrap();
+    same_guest::assert_same_guest(
+        &host,
+        xenguest::types::DomId(src),
+        xenguest::types::DomId(dst),
     );
 }
 

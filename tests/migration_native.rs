@@ -9,8 +9,11 @@
 )]
 
 mod common;
+#[path = "common/same_guest.rs"]
+mod same_guest;
 
 use common::{request, Fixture};
+use same_guest::assert_same_guest;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -22,9 +25,9 @@ use xenguest::migrate::engine::{
     XCFLAGS_LIVE,
 };
 use xenguest::migrate::native::restore::{self, RestoreStats};
-use xenguest::migrate::native::save::{self, SaveStats, SAVED_PARAMS};
+use xenguest::migrate::native::save::{self, SaveStats};
 use xenguest::migrate::stream::{Record, StreamReader, StreamWriter};
-use xenguest::types::{DomId, GuestPhys, MapAddr};
+use xenguest::types::DomId;
 
 const PAGE: u64 = 4096;
 
@@ -156,67 +159,6 @@ fn migrate(
     let (result, stats) = restored.unwrap();
     let n = *fallbacks.lock().unwrap();
     (saved, stats, result, n)
-}
-
-/// Populated gfns of a domain as merged ranges.
-fn populated(host: &SimHost, domid: DomId) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for e in host.p2m_extents(domid).unwrap() {
-        match out.last_mut() {
-            Some(last) if last.1 == e.gfn => last.1 += e.pages,
-            _ => out.push((e.gfn, e.gfn + e.pages)),
-        }
-    }
-    out
-}
-
-/// Same frames, same bytes in each, same params, TSC and HVM context.
-fn assert_same_guest(host: &SimHost, a: DomId, b: DomId) {
-    let ranges = populated(host, a);
-    assert_eq!(ranges, populated(host, b), "the same gfns are populated");
-    let mut buf_a = vec![0u8; 256 * PAGE as usize];
-    let mut buf_b = buf_a.clone();
-    for (start, end) in ranges {
-        let mut gfn = start;
-        while gfn < end {
-            let n = (end - gfn).min(256);
-            let len = (n * PAGE) as usize;
-            let at = MapAddr::phys(GuestPhys(gfn * PAGE));
-            host.read_guest(a, at, &mut buf_a[..len]).unwrap();
-            host.read_guest(b, at, &mut buf_b[..len]).unwrap();
-            if buf_a[..len] != buf_b[..len] {
-                let i = (0..n)
-                    .find(|i| {
-                        let r = (i * PAGE) as usize..((i + 1) * PAGE) as usize;
-                        buf_a[r.clone()] != buf_b[r]
-                    })
-                    .unwrap();
-                panic!("gfn {:#x} differs", gfn + i);
-            }
-            gfn += n;
-        }
-    }
-    for index in SAVED_PARAMS {
-        assert_eq!(
-            host.hvm_param_get(a, index).unwrap(),
-            host.hvm_param_get(b, index).unwrap(),
-            "HVM param {index}"
-        );
-    }
-    let (sa, sb) = (
-        host.domain_snapshot(a).unwrap(),
-        host.domain_snapshot(b).unwrap(),
-    );
-    assert_eq!(
-        host.domain_hvm_getcontext(a).unwrap(),
-        sb.hvm_context.clone().unwrap()
-    );
-    assert_eq!(host.domain_get_tsc_info(a).unwrap(), sb.tsc_info.unwrap());
-    assert_eq!(
-        host.domain_get_cpu_policy(a).unwrap(),
-        sb.cpu_policy.clone().unwrap()
-    );
-    assert_eq!(sa.tot_pages, sb.tot_pages, "no page more or less");
 }
 
 #[test]
