@@ -1,9 +1,12 @@
 #!/bin/sh
 # /init of the e2e dom0 (busybox + Xen 4.17 userspace + our xenguest and test toolstack).
-# Runs the HVM, PVH and PV boot tests, then the build benchmark (our xenguest against `xl create -p`), prints
+# Runs the HVM, PVH and PV boot tests, the migrations, the build benchmark (our xenguest against
+# `xl create -p`), the in-process storm and last the Linux HVM guests with a device model; prints
 # machine-readable `@@` lines for e2e/run.sh, and leaves QEMU through isa-debug-exit (port 0xf4):
 # QEMU exits 1 when every check passed, 3 otherwise.
-# dom0 command line knobs: e2e_sizes=128,2048 (MiB), e2e_reps=3, e2e_boot_timeout=240 (s).
+# dom0 command line knobs: e2e_sizes=128,2048 (MiB), e2e_reps=3, e2e_boot_timeout=240 (s),
+# e2e_only=boot,linux,migrate,bench,storm (some parts; default all), e2e_linux=ours,ocaml,xl
+# (which Linux HVM guests; default all three).
 export PATH=/usr/lib/xen-4.17/bin:/bin:/sbin:/usr/bin:/usr/sbin
 export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
 
@@ -28,7 +31,7 @@ finish() {
 }
 mark dom0-init
 
-SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240; ONLY=all
+SIZES=128,2048; REPS=5; BOOT_TIMEOUT=240; ONLY=all; LINUX_CASES=ours,ocaml,xl
 # want PART: whether this run does PART (boot, linux, migrate, bench, storm; e2e_only= picks
 # some, comma separated).
 want() { [ "$ONLY" = all ] || case ",$ONLY," in *",$1,"*) true ;; *) false ;; esac; }
@@ -38,6 +41,7 @@ for a in $(cat /proc/cmdline); do
         e2e_reps=*) REPS=${a#e2e_reps=} ;;
         e2e_boot_timeout=*) BOOT_TIMEOUT=${a#e2e_boot_timeout=} ;;
         e2e_only=*) ONLY=${a#e2e_only=} ;;
+        e2e_linux=*) LINUX_CASES=${a#e2e_linux=} ;;
     esac
 done
 
@@ -425,9 +429,9 @@ fi
 if want linux; then
     mark linux-begin
     LINUX_TIMEOUT=$((BOOT_TIMEOUT * 2))
-    linux_hvm linux-hvm /usr/bin/xenguest
-    linux_hvm ocaml-linux-hvm /usr/bin/xenguest-ocaml
-    xl_linux_hvm xl-linux-hvm
+    case ",$LINUX_CASES," in *,ours,*) linux_hvm linux-hvm /usr/bin/xenguest ;; esac
+    case ",$LINUX_CASES," in *,ocaml,*) linux_hvm ocaml-linux-hvm /usr/bin/xenguest-ocaml ;; esac
+    case ",$LINUX_CASES," in *,xl,*) xl_linux_hvm xl-linux-hvm ;; esac
     echo "----- after the Linux HVM guests: domains and device models left -----"
     xl list; ps | grep -v grep | grep -i qemu
     echo "----- end -----"

@@ -15,7 +15,8 @@
 # E2E_TIMEOUT (s, whole QEMU run, default 1800), E2E_SIZES (MiB, default 128,2048),
 # E2E_REPS (default 5), E2E_NO_BENCHMARKS=1 (do not rewrite BENCHMARKS.md), E2E_ONLY=some of
 # boot,linux,migrate,bench,storm (comma separated, in dom0's order; default all; linux: the HVM
-# Linux guests with QEMU as their device model, ours and xl's).
+# Linux guests with QEMU as their device model, ours and xl's), E2E_LINUX=some of ours,ocaml,xl
+# (which of those; default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -63,7 +64,7 @@ e2e/mkinitramfs.sh "$TGT/xenguest" "$TGT/xg-e2e" "$TGT/libpopcount.so" \
 
 XEN_CMDLINE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
 XEN_CMDLINE+=" dom0_mem=1024M,max:1024M dom0_max_vcpus=1 bootscrub=0"
-DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240 e2e_only=${E2E_ONLY:-all}"
+DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240 e2e_only=${E2E_ONLY:-all} e2e_linux=${E2E_LINUX:-ours,ocaml,xl}"
 # -cpu max,-smap,-rdtscp: two QEMU 7.2 TCG bugs (a PV dom0 dies on SMAP, HVM guests on RDTSCP
 # exits); TCG emulates SVM with NPT, so Xen has HAP. Multiboot modules are comma separated:
 # a literal ',' in the dom0 command line is written ',,'.
@@ -102,7 +103,11 @@ grep -a '@@FAIL' "$LOG" && verdict=1
 has() { [ "${E2E_ONLY:-all}" = all ] || case ",$E2E_ONLY," in *",$1,"*) true ;; *) false ;; esac; }
 BOOTS= MIGRATIONS= STREAMCMPS=
 has boot && BOOTS="hvm pvh pv linux-pv linux-pvh ocaml-hvm ocaml-pvh ocaml-pv"
-has linux && BOOTS="$BOOTS linux-hvm ocaml-linux-hvm xl-linux-hvm"
+if has linux; then
+    for c in $(echo "${E2E_LINUX:-ours,ocaml,xl}" | tr ',' ' '); do
+        case $c in ours) BOOTS="$BOOTS linux-hvm" ;; *) BOOTS="$BOOTS $c-linux-hvm" ;; esac
+    done
+fi
 has migrate && MIGRATIONS="pvh-live pvh-nonlive hvm-live hvm-nonlive hvm-live-libxenguest hvm-live-lib-to-native hvm-live-native-to-lib pvh-live-lib-to-native pvh-live-native-to-lib" STREAMCMPS="pvh hvm"
 if has storm; then
     if grep -aq '@@STORM burst' "$LOG"; then echo "e2e: in-process against fork/exec:"; grep -a '@@STORM' "$LOG"
