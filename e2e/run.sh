@@ -16,7 +16,7 @@
 # E2E_REPS (default 5), E2E_NO_BENCHMARKS=1 (do not rewrite BENCHMARKS.md), E2E_ONLY=some of
 # boot,linux,migrate,bench,storm (comma separated, in dom0's order; default all; linux: the HVM
 # Linux guests with QEMU as their device model, ours and xl's), E2E_LINUX=some of ours,ocaml,xl
-# (which of those; default all).
+# (which of those; default all), E2E_LINUX_FIRST=1 (run them before the migrations).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,7 +64,7 @@ e2e/mkinitramfs.sh "$TGT/xenguest" "$TGT/xg-e2e" "$TGT/libpopcount.so" \
 
 XEN_CMDLINE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
 XEN_CMDLINE+=" dom0_mem=1024M,max:1024M dom0_max_vcpus=1 bootscrub=0"
-DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240 e2e_only=${E2E_ONLY:-all} e2e_linux=${E2E_LINUX:-ours,ocaml,xl}"
+DOM0_CMDLINE="console=hvc0 earlyprintk=xen e2e_sizes=$SIZES e2e_reps=$REPS e2e_boot_timeout=240 e2e_only=${E2E_ONLY:-all} e2e_linux=${E2E_LINUX:-ours,ocaml,xl} e2e_linux_first=${E2E_LINUX_FIRST:-0}"
 # -cpu max,-smap,-rdtscp: two QEMU 7.2 TCG bugs (a PV dom0 dies on SMAP, HVM guests on RDTSCP
 # exits); TCG emulates SVM with NPT, so Xen has HAP. Multiboot modules are comma separated:
 # a literal ',' in the dom0 command line is written ',,'.

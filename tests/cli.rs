@@ -268,6 +268,7 @@ fn a_guest_built_saved_and_restored_on_simulated_hosts_kept_in_files() {
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
     let stream = dir.path().join("stream");
+    let report = dir.path().join("restore.json");
     let a_arg = a.to_str().unwrap();
     let mut args = hvm_args(&["-sim-host", a_arg]);
     let mib = args.iter().position(|x| *x == "-mem_max_mib").unwrap();
@@ -329,6 +330,8 @@ fn a_guest_built_saved_and_restored_on_simulated_hosts_kept_in_files() {
             b.to_str().unwrap(),
             "-sim",
             "nodes=1,node_mib=2048",
+            "-report",
+            report.to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -344,6 +347,24 @@ fn a_guest_built_saved_and_restored_on_simulated_hosts_kept_in_files() {
     );
     assert!(log.contains("Restored d9: "), "{log}");
     assert!(b.exists());
+    // -report: what the native restore did, in figures.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["mode"], "hvm_restore");
+    assert_eq!(report["store_frame"], 1044476);
+    let stats = &report["stats"];
+    assert_eq!(stats["version"], 3, "{report}");
+    assert!(stats["pages_written"].as_u64().unwrap() > 0, "{report}");
+    let calls: u64 = stats["populate_calls_by_order"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(
+        (1..=8).contains(&calls),
+        "a 256 MiB guest in a few calls: {report}"
+    );
 
     // A host file that is not one is refused, the error on the control fd.
     std::fs::write(&b, "{}").unwrap();

@@ -106,13 +106,16 @@ pub struct RestoreRequest<'a> {
     pub vgpu: bool,
 }
 
-/// What a restore reports (`result:<store> <console>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a restore reports (`result:<store> <console>`), and what it did, when the engine says
+/// (the native one does; libxenguest's logs it only).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreResult {
     /// The xenstore ring's frame.
     pub store_frame: u64,
     /// The console ring's frame.
     pub console_frame: u64,
+    /// The native engine's account: records, pages, populate calls by order, pages given back.
+    pub stats: Option<crate::migrate::native::restore::RestoreStats>,
 }
 
 /// The operations, to ask an engine whether it can do one before a command is acknowledged.

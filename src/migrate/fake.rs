@@ -43,6 +43,7 @@ impl FakeEngine {
             restore_result: RestoreResult {
                 store_frame: 1044476,
                 console_frame: 1044479,
+                stats: None,
             },
             trace: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -151,7 +152,7 @@ impl Engine for FakeEngine {
         ));
         hooks.progress(0, self.pages);
         hooks.progress(self.pages, self.pages);
-        Ok(self.restore_result)
+        Ok(self.restore_result.clone())
     }
 
     fn resume(&self, domid: DomId) -> Result<(), Error> {

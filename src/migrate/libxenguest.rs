@@ -290,6 +290,7 @@ impl Engine for Libxenguest {
         Ok(RestoreResult {
             store_frame,
             console_frame,
+            stats: None,
         })
     }
 

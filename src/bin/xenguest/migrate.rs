@@ -228,7 +228,30 @@ fn restore(
         vgpu: opts.vgpu,
     };
     let r = direct::restore(engine.as_ref(), &req)?;
+    if let Some(path) = &opts.report {
+        write_restore_report(path, opts, &r)?;
+    }
     Ok(Some((r.store_frame, r.console_frame)))
+}
+
+/// `-report FILE` after a restore: the result and, from the native engine, what it did (records,
+/// pages written, populate calls and pages by order, pages given back); `stats` is null from
+/// libxenguest's engine, which does not say.
+fn write_restore_report(
+    path: &str,
+    opts: &Options,
+    r: &xenguest::migrate::engine::RestoreResult,
+) -> Result<(), Error> {
+    let report = serde_json::json!({
+        "mode": opts.mode.map(Mode::name),
+        "domid": opts.domid,
+        "store_frame": r.store_frame,
+        "console_frame": r.console_frame,
+        "stats": r.stats,
+    });
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(path, json + "\n")
+        .map_err(|e| Step::Report.invalid(format!("cannot write {path}: {e}")))
 }
 
 /// `resume_slow`: `xc_domain_resume(.., fast=0)`.

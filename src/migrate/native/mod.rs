@@ -101,9 +101,12 @@ impl Engine for Native {
             console: (req.console_port, req.console_domid),
             cpuid_fallback: &fallback,
         };
-        let (result, _stats) = restore::restore(hv, File::from(fd), &params, hooks)?;
+        let (result, stats) = restore::restore(hv, File::from(fd), &params, hooks)?;
         super::restore::after_stream(hv, &*self.store, req.domid, &prepared)?;
-        Ok(result)
+        Ok(RestoreResult {
+            stats: Some(stats),
+            ..result
+        })
     }
 
     /// `xc_domain_resume(fast=0)`: libxenguest's slow resume refuses HVM guests

@@ -444,6 +444,7 @@ impl Restore<'_> {
         Ok(RestoreResult {
             store_frame: store_gfn,
             console_frame: console_gfn,
+            stats: None,
         })
     }
 }
