@@ -98,7 +98,7 @@ fuzz-ci: fuzz-deps
 # dom0 that builds and boots HVM, PVH and PV guests with our xenguest and with the OCaml module,
 # then times our builds against `xl create -p` and rewrites the real-xen section of BENCHMARKS.md.
 # Downloads and images go to $(E2E_WORK), outside the repository. Exit 2 = QEMU cannot start here.
-E2E_APT_PACKAGES := qemu-system-x86 cpio busybox-static seabios xz-utils gcc
+E2E_APT_PACKAGES := qemu-system-x86 cpio busybox-static seabios xz-utils gcc libc6-dev
 E2E_WORK ?= /var/tmp/xenguest-e2e
 .PHONY: e2e e2e-deps
 e2e-deps: deps
