@@ -360,7 +360,7 @@ pub fn check_hvm_marker(line: &str, p: &HvmPromise) -> Vec<String> {
         }
     }
     let max_kib = p.mem_max_mib << 10;
-    let ram_hi = max_kib - E820_LEGACY_HOLE_KIB;
+    let ram_hi = max_kib.saturating_sub(E820_LEGACY_HOLE_KIB);
     let ram_lo = ram_hi.saturating_sub(E820_FIRMWARE_SLACK_KIB);
     match num("e820_ram_kib") {
         Some(ram) if (ram_lo..=ram_hi).contains(&ram) => {

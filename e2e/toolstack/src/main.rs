@@ -831,12 +831,14 @@ impl<'a> MarkerWatch<'a> {
         let Ok(mut f) = std::fs::File::open(self.path) else {
             return;
         };
-        // Re-read the last line's worth, in case the marker straddles two reads.
+        // Re-read the last line's worth, in case the marker straddles two reads; bytes, as a
+        // serial log need not be UTF-8.
         let from = self.read_to.saturating_sub(256);
-        let mut tail = String::new();
-        if f.seek(SeekFrom::Start(from)).is_ok() && f.read_to_string(&mut tail).is_ok() {
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_ok() && f.read_to_end(&mut tail).is_ok() {
             self.read_to = from + tail.len() as u64;
-            if tail.contains(self.text) {
+            let text = self.text.as_bytes();
+            if text.is_empty() || tail.windows(text.len()).any(|w| w == text) {
                 self.seen = Some(since.elapsed());
             }
         }
