@@ -220,13 +220,26 @@ pub fn build(env: BuildEnv<'_>, mode: BuildMode, req: &BuildRequest) -> crate::R
 /// [`build`], stopped at its next check point once `cancel` is set (from any thread): it
 /// then fails with [`ErrorKind::Cancelled`](crate::error::ErrorKind::Cancelled) at the step it
 /// was in, the claim released as after any failed build. A build that completes before it
-/// reaches another check point succeeds.
+/// reaches another check point succeeds. One cancelled before it started names the mode's
+/// step (`hvm_build`, ...), having made no call but the claim release.
 pub fn build_cancellable(
     env: BuildEnv<'_>,
     mode: BuildMode,
     req: &BuildRequest,
     cancel: &crate::cancel::Cancel,
 ) -> crate::Result<BuildOutput> {
+    if cancel.is_cancelled() {
+        if let Err(e) = env.hv.domain_claim_pages(req.domid, 0) {
+            log::warn!(
+                "domid = {}; releasing the claim of a cancelled build: {e}",
+                req.domid
+            );
+        }
+        return Err(crate::Error::new(
+            mode.step(),
+            crate::error::ErrorKind::Cancelled,
+        ));
+    }
     cancel
         .scope(|| build(env, mode, req))
         .map_err(|e| match cancel.is_cancelled() {
