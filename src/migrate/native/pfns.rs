@@ -182,13 +182,17 @@ impl Populated {
 /// The extents to populate for one PAGE_DATA batch: for each populatable pfn not yet
 /// populated, a superpage of at most `max_order` when it starts an aligned region above
 /// every pfn named so far (and the region is clear), with the rest of its 1 GiB region in
-/// superpages of the same order; else its own 4 KiB page. Ascending by gfn within each
-/// order; each pfn at most once.
+/// superpages of the same order; else its own 4 KiB page. Superpages take at most
+/// `headroom_pages` in all (what Xen would still give the domain: asking for more only makes
+/// Xen refuse, and log it), so a small guest under the toolstack's `max_pages` gets 2 MiB
+/// pages up to its size at once. Ascending by gfn within each order; each pfn at most once.
 pub fn plan_batch(
     populated: &Populated,
     entries: &[(Pfn, PageType)],
     max_order: u32,
+    headroom_pages: u64,
 ) -> Vec<(u64, u32)> {
+    let mut left = headroom_pages;
     let mut high_water = populated.high_water;
     let mut superpages: Vec<(u64, u64)> = Vec::new();
     let mut plan: Vec<(u64, u32)> = Vec::new();
@@ -204,7 +208,8 @@ pub fn plan_batch(
                 .filter(|&o| o > 0 && o <= max_order)
                 .find(|&o| {
                     let len = pages_of_order(o);
-                    above
+                    len <= left
+                        && above
                         && pfn % len == 0
                         && pfn + len <= P2M_GFN_LIMIT
                         && !populated.overlaps(pfn, pfn + len)
@@ -219,13 +224,14 @@ pub fn plan_batch(
                 let region_end = (pfn | (pages_of_order(ORDER_1G) - 1)) + 1;
                 let len = pages_of_order(order);
                 let mut start = pfn;
-                while start < region_end.min(P2M_GFN_LIMIT) {
+                while start < region_end.min(P2M_GFN_LIMIT) && len <= left {
                     if !populated.overlaps(start, start + len) {
                         match superpages.last_mut() {
                             Some(last) if last.1 == start => last.1 = start + len,
                             _ => superpages.push((start, start + len)),
                         }
                         plan.push((start, order));
+                        left -= len;
                     }
                     start += len;
                 }
@@ -265,6 +271,7 @@ mod tests {
         end: u64,
         hole: impl Fn(u64) -> bool + Copy,
         max_order: u32,
+        mut headroom: u64,
     ) -> (Populated, Vec<(u64, u32)>, Vec<u64>) {
         let mut p = Populated::new();
         let mut calls = Vec::new();
@@ -272,8 +279,9 @@ mod tests {
         let mut start = 0;
         while start < end {
             let b = batch(start..(start + 1024).min(end), hole);
-            let plan = plan_batch(&p, &b, max_order);
+            let plan = plan_batch(&p, &b, max_order, headroom);
             for &(gfn, order) in &plan {
+                headroom -= pages_of_order(order);
                 p.insert(gfn, order);
             }
             calls.extend(plan);
@@ -281,6 +289,7 @@ mod tests {
                 if p.name(pfn) == Named::FirstInAhead && !t.populates() {
                     p.remove(pfn);
                     punched.push(pfn);
+                    headroom += 1;
                 }
             }
             start += 1024;
@@ -291,7 +300,7 @@ mod tests {
     #[test]
     fn a_2_gib_hvm_guest_takes_two_gib_pages_and_gives_back_the_vga_hole() {
         let vga = |p: u64| (0xa0..0xc0).contains(&p);
-        let (p, calls, punched) = first_pass(2 * GIB, vga, ORDER_1G);
+        let (p, calls, punched) = first_pass(2 * GIB, vga, ORDER_1G, u64::MAX);
         assert_eq!(calls, vec![(0, ORDER_1G), (GIB, ORDER_1G)]);
         assert_eq!(punched, (0xa0..0xc0).collect::<Vec<_>>());
         assert_eq!(p.pages(), 2 * GIB - 0x20);
@@ -306,7 +315,7 @@ mod tests {
     fn ram_ending_inside_a_region_takes_2_mib_pages_and_gives_back_the_rest() {
         // 1 GiB + 3 MiB + 4 KiB of RAM, then holes up to 2 GiB (the sender's p2m).
         let ram_end = GIB + 3 * 256 + 1;
-        let (p, calls, punched) = first_pass(2 * GIB, |pfn| pfn >= ram_end, ORDER_2M);
+        let (p, calls, punched) = first_pass(2 * GIB, |pfn| pfn >= ram_end, ORDER_2M, u64::MAX);
         // Each GiB is planned whole when its first pfn is seen: 2 batches, 512 extents each.
         assert_eq!(calls.len(), 1024);
         assert!(calls.iter().all(|c| c.1 == ORDER_2M));
@@ -319,12 +328,38 @@ mod tests {
         );
     }
 
+    /// The toolstack's max_pages for a 128 MiB guest (RAM + 1 MiB): no 1 GiB page, and the
+    /// first GiB's 2 MiB pages stop at the headroom, so nothing is asked that Xen refuses.
+    #[test]
+    fn superpages_stop_at_the_headroom() {
+        let ram = 128 * 256;
+        let vga = |p: u64| (0xa0..0xc0).contains(&p) || p >= ram;
+        let (p, calls, punched) = first_pass(GIB, vga, ORDER_1G, ram + 256);
+        let superpages: Vec<_> = calls.iter().filter(|c| c.1 > 0).collect();
+        assert_eq!(
+            superpages.len(),
+            64,
+            "128 MiB in 2 MiB pages, then no more room"
+        );
+        assert!(superpages.iter().all(|c| c.1 == ORDER_2M && c.0 < ram));
+        assert_eq!(punched, (0xa0..0xc0).collect::<Vec<_>>());
+        assert_eq!(p.pages(), ram - 0x20);
+        // No headroom: 4 KiB pages only.
+        let b = batch(0..8, |_| false);
+        assert!(plan_batch(&Populated::new(), &b, ORDER_1G, 0)
+            .iter()
+            .all(|c| c.1 == 0));
+    }
+
     #[test]
     fn later_passes_never_populate_ahead() {
-        let (mut p, _, _) = first_pass(GIB, |_| false, ORDER_1G);
+        let (mut p, _, _) = first_pass(GIB, |_| false, ORDER_1G, u64::MAX);
         // A dirty page below the high water, then one past everything named, unaligned.
         let again = [(Pfn(5), PageType::NoTab), (Pfn(GIB + 7), PageType::NoTab)];
-        assert_eq!(plan_batch(&p, &again, ORDER_1G), vec![(GIB + 7, 0)]);
+        assert_eq!(
+            plan_batch(&p, &again, ORDER_1G, u64::MAX),
+            vec![(GIB + 7, 0)]
+        );
         p.insert(GIB + 7, 0);
         assert!(p.contains(GIB + 7) && !p.contains(GIB + 8));
     }
@@ -332,7 +367,7 @@ mod tests {
     #[test]
     fn a_pfn_named_twice_in_a_batch_is_planned_once() {
         let b = [(Pfn(3), PageType::NoTab), (Pfn(3), PageType::NoTab)];
-        assert_eq!(plan_batch(&Populated::new(), &b, 0), vec![(3, 0)]);
+        assert_eq!(plan_batch(&Populated::new(), &b, 0, u64::MAX), vec![(3, 0)]);
     }
 
     proptest! {
@@ -343,6 +378,7 @@ mod tests {
         fn plans_cover_what_is_named_and_never_overlap(
             pfns in proptest::collection::vec((0u64..4 * MIB2, any::<bool>()), 1..300),
             max_order in prop_oneof![Just(0u32), Just(ORDER_2M)],
+            headroom in prop_oneof![Just(u64::MAX), 0u64..3 * MIB2],
         ) {
             let mut p = Populated::new();
             for chunk in pfns.chunks(37) {
@@ -350,7 +386,13 @@ mod tests {
                     .iter()
                     .map(|&(pfn, ram)| (Pfn(pfn), if ram { PageType::NoTab } else { PageType::XTab }))
                     .collect();
-                let plan = plan_batch(&p, &b, max_order);
+                let plan = plan_batch(&p, &b, max_order, headroom);
+                let ahead: u64 = plan
+                    .iter()
+                    .filter(|c| c.1 > 0)
+                    .map(|c| pages_of_order(c.1))
+                    .sum();
+                prop_assert!(ahead <= headroom, "{} pages in superpages, {} of room", ahead, headroom);
                 let mut sorted: Vec<(u64, u64)> = plan
                     .iter()
                     .map(|&(gfn, order)| (gfn, gfn + pages_of_order(order)))

@@ -259,7 +259,18 @@ impl Restore<'_> {
     /// batch is planned anew with the next one down. Returns the 4 KiB pages still to populate.
     fn populate_superpages(&mut self, entries: &[(Pfn, PageType)]) -> Result<Vec<u64>> {
         'plan: loop {
-            let plan = plan_batch(&self.populated, entries, self.max_order);
+            let mut plan = plan_batch(&self.populated, entries, self.max_order, u64::MAX);
+            if plan.iter().any(|e| e.1 > 0) {
+                // Superpages only within what Xen would still give the domain (its max_pages
+                // less what it holds, the holes given back first): more is refused, and
+                // logged by Xen as an over-allocation.
+                if !self.holes.is_empty() {
+                    self.punch_holes()?;
+                }
+                let info = self.hv.domain_getinfo(self.domid()).map_err(STEP.xc())?;
+                let headroom = info.max_pages.saturating_sub(info.tot_pages);
+                plan = plan_batch(&self.populated, entries, self.max_order, headroom);
+            }
             for order in ORDERS.into_iter().filter(|&o| o > 0) {
                 let gfns: Vec<u64> = plan.iter().filter(|e| e.1 == order).map(|e| e.0).collect();
                 for chunk in gfns.chunks(extents_per_call(order)) {
