@@ -261,6 +261,23 @@ fn errors_go_to_the_control_fd_in_the_c_format() {
 /// Migration from the shell on a simulated host kept in files: build, live save (the line
 /// answering `suspend:` on the control-in fd suspends the guest), restore into another host;
 /// the result names the store and console frames the build reported.
+/// xenopsd's HVM build of `mib` MiB as domain `domid` on the simulated host kept in `host`
+/// (created from hvm_args' `-sim` spec when absent); it must succeed.
+fn build_into_host_file(host: &str, domid: &str, mib: &str) {
+    let mut args = hvm_args(&["-sim-host", host]);
+    let at = |args: &[&str], k: &str| args.iter().position(|x| *x == k).unwrap() + 1;
+    let (d, m) = (at(&args, "-domid"), at(&args, "-mem_max_mib"));
+    args[d] = domid;
+    (args[m], args[m + 2]) = (mib, mib);
+    let built = xenguest(&args);
+    assert_eq!(
+        stdout(&built),
+        "result:1044476 1044479\n",
+        "{}",
+        stderr(&built)
+    );
+}
+
 #[test]
 fn a_guest_built_saved_and_restored_on_simulated_hosts_kept_in_files() {
     use std::process::Stdio;
@@ -270,17 +287,7 @@ fn a_guest_built_saved_and_restored_on_simulated_hosts_kept_in_files() {
     let stream = dir.path().join("stream");
     let report = dir.path().join("restore.json");
     let a_arg = a.to_str().unwrap();
-    let mut args = hvm_args(&["-sim-host", a_arg]);
-    let mib = args.iter().position(|x| *x == "-mem_max_mib").unwrap();
-    args[mib + 1] = "256";
-    args[mib + 3] = "256";
-    let built = xenguest(&args);
-    assert_eq!(
-        stdout(&built),
-        "result:1044476 1044479\n",
-        "{}",
-        stderr(&built)
-    );
+    build_into_host_file(a_arg, "3", "256");
     assert!(a.exists(), "the host is written back");
 
     // Without -sim the file is the host; the domain is there, so it can be saved.
@@ -643,19 +650,7 @@ fn listen_on_a_simulated_host_saves_live_and_restores_over_emp() {
     let host = dir.path().join("host.json");
     let host_arg = host.to_str().unwrap();
     let (src, dst) = (private_domid(31000), private_domid(31500));
-    let src_arg = src.to_string();
-    let mut args = hvm_args(&["-sim-host", host_arg]);
-    let at = |args: &[&str], k: &str| args.iter().position(|x| *x == k).unwrap() + 1;
-    let (d, m) = (at(&args, "-domid"), at(&args, "-mem_max_mib"));
-    args[d] = &src_arg;
-    (args[m], args[m + 2]) = ("128", "128");
-    let built = xenguest(&args);
-    assert_eq!(
-        stdout(&built),
-        "result:1044476 1044479\n",
-        "{}",
-        stderr(&built)
-    );
+    build_into_host_file(host_arg, &src.to_string(), "128");
 
     let Some(mut save) = Emp::start(src, &["-sim-host", host_arg, "-stderr"]) else {
         return;
