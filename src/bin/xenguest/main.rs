@@ -132,14 +132,19 @@ fn run(opts: &Options) -> Result<BuildOutput, Error> {
         None => build_on_xen(mode, &req, &paths)?,
     };
     if let Some(path) = &opts.report {
-        let json = serde_json::to_string_pretty(&output.report).unwrap_or_default();
-        std::fs::write(path, json + "\n")
-            .map_err(|e| Step::Report.invalid(format!("cannot write {path}: {e}")))?;
+        write_report(path, &output.report)?;
     }
     if opts.summary {
         print!("{}", output.report.summary());
     }
     Ok(output)
+}
+
+/// `-report FILE`: `report` as pretty JSON, for a build and for a restore alike.
+pub(crate) fn write_report(path: &str, report: &impl serde::Serialize) -> Result<(), Error> {
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
+    std::fs::write(path, json + "\n")
+        .map_err(|e| Step::Report.invalid(format!("cannot write {path}: {e}")))
 }
 
 /// Build on the real host: a libxenctrl handle and a xenstored connection opened for this build

@@ -249,9 +249,7 @@ fn write_restore_report(
         "console_frame": r.console_frame,
         "stats": r.stats,
     });
-    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    std::fs::write(path, json + "\n")
-        .map_err(|e| Step::Report.invalid(format!("cannot write {path}: {e}")))
+    crate::write_report(path, &report)
 }
 
 /// `resume_slow`: `xc_domain_resume(.., fast=0)`.
