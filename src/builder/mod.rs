@@ -205,7 +205,15 @@ pub struct BuildOutput {
 /// memory: libxenguest cancels claims only once it reaches memory setup; here every failure
 /// does, so an early error cannot strand the toolstack's claim.
 pub fn build(env: BuildEnv<'_>, mode: BuildMode, req: &BuildRequest) -> crate::Result<BuildOutput> {
-    let outcome = build_mode(env, mode, req);
+    released_if_failed(env, req, build_mode(env, mode, req))
+}
+
+/// `outcome`, with the domain's claim released first if it is a failure.
+fn released_if_failed(
+    env: BuildEnv<'_>,
+    req: &BuildRequest,
+    outcome: crate::Result<BuildOutput>,
+) -> crate::Result<BuildOutput> {
     if outcome.is_err() {
         if let Err(e) = env.hv.domain_claim_pages(req.domid, 0) {
             log::warn!(
@@ -229,16 +237,8 @@ pub fn build_cancellable(
     cancel: &crate::cancel::Cancel,
 ) -> crate::Result<BuildOutput> {
     if cancel.is_cancelled() {
-        if let Err(e) = env.hv.domain_claim_pages(req.domid, 0) {
-            log::warn!(
-                "domid = {}; releasing the claim of a cancelled build: {e}",
-                req.domid
-            );
-        }
-        return Err(crate::Error::new(
-            mode.step(),
-            crate::error::ErrorKind::Cancelled,
-        ));
+        let cancelled = crate::Error::new(mode.step(), crate::error::ErrorKind::Cancelled);
+        return released_if_failed(env, req, Err(cancelled));
     }
     cancel
         .scope(|| build(env, mode, req))
