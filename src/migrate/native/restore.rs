@@ -264,9 +264,7 @@ impl Restore<'_> {
                 // Superpages only within what Xen would still give the domain (its max_pages
                 // less what it holds, the holes given back first): more is refused, and
                 // logged by Xen as an over-allocation.
-                if !self.holes.is_empty() {
-                    self.punch_holes()?;
-                }
+                self.punch_holes()?;
                 let info = self.hv.domain_getinfo(self.domid()).map_err(STEP.xc())?;
                 let headroom = info.max_pages.saturating_sub(info.tot_pages);
                 plan = plan_batch(&self.populated, entries, self.max_order, headroom);
@@ -312,9 +310,7 @@ impl Restore<'_> {
     fn populate_call(&mut self, order: u32, gfns: &[u64]) -> Result<usize> {
         // Holes go back in large calls, and always before more memory is asked for: what a
         // superpage took beyond the guest's RAM may be the headroom the next call needs.
-        if !self.holes.is_empty() {
-            self.punch_holes()?;
-        }
+        self.punch_holes()?;
         let mut extents = gfns.to_vec();
         let done = self
             .hv
@@ -333,7 +329,7 @@ impl Restore<'_> {
         Ok(done)
     }
 
-    /// Give back the holes collected so far.
+    /// Give back the holes collected so far (no call when there are none).
     fn punch_holes(&mut self) -> Result<()> {
         let holes = std::mem::take(&mut self.holes);
         self.punch(&holes)
