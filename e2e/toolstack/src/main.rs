@@ -768,19 +768,19 @@ fn run_xenguest(o: &GuestOpts, domid: u32, store: u32, console: u32) -> Res<(Str
 
 /// Poll until the domain shuts down; its shutdown reason.
 fn wait_shutdown(xc: &XenCtrl, domid: u32, timeout: Duration) -> Res<&'static str> {
-    wait_shutdown_with(xc, domid, timeout, |_| {})
+    wait_shutdown_with(xc, domid, timeout, || {})
 }
 
-/// [`wait_shutdown`], calling `each` on every poll (with the time waited so far).
+/// [`wait_shutdown`], calling `each` on every poll.
 fn wait_shutdown_with(
     xc: &XenCtrl,
     domid: u32,
     timeout: Duration,
-    mut each: impl FnMut(Duration),
+    mut each: impl FnMut(),
 ) -> Res<&'static str> {
     let start = Instant::now();
     loop {
-        each(start.elapsed());
+        each();
         let Some(info) = dominfo(xc, domid)? else {
             return Ok("gone");
         };
@@ -903,7 +903,7 @@ fn run_until_shutdown(
     })
     .map_err(xc_err)?;
     println!("E2E unpaused domain {domid}");
-    let why = wait_shutdown_with(xc, domid, timeout, |_| {
+    let why = wait_shutdown_with(xc, domid, timeout, || {
         if let Some(m) = marker.as_mut() {
             m.poll(t0);
         }
